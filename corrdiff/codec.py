@@ -1,0 +1,353 @@
+"""CorrDiffCodec: the CorrDiff model as an nn.Module for training and real compression.
+
+Data flow (Ma, Yang, Liu, ICML 2024; DESIGN.md section 1)::
+
+    x --E--> y --prior--> streams (z, y)  ... bitstream ...  streams --prior--> y_hat
+    y_hat --D--> x0_e                    end-to-end (privileged) decoder
+    y_hat --C--> c                       conditioning pyramid, computed once per image
+    x_T ~ N(0, I) from the seed
+    for t in the sampler's N timesteps:
+        x0_d  = score_net(x_t, t, c)  (as an x0 estimate, clipped to [-1, 1])
+        gamma = fp16(argmin_g L(x, x0_d + g (x0_e - x0_d)))    encoder only; sent
+        x0_c  = clip(x0_d + gamma (x0_e - x0_d))
+        x_t   = sampler.step(x0_c, t, x_t)
+    output x0_c of the last step
+
+Public images are float tensors in [0, 1] of shape (1, 3, H, W) (as in compressai);
+internally the model works in [-1, 1]. Any size: the image is padded (edge replication)
+to a multiple of the stride and cropped back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corrdiff import bitstream
+from corrdiff.correction import CorrectionConfig, GammaSolver, apply_correction, quantize_gamma
+from corrdiff.errors import BitstreamError, ModelMismatchError
+from corrdiff.modules.samplers import seeded_noise, x0_from_output
+from corrdiff.modules.transforms import STRIDE, check_stride
+from corrdiff.registry import CONDITIONERS, DECODERS, ENCODERS, PRIORS, SAMPLERS, SCHEDULES, SCORE_NETS
+
+MODES = bitstream.MODES
+
+
+@dataclass
+class EncodeResult:
+    """What :meth:`CorrDiffCodec.encode` returns: the file's bytes and the encoder's view."""
+
+    data: bytes
+    reconstruction: Tensor  # (1, 3, H, W) in [0, 1], identical to what decompress() returns
+    gammas: Tensor  # (steps, G) float16-representable values actually sent
+    y_hat: Tensor
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.data)
+
+    def bpp(self) -> float:
+        """8 * file bytes / pixels, header included."""
+        h, w = self.reconstruction.shape[-2:]
+        return 8.0 * len(self.data) / (h * w)
+
+
+class CorrDiffCodec(nn.Module):
+    """CorrDiff codec; components are built by registry name (see :mod:`corrdiff.registry`).
+
+    Args:
+        latent_channels: width M of y (wired into encoder, decoder, prior and conditioner).
+        encoder, decoder, prior, conditioner, score_net, schedule: ``{"name": ..., **kwargs}`` specs.
+        sampler: default sampler spec for compression (``{"name": "ddim", "eta": 0.0}``).
+        steps: default number of sampling steps (8, as in the paper).
+        correction: :class:`~corrdiff.correction.CorrectionConfig` fields.
+    """
+
+    def __init__(
+        self,
+        latent_channels: int = 192,
+        encoder: Mapping[str, Any] | None = None,
+        decoder: Mapping[str, Any] | None = None,
+        prior: Mapping[str, Any] | None = None,
+        conditioner: Mapping[str, Any] | None = None,
+        score_net: Mapping[str, Any] | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        sampler: Mapping[str, Any] | None = None,
+        steps: int = 8,
+        correction: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.config = {
+            "latent_channels": latent_channels,
+            "encoder": dict(encoder or {"name": "gdn"}),
+            "decoder": dict(decoder or {"name": "gdn"}),
+            "prior": dict(prior or {"name": "mean_scale_hyperprior"}),
+            "conditioner": dict(conditioner or {"name": "pyramid"}),
+            "score_net": dict(score_net or {"name": "unet"}),
+            "schedule": dict(schedule or {"name": "linear"}),
+            "sampler": dict(sampler or {"name": "ddim"}),
+            "steps": steps,
+            "correction": asdict(CorrectionConfig(**(correction or {}))),
+        }
+        json.dumps(self.config)  # the config must be plain data: it is hashed and embedded in model files
+        m = latent_channels
+        self.encoder = ENCODERS.build(self.config["encoder"], latent_channels=m)
+        self.decoder = DECODERS.build(self.config["decoder"], latent_channels=m)
+        check_stride(self.encoder)
+        check_stride(self.decoder)
+        self.prior = PRIORS.build(self.config["prior"], latent_channels=m)
+        self.conditioner = CONDITIONERS.build(self.config["conditioner"], latent_channels=m)
+        self.score_net = SCORE_NETS.build(self.config["score_net"], cond_channels=tuple(self.conditioner.out_channels))
+        self.schedule = SCHEDULES.build(self.config["schedule"])
+        self.correction = CorrectionConfig(**self.config["correction"])
+        self.make_sampler(self.config["sampler"])  # fail early on a bad sampler spec
+        self._perceptual: Callable[[Tensor, Tensor], Tensor] | None = None
+
+    # ------------------------------------------------------------------ pieces used by training
+    @property
+    def prediction(self) -> str:
+        return getattr(self.score_net, "prediction", "eps")
+
+    @property
+    def multiple(self) -> int:
+        """Height and width are padded to a multiple of this."""
+        return math.lcm(STRIDE, getattr(self.score_net, "multiple", 1))
+
+    def analyse(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """x in [-1, 1] -> (y_hat, likelihoods) with training-time quantisation (see priors)."""
+        return self.prior(self.encoder(x))
+
+    def condition(self, y_hat: Tensor) -> list[Tensor]:
+        return self.conditioner(y_hat)
+
+    def decode_e2e(self, y_hat: Tensor) -> Tensor:
+        """x0_e = D(y_hat), unclipped (training losses see the raw output)."""
+        return self.decoder(y_hat)
+
+    def denoise(self, x_t: Tensor, t: Tensor, cond: list[Tensor]) -> Tensor:
+        """Raw score-network output (eps or x0, see :attr:`prediction`)."""
+        return self.score_net(x_t, t, cond)
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        """Training forward pass of the compression part: y_hat, likelihoods, x0_e (x in [-1, 1])."""
+        y_hat, likelihoods = self.analyse(x)
+        return {"y_hat": y_hat, "likelihoods": likelihoods, "x0_e": self.decode_e2e(y_hat)}
+
+    def aux_loss(self) -> Tensor:
+        return self.prior.aux_loss()
+
+    def update(self, force: bool = False) -> bool:
+        """Build the entropy coder's CDF tables from the current weights (before compressing)."""
+        return self.prior.update(force=force)
+
+    def make_sampler(self, spec: Mapping[str, Any] | str | None = None):
+        return SAMPLERS.build(spec or self.config["sampler"], schedule=self.schedule)
+
+    def set_perceptual(self, distance: Callable[[Tensor, Tensor], Tensor] | None) -> None:
+        """Perceptual distance for the gradient gamma solver (built from the config when unset)."""
+        self._perceptual = distance
+
+    # ------------------------------------------------------------------ identity
+    def fingerprint(self) -> bytes:
+        """First 8 bytes of SHA-256 over the config (canonical JSON) and every saved tensor."""
+        digest = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        for key, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return digest.digest()[: bitstream.FINGERPRINT_BYTES]
+
+    # ------------------------------------------------------------------ compression
+    def _pad(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        m = self.multiple
+        return F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+
+    def _latent_hw(self, height: int, width: int) -> tuple[int, int]:
+        m = self.multiple
+        return (-(-height // m) * m) // STRIDE, (-(-width // m) * m) // STRIDE
+
+    def _check_ready(self) -> None:
+        if not self.prior.entropy_tables_ready():
+            raise RuntimeError(
+                "the entropy coder's tables are not built: call codec.update() after training "
+                "(corrdiff export does it)"
+            )
+
+    def _sample(
+        self,
+        y_hat: Tensor,
+        hw: tuple[int, int],
+        mode: str,
+        sampler_spec: Mapping[str, Any],
+        steps: int,
+        seed: int,
+        choose_gamma: Callable[[int, Tensor, Tensor], Tensor],
+    ) -> Tensor:
+        """Run the (corrected) reverse process; returns the padded reconstruction in [-1, 1].
+
+        ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma, shape (1, G); both encoder and
+        decoder call this one loop, so their trajectories agree to the bit.
+        """
+        x0_e = self.decode_e2e(y_hat).clamp(-1, 1)
+        if mode == "e2e":
+            return x0_e
+        cond = self.condition(y_hat)
+        sampler = self.make_sampler(sampler_spec)
+        generator = torch.Generator().manual_seed(seed)
+        x_t = seeded_noise(tuple(x0_e.shape), generator, x0_e)
+        h, w = hw
+        x0_c = x0_e
+        for i, t in enumerate(sampler.set_timesteps(steps)):
+            t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+            output = self.denoise(x_t, t_batch, cond).float()
+            x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), self.prediction).clamp(-1, 1)
+            gamma = choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d)
+            x0_c = apply_correction(x0_d, x0_e, gamma).clamp(-1, 1)
+            x_t = sampler.step(x0_c, t, x_t, generator)
+        return x0_c
+
+    def _solver(self) -> GammaSolver:
+        cfg = self.correction
+        if cfg.rho > 0 and self._perceptual is None:
+            from corrdiff.losses.perceptual import build_perceptual
+
+            self._perceptual = build_perceptual(cfg.perceptual)
+        return GammaSolver(cfg, self._perceptual)
+
+    @torch.no_grad()
+    def encode(
+        self,
+        image: Tensor,
+        steps: int | None = None,
+        seed: int = 0,
+        mode: str = "corrected",
+        sampler: Mapping[str, Any] | None = None,
+    ) -> EncodeResult:
+        """Compress a (1, 3, H, W) image in [0, 1]; also return the encoder-side reconstruction."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() != 4 or image.shape[:2] != (1, 3):
+            raise ValueError(f"expected one RGB image of shape (1, 3, H, W), got {tuple(image.shape)}")
+        if not torch.isfinite(image).all():
+            raise ValueError("image contains NaN or infinite values")
+        self._check_ready()
+        sampler_spec = dict(sampler or self.config["sampler"])
+        _sampler_name_eta(sampler_spec)
+        steps = 0 if mode == "e2e" else int(steps if steps is not None else self.config["steps"])
+        h, w = image.shape[-2:]
+        was_training = self.training
+        self.eval()
+        try:
+            x = image.to(self._device()).float().clamp(0, 1) * 2 - 1
+            streams, y_hat = self.prior.compress(self.encoder(self._pad(x)))
+            gammas: list[Tensor] = []
+            solver = self._solver()
+
+            def choose_gamma(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
+                if mode != "corrected":
+                    return torch.zeros(1, self.correction.groups)
+                gamma = solver(x, x0_d, x0_e)  # quantised to float16 before use
+                gammas.append(gamma[0])
+                return gamma
+
+            x0 = self._sample(y_hat, (h, w), mode, sampler_spec, steps, seed, choose_gamma)
+        finally:
+            self.train(was_training)
+        gamma_tensor = torch.stack(gammas).cpu() if gammas else torch.zeros(0, self.correction.groups)
+        name, eta = _sampler_name_eta(sampler_spec)
+        data = bitstream.pack(
+            bitstream.Bitstream(
+                fingerprint=self.fingerprint(), height=h, width=w, mode=mode, sampler=name, steps=steps,
+                eta=eta, seed=seed, groups=self.correction.groups,
+                gammas=tuple(float(g) for g in gamma_tensor.flatten()), streams=tuple(streams),
+            )
+        )
+        return EncodeResult(data, _to_unit(x0[..., :h, :w]), gamma_tensor, y_hat)
+
+    def compress(self, image: Tensor, **kwargs: Any) -> bytes:
+        """Compress a (1, 3, H, W) image in [0, 1] to the bytes of a ``.cdf`` file."""
+        return self.encode(image, **kwargs).data
+
+    def read(self, data: bytes) -> tuple[bitstream.Bitstream, Tensor]:
+        """Parse a file and entropy-decode its latent: (header, y_hat). Checks the model fingerprint."""
+        bs = bitstream.unpack(data)
+        self._check_ready()
+        if bs.fingerprint != self.fingerprint():
+            raise ModelMismatchError(
+                f"file was encoded with model {bs.fingerprint.hex()} but this model is {self.fingerprint().hex()}; "
+                "decode it with the model that encoded it (--model)"
+            )
+        if len(bs.streams) != len(self.prior.streams):
+            raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(self.prior.streams)}")
+        try:
+            with torch.no_grad():
+                y_hat = self.prior.decompress(list(bs.streams), self._latent_hw(bs.height, bs.width))
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise BitstreamError(f"entropy-coded data is invalid ({exc})") from None
+        return bs, y_hat.to(self._device())
+
+    @torch.no_grad()
+    def decompress(self, data: bytes, mode: str | None = None, gamma_scale: float = 1.0) -> Tensor:
+        """Decode a ``.cdf`` file to a (1, 3, H, W) image in [0, 1].
+
+        Args:
+            mode: decode a ``corrected`` file as ``diffusion`` (gamma = 0) or ``e2e`` (x0_e only)
+                for ablations; default: the file's own mode.
+            gamma_scale: s multiplies the received gammas (s = 1 reproduces the encoder's
+                reconstruction exactly; s = 0 is plain diffusion; in between trades fidelity
+                for the diffusion model's texture).
+        """
+        bs, y_hat = self.read(data)
+        mode = mode or bs.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "corrected" and bs.mode != "corrected":
+            raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode 'corrected'")
+        if mode != "e2e" and bs.sampler not in SAMPLERS:
+            raise BitstreamError(f"file needs sampler {bs.sampler!r}, which is not registered here")
+        gammas = torch.tensor(bs.gammas, dtype=torch.float32).reshape(-1, bs.groups)
+
+        def choose_gamma(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
+            if mode != "corrected":
+                return torch.zeros(1, bs.groups)
+            gamma = gammas[i : i + 1]
+            return gamma if gamma_scale == 1.0 else gamma * gamma_scale
+
+        was_training = self.training
+        self.eval()
+        try:
+            spec = {"name": bs.sampler, "eta": bs.eta}
+            x0 = self._sample(y_hat, (bs.height, bs.width), mode, spec, bs.steps, bs.seed, choose_gamma)
+        finally:
+            self.train(was_training)
+        return _to_unit(x0[..., : bs.height, : bs.width])
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def _to_unit(x: Tensor) -> Tensor:
+    return ((x.float() + 1) / 2).clamp(0, 1).cpu()
+
+
+def _sampler_name_eta(spec: Mapping[str, Any]) -> tuple[str, float]:
+    """The sampler as the file records it: a name and eta, nothing else."""
+    extra = set(spec) - {"name", "eta"}
+    if extra:
+        raise ValueError(f"a sampler for compression takes only 'name' and 'eta' (the file records no more), got {sorted(extra)}")
+    name = str(spec["name"])
+    default_eta = 1.0 if name == "ddpm" else 0.0
+    return name, float(spec.get("eta", default_eta))
+
+
+__all__ = ["CorrDiffCodec", "EncodeResult", "quantize_gamma"]

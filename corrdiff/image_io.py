@@ -1,0 +1,96 @@
+"""Reading images, writing files atomically.
+
+Input policy (documented in docs/bitstream.md):
+
+* 8-bit RGB from anything Pillow reads (PNG, JPEG, WebP, ...).
+* Grayscale (L, I;16, ...) is replicated to three channels; the decoded image is RGB.
+* An alpha channel (RGBA, LA, P with transparency) is dropped: corrdiff codes colour only.
+* 16-bit images are reduced to 8 bits per channel.
+* Files Pillow cannot decode, and images larger than the format allows, raise
+  :class:`~corrdiff.errors.ImageReadError`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from corrdiff.bitstream import MAX_PIXELS, MAX_SIDE
+from corrdiff.errors import ImageReadError
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as an (H, W, 3) uint8 array, following the module's input policy."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory, not an image")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or width * height > MAX_PIXELS:
+                raise ImageReadError(f"{path}: {width}x{height} is outside the supported size (sides up to {MAX_SIDE})")
+            img.load()
+            return to_rgb8(img, str(path))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
+        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
+
+
+def to_rgb8(img, name: str = "image") -> np.ndarray:
+    """Pillow image -> (H, W, 3) uint8, replicating grayscale and dropping alpha."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 / 65535.0 if arr.max(initial=0) > 255 else 1.0
+        img = type(img).fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8))  # type: ignore[attr-defined]
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        warnings.warn(f"{name}: alpha channel dropped (corrdiff codes colour only)", stacklevel=3)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    An interrupted write never leaves a partial file at ``path``. With
+    ``overwrite=False`` an existing file is refused (FileExistsError).
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} exists (pass --force / overwrite=True to replace it)")
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_image(path: str | os.PathLike, rgb: np.ndarray, overwrite: bool = True) -> None:
+    """Write an (H, W, 3) uint8 array as PNG, atomically."""
+    atomic_write(path, encode_png(rgb), overwrite=overwrite)

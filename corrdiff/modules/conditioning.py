@@ -1,0 +1,51 @@
+"""Conditioning network C: y_hat -> a feature pyramid for the score network.
+
+As in CDC (Yang & Mandt, "Lossy image compression with conditional diffusion
+models", NeurIPS 2023), the latent is decoded into features at every resolution
+of the U-Net; level l of the pyramid has stride 2^l (level 0 = full resolution).
+The features depend on y_hat only, so the codec computes them once per image and
+reuses them at every sampling step.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from corrdiff.modules.transforms import STRIDE
+from corrdiff.registry import CONDITIONERS
+
+
+@CONDITIONERS.register("pyramid")
+class PyramidConditioner(nn.Module):
+    """Upsamples y_hat (stride 16) by transposed convolutions, tapping one feature map per level.
+
+    Args:
+        latent_channels: width of y_hat (wired by the codec).
+        channels: output width of each level, from full resolution (stride 1) down; at most 5 levels.
+        width: width of the upsampling trunk.
+    """
+
+    def __init__(self, latent_channels: int, channels: tuple[int, ...] = (64, 64, 128, 128), width: int = 96):
+        super().__init__()
+        channels = tuple(channels)
+        if not 1 <= len(channels) <= 5:
+            raise ValueError(f"pyramid has 1..5 levels (strides 1..16), got {len(channels)}")
+        self.out_channels = channels
+        self.stem = nn.Sequential(nn.Conv2d(latent_channels, width, 3, padding=1), nn.SiLU())
+        # upsample 16 -> 8 -> 4 -> 2 -> 1; tap the levels that the U-Net uses
+        self.ups = nn.ModuleList(
+            nn.Sequential(nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.SiLU()) for _ in range(4)
+        )
+        self.heads = nn.ModuleList(nn.Conv2d(width, c, 3, padding=1) for c in channels)
+
+    def forward(self, y_hat: Tensor) -> list[Tensor]:
+        levels = len(self.out_channels)
+        h = self.stem(y_hat)
+        features: list[Tensor | None] = [None] * levels
+        stride, level = STRIDE, 4
+        for up in [None, *self.ups]:
+            if up is not None:
+                h, stride, level = up(h), stride // 2, level - 1
+            if level < levels:
+                features[level] = self.heads[level](h)
+        return features  # type: ignore[return-value]

@@ -1,0 +1,199 @@
+"""Conditional score network: a U-Net denoiser epsilon_theta(x_t, t, c) or x0_theta(x_t, t, c).
+
+ADM-style (Dhariwal & Nichol, "Diffusion models beat GANs", NeurIPS 2021): residual
+blocks with GroupNorm and adaptive scale-shift from the timestep embedding
+(h = norm(h) * (1 + s) + b), optional self-attention at chosen levels, skip
+connections between the halves. The conditioning pyramid (one feature map per
+level, see :mod:`corrdiff.modules.conditioning`) is added to the activations at the
+start of each level through a 1x1 projection. ``patch_size`` > 1 folds p x p pixels
+into channels first (pixel-unshuffle), cutting full-resolution work by p^2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corrdiff.modules.samplers import PREDICTIONS
+from corrdiff.registry import SCORE_NETS
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """Sinusoidal embedding of integer timesteps (Vaswani et al. 2017, as in DDPM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, channels // 4) or 1, channels)
+
+
+class ResBlock(nn.Module):
+    """GN-SiLU-conv, scale-shift by the time embedding, GN-SiLU-dropout-conv, residual."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.in_layers = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1))
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * cout))
+        self.out_norm = _norm(cout)
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(cout, cout, 3, padding=1))
+        nn.init.zeros_(self.out_layers[-1].weight)
+        nn.init.zeros_(self.out_layers[-1].bias)
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.in_layers(x)
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.out_norm(h) * (1 + scale) + shift
+        return self.skip(x) + self.out_layers(h)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over spatial positions (scaled dot product), residual."""
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c/heads)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class _Level(nn.Module):
+    def __init__(self, blocks: list[ResBlock], attention: bool, channels: int, heads: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.attn = nn.ModuleList(Attention(channels, heads) for _ in blocks) if attention else None
+
+
+@SCORE_NETS.register("unet")
+class UNet(nn.Module):
+    """Conditional U-Net; see the module docstring.
+
+    Args:
+        cond_channels: widths of the conditioning pyramid, one per level (wired by the codec).
+        base_channels: width of level 0; level l has ``base_channels * channel_mult[l]``.
+        channel_mult: width multipliers, one per level (level l works at stride 2^l * patch_size).
+        num_res_blocks: residual blocks per level in the down half (one more in the up half).
+        attention_levels: levels with self-attention (keep them coarse: cost is quadratic in pixels).
+        prediction: ``"eps"`` (noise) or ``"x0"`` (clean image) parametrisation of the output.
+        patch_size: pixel-unshuffle factor at the input (1 = none).
+    """
+
+    def __init__(
+        self,
+        cond_channels: tuple[int, ...],
+        base_channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 2, 4),
+        num_res_blocks: int = 2,
+        attention_levels: tuple[int, ...] = (),
+        heads: int = 4,
+        dropout: float = 0.0,
+        prediction: str = "eps",
+        patch_size: int = 1,
+    ):
+        super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if len(cond_channels) != len(channel_mult):
+            raise ValueError(
+                f"the conditioner gives {len(cond_channels)} levels but the U-Net has {len(channel_mult)} "
+                "(channel_mult); make them equal"
+            )
+        self.prediction = prediction
+        self.patch_size = patch_size
+        self.channel_mult = tuple(channel_mult)
+        emb_dim = 4 * base_channels
+        self.base_channels = base_channels
+        self.time_embed = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        widths = [base_channels * m for m in channel_mult]
+        self.conv_in = nn.Conv2d(3 * patch_size**2, widths[0], 3, padding=1)
+        entry_widths = [widths[0], *widths[:-1]]  # channels of h where level l starts
+        self.cond_proj = nn.ModuleList(nn.Conv2d(cc, w, 1) for cc, w in zip(cond_channels, entry_widths))
+
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skips, ch = [widths[0]], widths[0]
+        for level, width in enumerate(widths):
+            blocks = []
+            for _ in range(num_res_blocks):
+                blocks.append(ResBlock(ch, width, emb_dim, dropout))
+                ch = width
+                skips.append(ch)
+            self.down.append(_Level(blocks, level in attention_levels, width, heads))
+            if level < len(widths) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skips.append(ch)
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), ResBlock(ch, ch, emb_dim, dropout)])
+        self.mid_attn = Attention(ch, heads) if attention_levels else nn.Identity()
+
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for level in reversed(range(len(widths))):
+            blocks = []
+            for _ in range(num_res_blocks + 1):
+                blocks.append(ResBlock(ch + skips.pop(), widths[level], emb_dim, dropout))
+                ch = widths[level]
+            self.up.append(_Level(blocks, level in attention_levels, ch, heads))
+            if level > 0:
+                self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
+        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, 3 * patch_size**2, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    @property
+    def multiple(self) -> int:
+        """Input height/width must be divisible by this."""
+        return self.patch_size * 2 ** (len(self.channel_mult) - 1)
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: list[Tensor]) -> Tensor:
+        if self.patch_size > 1:
+            x_t = F.pixel_unshuffle(x_t, self.patch_size)
+        emb = self.time_embed(timestep_embedding(t, self.base_channels))
+        h = self.conv_in(x_t)
+        hs = [h]
+        for level, stage in enumerate(self.down):
+            if level > 0:
+                h = self.downsample[level - 1](h)
+                hs.append(h)
+            h = h + self.cond_proj[level](_fit(cond[level], h))
+            for i, block in enumerate(stage.blocks):
+                h = block(h, emb)
+                if stage.attn is not None:
+                    h = stage.attn[i](h)
+                hs.append(h)
+        # hs order: conv_in, level-0 blocks, (downsample, level blocks)...; the up half pops in reverse
+        h = self.mid[0](h, emb)
+        h = self.mid_attn(h)
+        h = self.mid[1](h, emb)
+        for i, stage in enumerate(self.up):
+            for j, block in enumerate(stage.blocks):
+                h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                if stage.attn is not None:
+                    h = stage.attn[j](h)
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        out = self.out(h)
+        if self.patch_size > 1:
+            out = F.pixel_shuffle(out, self.patch_size)
+        return out
+
+
+def _fit(feature: Tensor, like: Tensor) -> Tensor:
+    """Resample a conditioning feature to ``like``'s spatial size (only differs with patch_size > 1)."""
+    if feature.shape[-2:] == like.shape[-2:]:
+        return feature
+    return F.interpolate(feature, size=like.shape[-2:], mode="bilinear", align_corners=False)

@@ -1,0 +1,126 @@
+"""Analysis (encoder E) and end-to-end synthesis (decoder D) transforms, stride 16.
+
+::
+
+    x (3, H, W) --E--> y (M, H/16, W/16)          y_hat --D--> x0_e (3, H, W)
+
+Two families, each registered as an encoder and a decoder:
+
+* ``gdn``: Ballé, Minnen, Singh, Hwang, Johnston, "Variational image compression
+  with a scale hyperprior", ICLR 2018: four 5x5 stride-2 convolutions with GDN
+  (inverse GDN in the decoder).
+* ``residual``: Cheng, Sun, Takeuchi, Katto, "Learned image compression with
+  discretized Gaussian mixture likelihoods and attention modules", CVPR 2020
+  (without attention): residual blocks with stride, sub-pixel upsampling.
+
+Both are built from compressai's layers; widths are configurable.
+"""
+
+from __future__ import annotations
+
+from compressai.layers import (
+    GDN,
+    ResidualBlock,
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    subpel_conv3x3,
+)
+from torch import nn
+
+from corrdiff.registry import DECODERS, ENCODERS
+
+STRIDE = 16
+
+
+def _conv(cin: int, cout: int) -> nn.Module:
+    return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+
+
+def _deconv(cin: int, cout: int) -> nn.Module:
+    return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+
+
+class _Transform(nn.Sequential):
+    """A stack of layers with its input/output widths recorded for wiring."""
+
+    stride = STRIDE
+
+    def __init__(self, layers: list[nn.Module], in_channels: int, out_channels: int):
+        super().__init__(*layers)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+
+@ENCODERS.register("gdn")
+class GDNEncoder(_Transform):
+    """g_a of Ballé et al. 2018: (conv 5x5/2, GDN) x 3, conv 5x5/2."""
+
+    def __init__(self, channels: int = 128, latent_channels: int = 192):
+        n, m = channels, latent_channels
+        super().__init__(
+            [_conv(3, n), GDN(n), _conv(n, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m)], 3, m
+        )
+
+
+@DECODERS.register("gdn")
+class GDNDecoder(_Transform):
+    """g_s of Ballé et al. 2018: (deconv 5x5/2, IGDN) x 3, deconv 5x5/2."""
+
+    def __init__(self, channels: int = 128, latent_channels: int = 192):
+        n, m = channels, latent_channels
+        super().__init__(
+            [
+                _deconv(m, n), GDN(n, inverse=True),
+                _deconv(n, n), GDN(n, inverse=True),
+                _deconv(n, n), GDN(n, inverse=True),
+                _deconv(n, 3),
+            ],
+            m,
+            3,
+        )
+
+
+@ENCODERS.register("residual")
+class ResidualEncoder(_Transform):
+    """g_a of Cheng et al. 2020 (no attention): residual blocks with stride 2."""
+
+    def __init__(self, channels: int = 128, latent_channels: int = 192):
+        n, m = channels, latent_channels
+        super().__init__(
+            [
+                ResidualBlockWithStride(3, n, stride=2), ResidualBlock(n, n),
+                ResidualBlockWithStride(n, n, stride=2), ResidualBlock(n, n),
+                ResidualBlockWithStride(n, n, stride=2), ResidualBlock(n, n),
+                nn.Conv2d(n, m, 3, stride=2, padding=1),
+            ],
+            3,
+            m,
+        )
+
+
+@DECODERS.register("residual")
+class ResidualDecoder(_Transform):
+    """g_s of Cheng et al. 2020 (no attention): residual blocks, sub-pixel upsampling."""
+
+    def __init__(self, channels: int = 128, latent_channels: int = 192):
+        n, m = channels, latent_channels
+        super().__init__(
+            [
+                ResidualBlock(m, n), ResidualBlockUpsample(n, n, 2),
+                ResidualBlock(n, n), ResidualBlockUpsample(n, n, 2),
+                ResidualBlock(n, n), ResidualBlockUpsample(n, n, 2),
+                ResidualBlock(n, n), subpel_conv3x3(n, 3, 2),
+            ],
+            m,
+            3,
+        )
+
+
+def check_stride(module: nn.Module) -> None:
+    """Refuse a transform whose declared stride is not the codec's (16)."""
+    stride = getattr(module, "stride", STRIDE)
+    if stride != STRIDE:
+        raise ValueError(f"{type(module).__name__} has stride {stride}; corrdiff's latent stride is {STRIDE}")
+
+
+__all__ = ["GDNEncoder", "GDNDecoder", "ResidualEncoder", "ResidualDecoder", "STRIDE", "check_stride"]

@@ -1,0 +1,61 @@
+"""Named model configurations (keyword arguments of :class:`~corrdiff.codec.CorrDiffCodec`).
+
+* ``tiny``: seconds on a CPU; for tests and smoke runs.
+* ``small``: the size of the model shipped in the package (CPU-trainable).
+* ``paper``: widths in the range of the CorrDiff / CDC papers, for GPU training.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "latent_channels": 32,
+        "encoder": {"name": "gdn", "channels": 24},
+        "decoder": {"name": "gdn", "channels": 24},
+        "prior": {"name": "mean_scale_hyperprior", "hyper_channels": 24},
+        "conditioner": {"name": "pyramid", "channels": [16, 16, 32], "width": 24},
+        "score_net": {"name": "unet", "base_channels": 16, "channel_mult": [1, 2, 2], "num_res_blocks": 1},
+        "schedule": {"name": "linear"},
+        "sampler": {"name": "ddim", "eta": 0.0},
+        "steps": 8,
+    },
+    "small": {
+        "latent_channels": 96,
+        "encoder": {"name": "gdn", "channels": 64},
+        "decoder": {"name": "gdn", "channels": 64},
+        "prior": {"name": "mean_scale_hyperprior", "hyper_channels": 64},
+        "conditioner": {"name": "pyramid", "channels": [32, 64, 64, 96], "width": 64},
+        "score_net": {
+            "name": "unet", "base_channels": 32, "channel_mult": [1, 2, 2, 3], "num_res_blocks": 1,
+            "patch_size": 2,
+        },
+        "schedule": {"name": "cosine"},
+        "sampler": {"name": "ddim", "eta": 0.0},
+        "steps": 8,
+    },
+    "paper": {
+        "latent_channels": 320,
+        "encoder": {"name": "residual", "channels": 192},
+        "decoder": {"name": "residual", "channels": 192},
+        "prior": {"name": "mean_scale_hyperprior", "hyper_channels": 192},
+        "conditioner": {"name": "pyramid", "channels": [64, 128, 256, 256, 512], "width": 256},
+        "score_net": {
+            "name": "unet", "base_channels": 64, "channel_mult": [1, 2, 4, 4, 8], "num_res_blocks": 2,
+            "attention_levels": [4],
+        },
+        "schedule": {"name": "linear"},
+        "sampler": {"name": "ddim", "eta": 0.0},
+        "steps": 8,
+    },
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """A deep copy of a named configuration; unknown names list the known ones."""
+    try:
+        return copy.deepcopy(PRESETS[name])
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
