@@ -1,0 +1,8 @@
+"""Training losses: rate, distortion, perceptual, diffusion (one file each)."""
+
+from corrdiff.losses.diffusion import diffusion_loss
+from corrdiff.losses.distortion import build_distortion
+from corrdiff.losses.perceptual import build_perceptual
+from corrdiff.losses.rate import bits_per_pixel
+
+__all__ = ["bits_per_pixel", "build_distortion", "build_perceptual", "diffusion_loss"]

@@ -1,0 +1,90 @@
+"""Perceptual distance P(x, x_hat) for images in [-1, 1]: LPIPS (Zhang et al., CVPR 2018).
+
+LPIPS needs two sets of weights: its linear heads (shipped inside the ``lpips`` package)
+and an ImageNet backbone (AlexNet or VGG-16, from torchvision's model store). The backbone
+is looked up in torch's hub cache (``torch.hub.get_dir()/checkpoints``) or at an explicit
+``backbone_weights`` path; when neither exists, building fails with
+:class:`PerceptualUnavailable` saying where to put the file. Nothing downloads at run time
+and nothing silently runs with random weights: ``random_backbone=True`` exists for tests
+only and must be asked for by name.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from corrdiff.errors import CorrDiffError
+from corrdiff.registry import split_spec
+
+_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights"}
+
+
+class PerceptualUnavailable(CorrDiffError, RuntimeError):
+    """The pretrained weights a perceptual metric needs are not on this machine."""
+
+
+def backbone_weights_path(net: str) -> Path:
+    """Where torchvision would cache the ImageNet weights of LPIPS's backbone ``net``."""
+    import torchvision.models as tvm
+
+    if net not in _BACKBONES:
+        raise ValueError(f"LPIPS backbone must be one of {sorted(_BACKBONES)}, got {net!r}")
+    url = getattr(tvm, _BACKBONES[net]).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+class LPIPS(nn.Module):
+    """LPIPS distance per image, shape (B,), on inputs in [-1, 1]; frozen, eval mode."""
+
+    def __init__(self, net: str = "alex", backbone_weights: str | None = None, random_backbone: bool = False):
+        super().__init__()
+        import lpips
+
+        path = Path(backbone_weights) if backbone_weights else backbone_weights_path(net)
+        if not random_backbone and not path.is_file():
+            raise PerceptualUnavailable(
+                f"LPIPS({net}) needs the ImageNet backbone weights at {path} (not found); download "
+                f"torchvision's {_BACKBONES.get(net, net)}.IMAGENET1K_V1 there or pass backbone_weights=PATH"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+        if not random_backbone:
+            _load_backbone(self.model.net, torch.load(path, map_location="cpu", weights_only=True))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "LPIPS":  # always frozen
+        return super().train(False)
+
+    def forward(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        return self.model(x.float(), x_hat.float()).flatten()
+
+
+def _load_backbone(backbone: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+    """Copy torchvision ``features.{i}.*`` weights into lpips' sliced backbone (slices keep index names)."""
+    own = {}
+    for slice_name, child in backbone.named_children():
+        for index, layer in child.named_children():
+            for pname, param in layer.named_parameters(recurse=False):
+                own[f"features.{index}.{pname}"] = param
+    missing = [k for k in own if k not in state_dict]
+    if missing:
+        raise PerceptualUnavailable(f"backbone weights lack {missing[:3]}: not a torchvision checkpoint of this net")
+    with torch.no_grad():
+        for key, param in own.items():
+            param.copy_(state_dict[key])
+
+
+def build_perceptual(spec: Mapping[str, Any] | str) -> nn.Module:
+    """Build a perceptual distance from ``{"name": "lpips", "net": "alex"|"vgg", ...}``."""
+    name, kwargs = split_spec(spec)
+    if name != "lpips":
+        raise ValueError(f"perceptual distance must be 'lpips', got {name!r}")
+    return LPIPS(**kwargs)

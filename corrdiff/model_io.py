@@ -1,0 +1,166 @@
+"""Model files: a config and weights, saved with torch.save and loaded with ``weights_only=True``.
+
+A model file is a dict ``{"format": "corrdiff-model", "format_version": 1, "config": <JSON
+string>, "state_dict": {...}, "metadata": {...}}``: plain tensors and strings only, so loading
+never runs pickled code (a file carrying a pickled object is refused). ``load_model("default")``
+loads the model shipped in the package.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models.utils import update_registered_buffers
+
+from corrdiff.codec import CorrDiffCodec
+from corrdiff.errors import ModelLoadError
+from corrdiff.image_io import atomic_write
+
+FORMAT = "corrdiff-model"
+FORMAT_VERSION = 1
+PACKAGED = {"default": "default.pt"}
+_ENTROPY_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.",)) -> dict:
+    """Drop wrapper prefixes such as DDP's ``module.`` from every key."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in prefixes:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Strictly load weights into ``codec``, resizing the entropy coder's table buffers first.
+
+    Raises ModelLoadError naming missing and unexpected keys.
+    """
+    state_dict = strip_prefixes(state_dict)
+    for name, module in codec.named_modules():
+        if isinstance(module, (EntropyBottleneck, GaussianConditional)):
+            names = [b for b in _ENTROPY_BUFFERS if f"{name}.{b}" in state_dict]
+            if names:
+                update_registered_buffers(module, name, names, state_dict, policy="resize")
+    result = codec.load_state_dict(dict(state_dict), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelLoadError(
+            "weights do not match the model's config: "
+            f"missing {_few(result.missing_keys)}; unexpected {_few(result.unexpected_keys)}"
+        )
+
+
+def _few(keys: list[str], n: int = 5) -> str:
+    if not keys:
+        return "none"
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def save_model(codec: CorrDiffCodec, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
+    """Write a slim inference model (entropy tables built, no optimiser state), atomically."""
+    codec.update(force=False)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(codec.config, sort_keys=True),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in codec.state_dict().items()},
+        "metadata": json.dumps(dict(metadata or {}), sort_keys=True, default=str),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def packaged_model_path(name: str) -> Path:
+    """Path of a model shipped inside the package."""
+    path = Path(str(resources.files("corrdiff") / "assets" / PACKAGED[name]))
+    if not path.exists():
+        raise ModelLoadError(f"the packaged model {name!r} is missing from this installation ({path})")
+    return path
+
+
+def load_model(name_or_path: str | os.PathLike = "default", map_location: str | torch.device = "cpu") -> CorrDiffCodec:
+    """Load a model file (or a packaged model by name, e.g. ``"default"``) as an eval-mode codec."""
+    key = str(name_or_path)
+    path = packaged_model_path(key) if key in PACKAGED else Path(key)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file (give a path or one of: {', '.join(PACKAGED)})")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(f"{path}: refused: the file carries pickled objects, not plain weights ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a readable model file ({_first_line(exc)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelLoadError(f"{path}: not a corrdiff model file (export one with `corrdiff export CKPT -o MODEL.pt`)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(f"{path}: model format version {payload.get('format_version')} is not supported "
+                             f"(this corrdiff reads {FORMAT_VERSION})")
+    try:
+        config = json.loads(payload["config"])
+        codec = CorrDiffCodec(**config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: the embedded config is invalid ({exc})") from None
+    load_codec_state(codec, payload["state_dict"])
+    if not codec.prior.entropy_tables_ready():
+        raise ModelLoadError(f"{path}: the model lacks entropy tables; re-export it (`corrdiff export`) "
+                             "or call codec.update() and save_model()")
+    codec.metadata = json.loads(payload.get("metadata", "{}"))
+    return codec.eval().to(map_location)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a Lightning checkpoint of corrdiff's training modules with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(f"{path}: refused: the checkpoint carries pickled objects ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ModelLoadError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    if "codec_config" not in checkpoint.get("hyper_parameters", {}):
+        raise ModelLoadError(f"{path}: not a checkpoint of corrdiff's ScoreTraining/JointTraining (no codec_config)")
+    return checkpoint
+
+
+def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathLike) -> CorrDiffCodec:
+    """Checkpoint -> slim model file: EMA score-network weights, entropy tables, config; no optimiser state.
+
+    DDP-style ``module.`` prefixes are stripped.
+    """
+    checkpoint = read_checkpoint(checkpoint_path)
+    state = strip_prefixes(checkpoint["state_dict"])
+    codec = CorrDiffCodec(**checkpoint["hyper_parameters"]["codec_config"])
+    load_codec_state(codec, {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")})
+    ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
+    if ema:
+        codec.score_net.load_state_dict(ema)
+    codec.update(force=True)
+    metadata = {
+        "source_checkpoint": Path(checkpoint_path).name,
+        "global_step": checkpoint.get("global_step"),
+        "epoch": checkpoint.get("epoch"),
+        "ema": bool(ema),
+    }
+    save_model(codec, output, metadata=metadata)
+    return codec

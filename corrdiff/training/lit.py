@@ -1,0 +1,369 @@
+"""The two training phases of CorrDiff as LightningModules (DESIGN.md section 1).
+
+* :class:`ScoreTraining` (phase 1, cf. CDC, Yang & Mandt 2023): encoder, prior,
+  conditioning network and score network::
+
+      L1 = lambda * R + L_diff
+
+* :class:`JointTraining` (phase 2): starts from a phase-1 checkpoint and adds the
+  end-to-end decoder D::
+
+      L2 = lambda * R + w_diff * L_diff + w_dist * d(x, x0_e) + rho * P(x, x0_c)
+      x0_c = x0_d + gamma (x0_e - x0_d),  gamma from the closed form at the sampled t
+
+R is the estimated bpp, L_diff the denoising loss, d a distortion (MSE or MS-SSIM),
+P LPIPS. The entropy bottleneck's quantiles are trained by the aux loss only, in their own
+parameter group (see :meth:`CodecTraining.configure_optimizers`); both losses are
+back-propagated in one pass (the aux loss touches only the quantiles, the main loss
+does not reach them), which keeps DDP's gradient synchronisation simple.
+The score network's weights are also tracked as an EMA, which validation, testing and
+export use. A non-finite loss skips the step on every rank and, after
+``max_nonfinite_steps`` in a row, stops the run with a message.
+
+Numerically sensitive parts run in float32 under mixed precision: the prior and its
+likelihoods (see :meth:`CorrDiffCodec.analyse`), the rate, gamma and the losses.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchmetrics import MeanMetric
+from torchmetrics.image import MultiScaleStructuralSimilarityIndexMeasure, PeakSignalNoiseRatio
+
+from corrdiff.codec import CorrDiffCodec
+from corrdiff.correction import apply_correction, closed_form_gamma
+from corrdiff.errors import ModelLoadError
+from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
+from corrdiff.losses.distortion import ms_ssim_betas
+from corrdiff.model_io import load_codec_state
+from corrdiff.presets import preset as get_preset
+
+
+def resolve_codec_config(preset: str | None, codec: dict[str, Any] | None) -> dict[str, Any]:
+    """A preset's config with ``codec``'s entries merged over it (nested dicts merged key by key)."""
+    config = get_preset(preset) if preset else {}
+    for key, value in (codec or {}).items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict) and value.get("name", config[key].get("name")) == config[key].get("name"):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = copy.deepcopy(value)
+    return config
+
+
+class CodecTraining(L.LightningModule):
+    """Shared machinery of both phases: codec, optimisers, EMA, NaN guard, validation and test.
+
+    Args:
+        preset: a named codec config (``tiny``, ``small``, ``paper``) to start from.
+        codec: CorrDiffCodec keyword arguments merged over the preset.
+        lmbda: weight of the rate R (bpp).
+        lr, aux_lr: learning rates of the main and the aux (quantile) optimisers.
+        grad_clip: max gradient norm of the main optimiser (None: no clipping).
+        ema_decay: EMA decay of the score network's weights.
+        min_snr_gamma: min-SNR weighting of the diffusion loss (None: uniform).
+        val_compress_images: images of the first validation batch really compressed to bytes.
+        max_nonfinite_steps: consecutive NaN/Inf losses tolerated (skipped) before stopping.
+    """
+
+    trains_decoder = False
+
+    def __init__(
+        self,
+        preset: str | None = "tiny",
+        codec: dict[str, Any] | None = None,
+        lmbda: float = 0.05,
+        lr: float = 1e-4,
+        aux_lr: float = 1e-3,
+        grad_clip: float | None = 1.0,
+        ema_decay: float = 0.999,
+        min_snr_gamma: float | None = 5.0,
+        val_compress_images: int = 2,
+        max_nonfinite_steps: int = 20,
+    ):
+        super().__init__()
+        self.save_hyperparameters()  # collects the subclass's __init__ arguments too
+        self.codec_config = resolve_codec_config(preset, codec)
+        self.hparams["codec_config"] = self.codec_config
+        self.codec = CorrDiffCodec(**self.codec_config)
+        self.ema = AveragedModel(self.codec.score_net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)
+        self.lmbda, self.lr, self.aux_lr, self.grad_clip = lmbda, lr, aux_lr, grad_clip
+        self.min_snr_gamma = min_snr_gamma
+        self.val_compress_images = val_compress_images
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.nonfinite_in_a_row = 0
+        self.skipped_steps = 0
+        self.val_bpp_real = MeanMetric()
+        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.val_psnr_e2e = PeakSignalNoiseRatio(data_range=1.0)
+        self.test_bpp = MeanMetric()
+        self.test_psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.test_psnr_e2e = PeakSignalNoiseRatio(data_range=1.0)
+        self.val_ms_ssim = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0)  # rebuilt in setup()
+
+    # ------------------------------------------------------------------ parameters and optimisers
+    def _set_trainable(self) -> None:
+        """Phase-specific requires_grad flags (frozen parts are invisible to DDP and the optimiser)."""
+        self.codec.decoder.requires_grad_(self.trains_decoder)
+
+    def configure_optimizers(self):
+        """One Adam with two parameter groups: the main weights and the bottleneck quantiles (aux).
+
+        Adam is per-parameter, so this is the same as two optimisers (CompressAI's main/aux
+        split) while Lightning counts one step per iteration and handles AMP scaling.
+        """
+        named = list(self.codec.named_parameters())
+        main = [p for n, p in named if p.requires_grad and not n.endswith("quantiles")]
+        aux = [p for n, p in named if n.endswith("quantiles")]
+        return torch.optim.Adam([
+            {"params": main, "lr": self.lr, "name": "main"},
+            {"params": aux, "lr": self.aux_lr, "name": "aux"},
+        ])
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip the main group's gradient norm to ``grad_clip`` (the aux group is left alone)."""
+        limit = gradient_clip_val or self.grad_clip
+        if limit:
+            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], limit)
+
+    # ------------------------------------------------------------------ the step shared by both phases
+    def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor | None:
+        """Main loss + aux loss in one backward pass; a non-finite loss on any rank skips the step on all."""
+        loss, logs = self.compute_loss(batch)
+        aux_loss = self.codec.aux_loss()
+        finite = bool(torch.isfinite(loss).item())
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            self._skip_nonfinite(loss)
+            return None
+        self.nonfinite_in_a_row = 0
+        batch_size = batch.shape[0]
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size, sync_dist=True)
+        self.log("train/aux_loss", aux_loss.detach(), batch_size=batch_size, sync_dist=True)
+        for key, value in logs.items():
+            self.log(f"train/{key}", value.detach(), batch_size=batch_size, sync_dist=True)
+        return loss + aux_loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ema.update_parameters(self.codec.score_net)
+
+    def _skip_nonfinite(self, loss: Tensor) -> None:
+        self.nonfinite_in_a_row += 1
+        self.skipped_steps += 1
+        warnings.warn(f"non-finite loss ({loss.item()}) at step {self.global_step}: step skipped", stacklevel=2)
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
+            raise RuntimeError(
+                f"the loss was NaN/Inf for {self.nonfinite_in_a_row} steps in a row; stopping. "
+                "Lower the learning rate, enable gradient clipping or resume from an earlier checkpoint."
+            )
+
+    def on_fit_start(self) -> None:
+        self._set_trainable()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resize the entropy coder's table buffers to the checkpoint's before Lightning loads it."""
+        state = {k[len("codec."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
+        load_codec_state(self.codec, state)
+
+    # ------------------------------------------------------------------ EMA
+    @contextmanager
+    def ema_weights(self) -> Iterator[None]:
+        """Temporarily put the EMA weights into the score network."""
+        backup = {k: v.detach().clone() for k, v in self.codec.score_net.state_dict().items()}
+        self.codec.score_net.load_state_dict(self.ema.module.state_dict())
+        try:
+            yield
+        finally:
+            self.codec.score_net.load_state_dict(backup)
+
+    def export_codec(self) -> CorrDiffCodec:
+        """A standalone inference codec: EMA score-network weights, entropy tables built."""
+        codec = CorrDiffCodec(**self.codec_config)
+        load_codec_state(codec, self.codec.state_dict())
+        codec.score_net.load_state_dict(self.ema.module.state_dict())
+        codec.update(force=True)
+        return codec.eval()
+
+    # ------------------------------------------------------------------ validation and test
+    def setup(self, stage: str) -> None:
+        """Fit MS-SSIM's number of scales to the validation crop (small crops cannot take 5)."""
+        size = getattr(getattr(self.trainer, "datamodule", None), "val_crop_size", 256)
+        self.val_ms_ssim = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0, betas=ms_ssim_betas(size))
+
+    def on_validation_epoch_start(self) -> None:
+        self.codec.update(force=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.codec.update(force=True)
+
+    def _estimate(self, x: Tensor, prefix: str) -> Tensor:
+        y_hat, likelihoods = self.codec.analyse(x)
+        bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
+        cond = self.codec.condition(y_hat)
+        generator = torch.Generator(device="cpu").manual_seed(1234)
+        t = torch.randint(0, self.codec.schedule.num_timesteps, (x.shape[0],), generator=generator).to(x.device)
+        noise = torch.randn(x.shape, generator=generator).to(x)
+        diff, _ = diffusion_loss(self.codec, x, cond, self.min_snr_gamma, t=t, noise=noise)
+        self.log(f"{prefix}/bpp_estimated", bpp, batch_size=x.shape[0], sync_dist=True)
+        self.log(f"{prefix}/diffusion_loss", diff, batch_size=x.shape[0], sync_dist=True)
+        return self.codec.decode_e2e(y_hat).clamp(-1, 1)
+
+    def _compress_batch(self, x: Tensor, limit: int | None) -> tuple[list[float], Tensor]:
+        """Really compress (bytes) up to ``limit`` images; returns bpp per image and reconstructions in [0, 1]."""
+        bpps, recons = [], []
+        for image in x[:limit]:
+            result = self.codec.encode((image[None].float() + 1) / 2)
+            bpps.append(result.bpp())
+            recons.append(result.reconstruction.to(x.device))
+        return bpps, torch.cat(recons)
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        x = batch
+        with self.ema_weights():
+            x0_e = self._estimate(x, "val")
+            self.val_psnr_e2e.update((x0_e + 1) / 2, (x + 1) / 2)
+            self.log("val/psnr_e2e", self.val_psnr_e2e, batch_size=x.shape[0])
+            if batch_idx == 0 and self.val_compress_images > 0:
+                bpps, recons = self._compress_batch(x, self.val_compress_images)
+                target = (x[: len(bpps)] + 1) / 2
+                for b in bpps:
+                    self.val_bpp_real.update(b)
+                self.val_psnr.update(recons, target)
+                self.val_ms_ssim.update(recons, target)
+                self.log("val/bpp_real", self.val_bpp_real, batch_size=len(bpps))
+                self.log("val/psnr", self.val_psnr, batch_size=len(bpps))
+                self.log("val/ms_ssim", self.val_ms_ssim, batch_size=len(bpps))
+                self._log_images("val/reconstructions", target, recons)
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> None:
+        x = batch
+        with self.ema_weights():
+            x0_e = self._estimate(x, "test")
+            target = (x + 1) / 2
+            self.test_psnr_e2e.update((x0_e + 1) / 2, target)
+            bpps, recons = self._compress_batch(x, None)
+        for b in bpps:
+            self.test_bpp.update(b)
+        self.test_psnr.update(recons, target)
+        self.log("test/psnr_e2e", self.test_psnr_e2e, batch_size=x.shape[0])
+        self.log("test/bpp", self.test_bpp, batch_size=x.shape[0])
+        self.log("test/psnr", self.test_psnr, batch_size=x.shape[0])
+
+    def _log_images(self, key: str, originals: Tensor, reconstructions: Tensor) -> None:
+        """Side-by-side originals | reconstructions to W&B or TensorBoard (other loggers: skipped)."""
+        if self.trainer is None or not self.trainer.is_global_zero:
+            return
+        pairs = torch.cat([originals, reconstructions], dim=-1).clamp(0, 1).cpu()
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):  # WandbLogger
+                logger.log_image(key=key, images=list(pairs), step=self.global_step)
+            elif hasattr(getattr(logger, "experiment", None), "add_images"):  # TensorBoard
+                logger.experiment.add_images(key, pairs, self.global_step)
+
+
+class ScoreTraining(CodecTraining):
+    """Phase 1: L1 = lambda * R + L_diff (see the module docstring). The decoder D is frozen."""
+
+    trains_decoder = False
+
+    def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        y_hat, likelihoods = self.codec.analyse(x)
+        bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
+        diff, _ = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma)
+        return self.lmbda * bpp + diff, {"bpp": bpp, "diffusion_loss": diff}
+
+
+class JointTraining(CodecTraining):
+    """Phase 2: L2 = lambda * R + w_diff * L_diff + w_dist * d(x, x0_e) + rho * P(x, x0_c).
+
+    Args:
+        init_from: phase-1 checkpoint to start from (strict: mismatched keys are an error).
+            Its codec config is used when ``preset`` and ``codec`` are both unset.
+        diffusion_weight, distortion_weight, rho: w_diff, w_dist and rho.
+        distortion: ``mse`` or ``ms_ssim`` (d above; MSE on the [0, 1] scale).
+        perceptual: spec of P (LPIPS; real pretrained weights required, see losses.perceptual).
+        freeze_score_net: train only encoder, prior and D (score and conditioning nets fixed).
+        Other arguments as in :class:`CodecTraining`.
+    """
+
+    trains_decoder = True
+
+    def __init__(
+        self,
+        init_from: str | None = None,
+        preset: str | None = None,
+        codec: dict[str, Any] | None = None,
+        diffusion_weight: float = 1.0,
+        distortion_weight: float = 400.0,
+        distortion: str = "mse",
+        rho: float = 0.0,
+        perceptual: dict[str, Any] | None = None,
+        freeze_score_net: bool = False,
+        **kwargs: Any,
+    ):
+        phase1 = _read_phase1(init_from) if init_from else None
+        if phase1 is not None and preset is None and codec is None:
+            codec = phase1["hyper_parameters"]["codec_config"]
+        elif preset is None and codec is None:
+            preset = "tiny"
+        super().__init__(preset=preset, codec=codec, **kwargs)
+        self.diffusion_weight, self.distortion_weight, self.rho = diffusion_weight, distortion_weight, rho
+        self.distortion = build_distortion(distortion)
+        self.freeze_score_net = freeze_score_net
+        self.perceptual = build_perceptual(perceptual or {"name": "lpips", "net": "alex"}) if rho > 0 else None
+        if phase1 is not None:
+            self._load_phase1(phase1, init_from)
+
+    def _load_phase1(self, checkpoint: dict[str, Any], path: str) -> None:
+        state = checkpoint["state_dict"]
+        codec_state = {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")}
+        ema_state = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
+        try:
+            load_codec_state(self.codec, codec_state)
+            self.ema.load_state_dict(ema_state)
+        except (ModelLoadError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path}: phase-1 checkpoint does not fit this phase-2 config: {exc}") from None
+
+    def _set_trainable(self) -> None:
+        super()._set_trainable()
+        if self.freeze_score_net:
+            self.codec.score_net.requires_grad_(False)
+            self.codec.conditioner.requires_grad_(False)
+
+    def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        y_hat, likelihoods = self.codec.analyse(x)
+        bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
+        diff, sample = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma)
+        x0_e = self.codec.decode_e2e(y_hat)
+        dist = self.distortion(x, x0_e)
+        loss = self.lmbda * bpp + self.diffusion_weight * diff + self.distortion_weight * dist
+        logs = {"bpp": bpp, "diffusion_loss": diff, "distortion": dist}
+        if self.perceptual is not None:
+            x0_d = sample["x0_d"].clamp(-1, 1)
+            with torch.autocast(x.device.type, enabled=False):
+                gamma = closed_form_gamma(x, x0_d.detach(), x0_e.detach().float())
+                x0_c = apply_correction(x0_d.float(), x0_e.float(), gamma)
+                perc = self.perceptual(x0_c, x.float()).mean()
+            loss = loss + self.rho * perc
+            logs["perceptual"] = perc
+        return loss, logs
+
+
+def _read_phase1(path: str) -> dict[str, Any]:
+    from corrdiff.model_io import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise ModelLoadError(f"init_from: {path}: not a Lightning checkpoint of corrdiff's ScoreTraining")
+    return checkpoint

@@ -1,0 +1,110 @@
+"""Shared fixtures: one tiny codec per session, its model file, small deterministic images.
+
+Everything here is sized for a 2-core CPU: the ``tiny`` preset and images of at most
+64 x 131 pixels, so each test takes well under a second once the codec is warm.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+# One intra-op thread: on a small (often shared) CPU, two OpenMP threads make many tiny
+# convolutions *slower* (tens of ms each while the second core is busy). Tests that
+# need another thread count set it themselves and restore it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+import corrdiff  # noqa: E402
+from corrdiff.presets import preset  # noqa: E402
+
+TEST_SIZES = ((67, 131), (32, 48), (17, 33))
+
+
+def make_codec(seed: int = 0, **overrides) -> "corrdiff.CorrDiffCodec":
+    """A ``tiny`` codec with seeded random weights, entropy tables built, in eval mode."""
+    config = preset("tiny")
+    config.update(overrides)
+    torch.manual_seed(seed)
+    codec = corrdiff.CorrDiffCodec(**config)
+    codec.update(force=True)
+    return codec.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_codec():
+    codec = make_codec(0)
+    # warm the CPU kernels once so the first timed/compared test is not the slow one
+    codec.encode(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), steps=1)
+    return codec
+
+
+@pytest.fixture(scope="session")
+def model_file(tiny_codec, tmp_path_factory):
+    """Path of ``tiny_codec`` written with :func:`corrdiff.save_model`."""
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    corrdiff.save_model(tiny_codec, path, metadata={"purpose": "tests"})
+    return path
+
+
+def _natural_images() -> dict[str, np.ndarray]:
+    from skimage import data
+
+    astronaut = data.astronaut()[::8, ::8][:64, :64]  # (64, 64, 3)
+    chelsea = data.chelsea()[::4, ::4][:67, :131 - 20]  # (67, 111, 3) odd sizes
+    coffee = data.coffee()[::8, ::8][:48, :72]  # (48, 72, 3)
+    return {"astronaut": astronaut, "chelsea": chelsea, "coffee": coffee}
+
+
+@pytest.fixture(scope="session")
+def natural_images() -> dict[str, np.ndarray]:
+    """Small crops of scikit-image's bundled photos, (H, W, 3) uint8."""
+    return {k: np.ascontiguousarray(v) for k, v in _natural_images().items()}
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+def random_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A deterministic (1, 3, H, W) image in [0, 1]: smooth gradient plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy = torch.linspace(0, 1, height)[:, None]
+    xx = torch.linspace(0, 1, width)[None, :]
+    base = torch.stack([yy * xx.new_ones(1, width), xx * yy.new_ones(height, 1), (yy + xx) / 2])
+    return (0.7 * base + 0.3 * torch.rand(3, height, width, generator=g)).clamp(0, 1).unsqueeze(0)
+
+
+@pytest.fixture(scope="session")
+def test_images(natural_images) -> dict[str, torch.Tensor]:
+    """Named (1, 3, H, W) test images in [0, 1]: random ones at odd sizes and natural crops."""
+    images = {f"random{h}x{w}": random_image(h, w, seed=i) for i, (h, w) in enumerate(TEST_SIZES)}
+    images.update({name: to_tensor(rgb) for name, rgb in natural_images.items()})
+    return images
+
+
+@pytest.fixture(scope="session")
+def encoded(tiny_codec, test_images):
+    """Memoised ``tiny_codec.encode(image)`` (default settings) by image name."""
+    cache: dict[str, corrdiff.EncodeResult] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = tiny_codec.encode(test_images[name])
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def num_threads():
+    """Restore torch's intra-op thread count after a test changes it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
