@@ -108,6 +108,7 @@ class CodecTraining(L.LightningModule):
         self.test_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.test_psnr_e2e = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ms_ssim = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0)  # rebuilt in setup()
+        self._set_trainable()  # before DDP wraps the module: frozen parameters must be invisible to it
 
     # ------------------------------------------------------------------ parameters and optimisers
     def _set_trainable(self) -> None:
@@ -167,9 +168,6 @@ class CodecTraining(L.LightningModule):
                 f"the loss was NaN/Inf for {self.nonfinite_in_a_row} steps in a row; stopping. "
                 "Lower the learning rate, enable gradient clipping or resume from an earlier checkpoint."
             )
-
-    def on_fit_start(self) -> None:
-        self._set_trainable()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resize the entropy coder's table buffers to the checkpoint's before Lightning loads it."""
@@ -321,6 +319,7 @@ class JointTraining(CodecTraining):
         self.diffusion_weight, self.distortion_weight, self.rho = diffusion_weight, distortion_weight, rho
         self.distortion = build_distortion(distortion)
         self.freeze_score_net = freeze_score_net
+        self._set_trainable()
         self.perceptual = build_perceptual(perceptual or {"name": "lpips", "net": "alex"}) if rho > 0 else None
         if phase1 is not None:
             self._load_phase1(phase1, init_from)
@@ -337,7 +336,7 @@ class JointTraining(CodecTraining):
 
     def _set_trainable(self) -> None:
         super()._set_trainable()
-        if self.freeze_score_net:
+        if getattr(self, "freeze_score_net", False):  # unset while the base class initialises
             self.codec.score_net.requires_grad_(False)
             self.codec.conditioner.requires_grad_(False)
 

@@ -1,0 +1,70 @@
+"""``import corrdiff`` is cheap: no torch, Lightning or wandb until a model is used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import corrdiff
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "lightning", "pytorch_lightning", "wandb", "compressai", "torchvision", "lpips")
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys, time
+    start = time.perf_counter()
+    import corrdiff
+    import corrdiff.bitstream, corrdiff.errors, corrdiff.presets
+    seconds = time.perf_counter() - start
+    corrdiff.BitstreamError, corrdiff.ModelMismatchError, corrdiff.registry.SAMPLERS  # eager names stay cheap
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+    print(json.dumps({"seconds": seconds, "heavy": heavy, "all": sorted(corrdiff.__all__)}))
+    """
+).replace("HEAVY", repr(HEAVY))
+
+
+@pytest.fixture(scope="module")
+def probe() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_does_not_load_heavy_dependencies(probe):
+    assert probe["heavy"] == []
+
+
+def test_import_is_fast(probe):
+    assert probe["seconds"] < 1.0
+
+
+def test_public_names(probe):
+    for name in ("CorrDiffCodec", "load_model", "save_model", "BitstreamError", "ModelMismatchError", "registry"):
+        assert name in probe["all"]
+    assert set(dir(corrdiff)) == set(corrdiff.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        corrdiff.nope  # noqa: B018
+
+
+def test_lazy_names_resolve():
+    from corrdiff.codec import CorrDiffCodec
+    from corrdiff.model_io import load_model
+
+    assert corrdiff.CorrDiffCodec is CorrDiffCodec
+    assert corrdiff.load_model is load_model
+
+
+def test_registry_prints_all_registries(capsys):
+    print(corrdiff.registry)
+    out = capsys.readouterr().out
+    for kind in ("encoder", "decoder", "prior", "conditioner", "score_net", "schedule", "sampler"):
+        assert f"  {kind} " in out
+    assert out.count("\n") >= 8
