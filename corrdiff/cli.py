@@ -22,6 +22,10 @@ LIGHTNING_COMMANDS = {
 EXIT_USAGE_ERROR = 2
 
 
+class UsageError(Exception):
+    """An option value the codec rejects; reported like any other documented error."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="corrdiff",
@@ -93,7 +97,10 @@ def _compress(args: argparse.Namespace) -> None:
         if args.eta is not None:
             sampler["eta"] = args.eta
     start = time.perf_counter()
-    data = codec.compress(image, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler)
+    try:
+        data = codec.compress(image, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler)
+    except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler)
+        raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - start
     atomic_write(output, data, overwrite=args.force)
     h, w = rgb.shape[:2]
@@ -135,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE_ERROR
     from corrdiff.errors import CorrDiffError
 
+    from corrdiff.registry import UnknownComponentError
+
     try:
         COMMANDS[args.command](args)
-    except (CorrDiffError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (CorrDiffError, UsageError, UnknownComponentError, FileExistsError, FileNotFoundError, IsADirectoryError,
+            PermissionError) as exc:
         print(f"corrdiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE_ERROR
     return 0

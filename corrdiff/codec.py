@@ -244,6 +244,10 @@ class CorrDiffCodec(nn.Module):
         sampler_spec = dict(sampler or self.config["sampler"])
         _sampler_name_eta(sampler_spec)
         steps = 0 if mode == "e2e" else int(steps if steps is not None else self.config["steps"])
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
+        if mode != "e2e":
+            self.make_sampler(sampler_spec).set_timesteps(steps)  # rejects bad steps/eta before any work
         h, w = image.shape[-2:]
         was_training = self.training
         self.eval()
@@ -313,8 +317,8 @@ class CorrDiffCodec(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "corrected" and bs.mode != "corrected":
             raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode 'corrected'")
-        if mode != "e2e" and bs.sampler not in SAMPLERS:
-            raise BitstreamError(f"file needs sampler {bs.sampler!r}, which is not registered here")
+        if mode != "e2e":
+            self._check_sampler(bs)
         gammas = torch.tensor(bs.gammas, dtype=torch.float32).reshape(-1, bs.groups)
 
         def choose_gamma(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
@@ -331,6 +335,17 @@ class CorrDiffCodec(nn.Module):
         finally:
             self.train(was_training)
         return _to_unit(x0[..., : bs.height, : bs.width])
+
+    def _check_sampler(self, bs: bitstream.Bitstream) -> None:
+        """The file's sampler must exist here and accept its own parameters (else BitstreamError)."""
+        if bs.steps == 0:
+            raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it has no sampling steps to decode")
+        if bs.sampler not in SAMPLERS:
+            raise BitstreamError(f"file needs sampler {bs.sampler!r}, which is not registered here")
+        try:
+            self.make_sampler({"name": bs.sampler, "eta": bs.eta}).set_timesteps(bs.steps)
+        except (ValueError, TypeError) as exc:
+            raise BitstreamError(f"file's sampler parameters are invalid ({exc})") from None
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

@@ -49,10 +49,14 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def to_rgb8(img, name: str = "image") -> np.ndarray:
     """Pillow image -> (H, W, 3) uint8, replicating grayscale and dropping alpha."""
+    from PIL import Image
+
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        scale = 255.0 / 65535.0 if arr.max(initial=0) > 255 else 1.0
-        img = type(img).fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8))  # type: ignore[attr-defined]
+        # 16-bit modes always span 0..65535; mode "I" (32-bit) is scaled only when it exceeds 8 bits
+        sixteen_bit = img.mode.startswith("I;16") or arr.max(initial=0) > 255
+        scale = 255.0 / 65535.0 if sixteen_bit else 1.0
+        img = Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         warnings.warn(f"{name}: alpha channel dropped (corrdiff codes colour only)", stacklevel=3)
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()

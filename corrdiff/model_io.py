@@ -96,6 +96,9 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
     path = packaged_model_path(key) if key in PACKAGED else Path(key)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file (give a path or one of: {', '.join(PACKAGED)})")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise ModelLoadError(f"{path}: not a model file (expected a torch zip archive written by corrdiff)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

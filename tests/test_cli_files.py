@@ -218,8 +218,6 @@ def test_missing_cdf_and_missing_model_are_exit_2(tmp_path, png, model_file, cap
     assert "nope.pt" in err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG cli.py: invalid --steps/--eta/--sampler values escape as "
-                                       "ValueError/UnknownComponentError tracebacks instead of exit 2")
 @pytest.mark.parametrize("option", [["--steps", "0"], ["--eta", "2"], ["--sampler", "euler"]],
                          ids=["steps0", "eta2", "unknown-sampler"])
 def test_invalid_option_values_are_exit_2(tmp_path, png, model_file, capsys, option):
@@ -263,7 +261,6 @@ def test_load_image_policy(tmp_path, small_rgb):
     assert np.array_equal(load_image(write_png(tmp_path / "c.png", small_rgb)), small_rgb)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG image_io.py:55: type(img).fromarray -> AttributeError on 16-bit input")
 def test_sixteen_bit_grayscale_is_reduced_to_eight_bits(tmp_path):
     values = (np.arange(24 * 40, dtype=np.uint32).reshape(24, 40) * 68).astype(np.uint16)  # up to 65212
     loaded = load_image(write_png(tmp_path / "g16.png", values))
@@ -272,8 +269,6 @@ def test_sixteen_bit_grayscale_is_reduced_to_eight_bits(tmp_path):
     assert np.abs(loaded[..., 0].astype(int) - expected).max() <= 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG image_io.py:54-55: a dark 16-bit image (max <= 255) is treated as 8-bit "
-                                       "(and 16-bit input crashes first)")
 def test_dark_sixteen_bit_image_stays_dark(tmp_path):
     values = np.full((8, 8), 255, np.uint16)  # 255/65535 of full scale: nearly black
     assert load_image(write_png(tmp_path / "dark16.png", values)).max() <= 1
