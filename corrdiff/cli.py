@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="scale s of the received gammas: 1 = as encoded, 0 = plain diffusion")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--device", default="cpu")
+    p = sub.add_parser("demo", help="compress a bundled photo with the packaged model; compare with JPEG")
+    p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
+    p.add_argument("--image", default=None, help="another photo to use instead of the bundled one")
+    p.add_argument("--out", default="corrdiff-demo", help="output folder (default: corrdiff-demo)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("export", help="turn a training checkpoint into a slim model file for compress/decompress")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (e.g. model.pt)")
@@ -126,7 +133,13 @@ def _decompress(args: argparse.Namespace) -> None:
     print(f"{args.input} -> {output}: {rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s")
 
 
-COMMANDS = {"compress": _compress, "decompress": _decompress, "export": _export}
+def _demo(args: argparse.Namespace) -> None:
+    from corrdiff.demo import run_demo
+
+    run_demo(model=args.model, image=args.image, out=args.out, steps=args.steps, seed=args.seed)
+
+
+COMMANDS = {"compress": _compress, "decompress": _decompress, "export": _export, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:
