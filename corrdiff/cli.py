@@ -71,6 +71,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (e.g. model.pt)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
+
+    p = sub.add_parser("eval", help="evaluate models and JPEG/WebP baselines on a folder of images "
+                       "(per-image CSV + CompressAI-style JSON per method)")
+    p.add_argument("data_dir", type=Path, help="folder of images (searched recursively)")
+    p.add_argument("--model", action="append", default=None,
+                   help="model file or packaged name; repeat for several RD points (default: default)")
+    p.add_argument("--modes", default="corrected,diffusion,e2e", help="CorrDiff modes, comma-separated")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--same-file", action="store_true",
+                   help="decode every mode from the 'corrected' file (default: one file per mode)")
+    p.add_argument("--out", type=Path, default=Path("corrdiff-eval"), help="output folder (default: corrdiff-eval)")
+    p.add_argument("--baselines", default=None,
+                   help="classical codecs, comma-separated, or 'none' (default: every one Pillow writes)")
+    p.add_argument("--qualities", default=",".join(map(str, (5, 10, 20, 30, 50, 75, 90))),
+                   help="fixed baseline qualities (default: %(default)s)")
+    p.add_argument("--no-matched", action="store_true", help="skip the bpp-matched baselines")
+    p.add_argument("--metrics", default="all",
+                   help="comma-separated subset of psnr-rgb,ms-ssim-rgb,hf-ratio,haarpsi,gmsd,lpips-alex,"
+                        "lpips-vgg,dists,fid,kid (default: all)")
+    p.add_argument("--weights-dir", type=Path, default=None,
+                   help="folder with the LPIPS/DISTS/FID weight files (default: torch hub's cache only)")
+    p.add_argument("--name", default="CorrDiff", help="method name in the JSON files and plots")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--save-images", action="store_true", help="also write every reconstruction as PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite results in --out")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("plot", help="RD curves of result JSON files; --bd-rate prints a BD-rate table")
+    p.add_argument("results", type=Path, nargs="+",
+                   help="result JSON files (ours or CompressAI's; an eval index.json stands for all its methods)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="image to write (default: rd.png, or none with --bd-rate)")
+    p.add_argument("-m", "--metric", action="append", default=None,
+                   help="metric(s) to plot / tabulate; repeat or comma-separate (default: all in the files)")
+    p.add_argument("--bd-rate", action="store_true", help="print BD-rate (%%) of every file against the first")
+    p.add_argument("--title", default=None)
     return parser
 
 
@@ -139,7 +177,38 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(model=args.model, image=args.image, out=args.out, steps=args.steps, seed=args.seed)
 
 
-COMMANDS = {"compress": _compress, "decompress": _decompress, "export": _export, "demo": _demo}
+def _eval(args: argparse.Namespace) -> None:
+    from corrdiff.evaluation import run_eval
+
+    try:
+        run_eval(
+            args.data_dir, models=args.model or ["default"], out=args.out, modes=args.modes, steps=args.steps,
+            seed=args.seed, same_file=args.same_file, baselines=args.baselines, qualities=args.qualities,
+            matched=not args.no_matched, metrics=args.metrics, weights_dir=args.weights_dir, name=args.name,
+            limit=args.limit, save_images=args.save_images, device=args.device, force=args.force,
+            progress=not args.no_progress,
+        )
+    except ValueError as exc:  # option values rejected before any work
+        raise UsageError(str(exc)) from None
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from corrdiff.plotting import bd_rate_table, expand_paths, load_results, plot_rd
+
+    metrics = [m.strip() for item in (args.metric or []) for m in item.split(",") if m.strip()] or None
+    try:
+        files = [load_results(path) for path in expand_paths(args.results)]
+        if args.bd_rate:
+            print(bd_rate_table(files, metrics))
+        if args.output or not args.bd_rate:
+            output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title)
+            print(f"wrote {output}")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+COMMANDS = {"compress": _compress, "decompress": _decompress, "export": _export, "demo": _demo, "eval": _eval,
+            "plot": _plot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,50 @@ class EncodeResult:
         return 8.0 * len(self.data) / (h * w)
 
 
+# Decode-size bound (docs/reliability.md): a .cdf header may name up to bitstream.MAX_PIXELS (2^28)
+# pixels, but a 100-byte file must not be able to make the decoder allocate memory for that
+# many; read() refuses images above this (8K UHD, 7680x4320, fits). Per instance, adjustable.
+MAX_DECODE_PIXELS = 1 << 25
+
+
+def range_decoder_padding(stream_bytes: int, symbols: int) -> int:
+    """Zero bytes to append to a stream so compressai's rANS decoder stays inside its buffer.
+
+    compressai's ``RansDecoder.decode_with_indexes`` has no bounds check: decoding ``symbols``
+    symbols from a stream that runs out (damaged, truncated, or forged with a valid CRC) reads
+    past the end of the buffer (heap over-read; a segfault for large images). Per decoded symbol
+    it reads at most one 32-bit word to renormalise, plus, in its bypass mode, one word per 8
+    4-bit reads after the first; the bypass length is driven by nibbles equal to 15, of which a
+    state holds at most 16 after each symbol and the stream 2 per byte (zero padding holds none).
+    That bounds the bytes read at ``136 + 144 * symbols + 16 * stream_bytes``; the padding makes
+    the buffer that long. A valid stream is unaffected (the decoder never reaches the padding).
+    """
+    return 136 + 144 * symbols + 15 * stream_bytes
+
+
+class _BoundedRangeDecoder:
+    """Wraps an entropy model's coder: decoding pads the stream (:func:`range_decoder_padding`)."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def decode_with_indexes(self, stream: bytes, indexes: list, *tables: Any) -> Any:
+        stream = bytes(stream)
+        padded = stream + bytes(range_decoder_padding(len(stream), len(indexes)))
+        return self._inner.decode_with_indexes(padded, indexes, *tables)
+
+
+def _bound_range_decoders(prior: nn.Module) -> None:
+    """Install :class:`_BoundedRangeDecoder` on every compressai entropy model of ``prior`` (idempotent)."""
+    for module in prior.modules():
+        coder = getattr(module, "entropy_coder", None)
+        if coder is not None and hasattr(coder, "decode_with_indexes") and not isinstance(coder, _BoundedRangeDecoder):
+            module.entropy_coder = _BoundedRangeDecoder(coder)
+
+
 class CorrDiffCodec(nn.Module):
     """CorrDiff codec; components are built by registry name (see :mod:`corrdiff.registry`).
 
@@ -69,6 +113,8 @@ class CorrDiffCodec(nn.Module):
         steps: default number of sampling steps (8, as in the paper).
         correction: :class:`~corrdiff.correction.CorrectionConfig` fields.
     """
+
+    max_decode_pixels: int = MAX_DECODE_PIXELS  # read() refuses larger images (decode-memory bound)
 
     def __init__(
         self,
@@ -121,8 +167,14 @@ class CorrDiffCodec(nn.Module):
         return math.lcm(STRIDE, getattr(self.score_net, "multiple", 1))
 
     def analyse(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """x in [-1, 1] -> (y_hat, likelihoods) with training-time quantisation (see priors)."""
-        return self.prior(self.encoder(x))
+        """x in [-1, 1] -> (y_hat, likelihoods) with training-time quantisation (see priors).
+
+        The prior runs in float32 even under autocast: likelihoods of rare symbols underflow
+        in half precision, and the entropy model's parameters are numerically sensitive.
+        """
+        y = self.encoder(x)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            return self.prior(y.float())
 
     def condition(self, y_hat: Tensor) -> list[Tensor]:
         return self.conditioner(y_hat)
@@ -283,8 +335,18 @@ class CorrDiffCodec(nn.Module):
         return self.encode(image, **kwargs).data
 
     def read(self, data: bytes) -> tuple[bitstream.Bitstream, Tensor]:
-        """Parse a file and entropy-decode its latent: (header, y_hat). Checks the model fingerprint."""
+        """Parse a file and entropy-decode its latent: (header, y_hat). Checks the model fingerprint.
+
+        Refuses (BitstreamError), before any tensor is allocated, an image larger than
+        :attr:`max_decode_pixels`; the entropy decoder's input is padded so that a damaged or
+        forged stream cannot make it read past its buffer (see :func:`range_decoder_padding`).
+        """
         bs = bitstream.unpack(data)
+        if bs.height * bs.width > self.max_decode_pixels:
+            raise BitstreamError(
+                f"image of {bs.height}x{bs.width} = {bs.height * bs.width} pixels exceeds this decoder's limit of "
+                f"{self.max_decode_pixels} pixels (raise codec.max_decode_pixels to decode it)"
+            )
         self._check_ready()
         if bs.fingerprint != self.fingerprint():
             raise ModelMismatchError(
@@ -293,6 +355,9 @@ class CorrDiffCodec(nn.Module):
             )
         if len(bs.streams) != len(self.prior.streams):
             raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(self.prior.streams)}")
+        if bs.groups != self.correction.groups:  # pack() writes the model's own G in every mode
+            raise BitstreamError(f"file has {bs.groups} gamma groups per step, this model uses {self.correction.groups}")
+        _bound_range_decoders(self.prior)
         try:
             with torch.no_grad():
                 y_hat = self.prior.decompress(list(bs.streams), self._latent_hw(bs.height, bs.width))
@@ -334,6 +399,9 @@ class CorrDiffCodec(nn.Module):
             x0 = self._sample(y_hat, (bs.height, bs.width), mode, spec, bs.steps, bs.seed, choose_gamma)
         finally:
             self.train(was_training)
+        if not bool(torch.isfinite(x0).all()):
+            # a stream altered behind a recomputed CRC can decode to a latent of absurd values
+            raise BitstreamError("decoding produced non-finite values: the entropy-coded data is invalid")
         return _to_unit(x0[..., : bs.height, : bs.width])
 
     def _check_sampler(self, bs: bitstream.Bitstream) -> None:

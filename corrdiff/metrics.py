@@ -1,4 +1,4 @@
-"""Image quality metrics on 8-bit images, through torchmetrics where it has them.
+"""Image quality metrics on 8-bit images, through torchmetrics (and piq) where they have them.
 
 All functions take (H, W, 3) uint8 arrays, so every method is scored on exactly what
 it would write to disk (8-bit-rounded).
@@ -7,22 +7,34 @@ it would write to disk (8-bit-rounded).
 * High-frequency energy ratio: ||Lap(x_hat)||^2 / ||Lap(x)||^2 with the 3x3 Laplacian;
   1 = as sharp as the original, < 1 = blurred (DESIGN.md asks for it beside PSNR, since
   the MSE gamma trades sharpness for fidelity).
+* HaarPSI and GMSD (piq; weight-free), LPIPS-Alex/VGG and DISTS (pretrained networks from
+  local files), FID/KID on 256x256 patches (HiFiC protocol): :class:`MetricSuite`, used by
+  ``corrdiff eval`` (docs/evaluation.md).
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
 from corrdiff.losses.distortion import ms_ssim_betas
+from corrdiff.losses.perceptual import PerceptualUnavailable
 
 
 def to_tensor(rgb: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:  # e.g. np.asarray of a Pillow image; torch warns about read-only arrays
+        rgb = rgb.copy()
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -51,3 +63,336 @@ def high_frequency_ratio(reference: np.ndarray, test: np.ndarray) -> float:
 
     ref = energy(reference)
     return energy(test) / ref if ref > 0 else float("nan")
+
+
+# =====================================================================================
+# The evaluation suite: weight-free and pretrained full-reference metrics, patch FID/KID
+# =====================================================================================
+#
+# Metric names follow CompressAI's ``eval_model`` keys (``psnr-rgb``, ``ms-ssim-rgb``), so
+# our summary JSON files overlay with its results; the others are lower-case names with
+# a hyphen. Metrics needing pretrained weights (LPIPS, DISTS, FID/KID) are looked up
+# locally (``weights_dir``, then torch's hub cache); when absent, the metric is reported
+# unavailable with the reason and never computed with random weights.
+
+#: weight-free full-reference metrics, per image
+WEIGHT_FREE = ("psnr-rgb", "ms-ssim-rgb", "hf-ratio", "haarpsi", "gmsd")
+#: full-reference metrics with pretrained networks, per image
+PRETRAINED = ("lpips-alex", "lpips-vgg", "dists")
+#: distribution metrics over 256x256 patches of the whole data set (one value per method)
+DATASET_METRICS = ("fid", "kid")
+ALL_METRICS = WEIGHT_FREE + PRETRAINED + DATASET_METRICS
+#: smaller is better for these (plots and BD-rate tables say so)
+LOWER_IS_BETTER = frozenset({"lpips-alex", "lpips-vgg", "dists", "gmsd", "fid", "kid", "encoding_time",
+                             "decoding_time"})
+
+#: file names of the pretrained weights, as torchvision / torch-fidelity publish them
+WEIGHT_FILES = {
+    "alexnet": "alexnet-owt-7be5be79.pth",  # torchvision AlexNet_Weights.IMAGENET1K_V1 (LPIPS-alex)
+    "vgg16": "vgg16-397923af.pth",  # torchvision VGG16_Weights.IMAGENET1K_V1 (LPIPS-vgg, DISTS)
+    "inception": "weights-inception-2015-12-05-6726825d.pth",  # torch-fidelity's FID Inception (TF port)
+}
+PATCH_SIZE = 256
+
+
+def weight_search_paths(filename: str, weights_dir: str | Path | None = None) -> list[Path]:
+    """Where a weight file is looked for: ``DIR/NAME``, ``DIR/checkpoints/NAME``, torch hub's cache."""
+    paths = []
+    if weights_dir:
+        paths += [Path(weights_dir) / filename, Path(weights_dir) / "checkpoints" / filename]
+    paths.append(Path(torch.hub.get_dir()) / "checkpoints" / filename)
+    return paths
+
+
+def find_weights(filename: str, weights_dir: str | Path | None = None) -> Path:
+    """The first existing file among :func:`weight_search_paths`, else PerceptualUnavailable."""
+    paths = weight_search_paths(filename, weights_dir)
+    for path in paths:
+        if path.is_file():
+            return path
+    raise PerceptualUnavailable(
+        f"weights not found: {filename} (looked in {', '.join(str(p.parent) for p in paths)}; "
+        "pass --weights-dir, see docs/evaluation.md)")
+
+
+def _load_plain_state_dict(path: Path) -> dict[str, Tensor]:
+    """torch.load with weights_only=True: a file carrying pickled objects is refused."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means "unavailable"
+        raise PerceptualUnavailable(f"{path}: not a plain weights file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise PerceptualUnavailable(f"{path}: not a state dict")
+    return state
+
+
+# ----------------------------------------------------------------------------- weight-free
+def _piq(name: str, reference: np.ndarray, test: np.ndarray) -> float:
+    with warnings.catch_warnings():  # piq 0.8 warns about torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        import piq
+
+        return float(getattr(piq, name)(to_tensor(test), to_tensor(reference), data_range=1.0, reduction="none")[0])
+
+
+def haarpsi(reference: np.ndarray, test: np.ndarray) -> float:
+    """HaarPSI (Reisenhofer et al. 2018) via piq; NaN for images under 16 px a side."""
+    if min(reference.shape[:2]) < 16:
+        return float("nan")
+    if np.array_equal(reference, test):
+        return 1.0  # piq returns inf for identical flat images
+    return _piq("haarpsi", reference, test)
+
+
+def gmsd(reference: np.ndarray, test: np.ndarray) -> float:
+    """GMSD (Xue et al. 2014) via piq; lower is better; NaN for images under 4 px a side."""
+    if min(reference.shape[:2]) < 4:
+        return float("nan")
+    return _piq("gmsd", reference, test)
+
+
+def _import_piq_quietly() -> None:
+    with warnings.catch_warnings():  # piq 0.8 warns about torch.jit.script at import
+        warnings.simplefilter("ignore", FutureWarning)
+        import piq  # noqa: F401
+
+
+# ----------------------------------------------------------------------------- pretrained
+def build_lpips(net: str, weights_dir: str | Path | None = None, random_weights_for_tests: bool = False) -> nn.Module:
+    """LPIPS (Zhang et al. 2018), ImageNet backbone from local files (see :mod:`corrdiff.losses.perceptual`)."""
+    from corrdiff.losses.perceptual import LPIPS
+
+    if random_weights_for_tests:
+        return LPIPS(net, random_backbone=True)
+    path = find_weights(WEIGHT_FILES["alexnet" if net == "alex" else "vgg16"], weights_dir)
+    return LPIPS(net, backbone_weights=str(path))
+
+
+def build_dists(weights_dir: str | Path | None = None, random_weights_for_tests: bool = False) -> nn.Module:
+    """DISTS (Ding et al. 2020) as torchmetrics implements it: VGG-16 from a local file, alpha/beta
+    from the weights torchmetrics ships. Inputs in [0, 1]."""
+    from unittest import mock
+
+    from torchmetrics.functional.image import dists as tm_dists
+    from torchvision.models import vgg16
+
+    path = None if random_weights_for_tests else find_weights(WEIGHT_FILES["vgg16"], weights_dir)
+    vgg = vgg16(weights=None)
+    if path is not None:
+        state = _load_plain_state_dict(path)
+        try:  # only the convolutional part is used: a features-only file is fine too
+            vgg.features.load_state_dict({k[len("features."):]: v for k, v in state.items()
+                                          if k.startswith("features.")})
+        except RuntimeError as exc:
+            raise PerceptualUnavailable(f"{path}: not torchvision's VGG-16 ({str(exc).splitlines()[0]})") from None
+    # torchmetrics would fetch VGG-16 from the internet; hand it the local network instead
+    with mock.patch.object(tm_dists, "vgg16", lambda weights=None: vgg):
+        network = tm_dists.DISTSNetwork(load_weights=True)
+    return network.eval().requires_grad_(False)
+
+
+class _TinyFeatures(nn.Module):
+    """Test-only stand-in for Inception (random weights): uint8 (N, 3, H, W) -> (N, 16)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.float() / 127.5 - 1)
+
+
+def build_inception(weights_dir: str | Path | None = None, random_weights_for_tests: bool = False) -> nn.Module:
+    """FID's Inception-v3 (the TF 2015-12-05 port; torchmetrics/torch-fidelity), 2048-d pool features
+    of uint8 images; needs ``torch-fidelity`` and the weight file."""
+    if random_weights_for_tests:
+        return _TinyFeatures().eval()
+    path = find_weights(WEIGHT_FILES["inception"], weights_dir)
+    _load_plain_state_dict(path)  # refuse pickled objects before torch-fidelity loads it (weights_only=False)
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                  feature_extractor_weights_path=str(path))
+    except ModuleNotFoundError as exc:
+        raise PerceptualUnavailable(f"FID/KID need the torch-fidelity package ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- FID/KID on patches
+def extract_patches(image: Tensor, patch_size: int = PATCH_SIZE) -> Tensor:
+    """Non-overlapping ``patch_size`` patches of (N, C, H, W), row-major, the remainder dropped -> (P, C, s, s)."""
+    n, c, h, w = image.shape
+    rows, cols = h // patch_size, w // patch_size
+    if rows == 0 or cols == 0:
+        return image.new_zeros(0, c, patch_size, patch_size)
+    x = image[..., : rows * patch_size, : cols * patch_size]
+    x = x.reshape(n, c, rows, patch_size, cols, patch_size).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(-1, c, patch_size, patch_size)
+
+
+def fid_patches(image: Tensor, patch_size: int = PATCH_SIZE) -> Tensor:
+    """The HiFiC / MS-ILLM patch protocol: the image's patches, then again with the image shifted
+    by ``patch_size // 2`` pixels in both directions (Mentzer et al. 2020, App. A.7; Muckley et al. 2023)."""
+    half = patch_size // 2
+    return torch.cat([extract_patches(image, patch_size), extract_patches(image[..., half:, half:], patch_size)])
+
+
+def frechet_distance(real: Tensor, fake: Tensor) -> float:
+    """FID between two feature sets (N, D) (torchmetrics' formula, float64)."""
+    from torchmetrics.image.fid import _compute_fid
+
+    real, fake = real.double(), fake.double()
+    mu1, mu2 = real.mean(0), fake.mean(0)
+    s1 = torch.cov(real.T).reshape(real.shape[1], real.shape[1])
+    s2 = torch.cov(fake.T).reshape(fake.shape[1], fake.shape[1])
+    return float(_compute_fid(mu1, s1, mu2, s2))
+
+
+def kernel_inception_distance(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000,
+                              seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): mean and std over random subsets of the cubic-kernel MMD^2
+    (torchmetrics' ``poly_mmd``); the subset size is capped at the number of samples."""
+    from torchmetrics.image.kid import poly_mmd
+
+    n = min(len(real), len(fake))
+    size = min(subset_size, n)
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        a = real[torch.randperm(len(real), generator=generator)[:size]].double()
+        b = fake[torch.randperm(len(fake), generator=generator)[:size]].double()
+        values.append(poly_mmd(a, b))
+    v = torch.stack(values)
+    return float(v.mean()), float(v.std(unbiased=False))
+
+
+class PatchFID:
+    """Inception features of 256x256 patches (two passes, see :func:`fid_patches`) of the originals
+    and of every method's reconstructions; FID and KID per method at the end."""
+
+    def __init__(self, extractor: nn.Module, patch_size: int = PATCH_SIZE, device: str | torch.device = "cpu",
+                 batch_size: int = 16):
+        self.extractor = extractor.to(device).eval()
+        self.patch_size, self.device, self.batch_size = patch_size, torch.device(device), batch_size
+        self.real: list[Tensor] = []
+        self.fake: dict[str, list[Tensor]] = {}
+
+    @torch.no_grad()
+    def features(self, rgb: np.ndarray) -> Tensor:
+        image = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None]  # uint8
+        patches = fid_patches(image, self.patch_size)
+        out = [self.extractor(patches[i: i + self.batch_size].to(self.device)).flatten(1).double().cpu()
+               for i in range(0, len(patches), self.batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, 0, dtype=torch.float64)
+
+    def add(self, key: str | None, features: Tensor) -> None:
+        """Store features of the originals (``key=None``) or of one method's reconstructions."""
+        if len(features):
+            (self.real if key is None else self.fake.setdefault(key, [])).append(features)
+
+    def num_patches(self, key: str | None = None) -> int:
+        return sum(len(f) for f in (self.real if key is None else self.fake.get(key, [])))
+
+    def compute(self, key: str) -> dict[str, float]:
+        """``{"fid", "kid", "kid-std", "fid-patches"}``; PerceptualUnavailable with fewer than 2 patches."""
+        n = self.num_patches(key)
+        if n < 2 or self.num_patches() < 2:
+            raise PerceptualUnavailable(
+                f"FID/KID need at least 2 patches of {self.patch_size}x{self.patch_size} "
+                f"(got {n}: images smaller than {self.patch_size} px a side give none)")
+        real, fake = torch.cat(self.real), torch.cat(self.fake[key])
+        kid, kid_std = kernel_inception_distance(real, fake)
+        return {"fid": frechet_distance(real, fake), "kid": kid, "kid-std": kid_std, "fid-patches": float(n)}
+
+
+# ----------------------------------------------------------------------------- the suite
+@dataclass
+class MetricSuite:
+    """The metrics of one evaluation: which are computed, which are unavailable and why.
+
+    Args:
+        metrics: names from :data:`ALL_METRICS` (default: all of them).
+        weights_dir: folder with the pretrained weight files (:data:`WEIGHT_FILES`), also
+            searched in its ``checkpoints/`` subfolder and in torch hub's cache.
+        device: where the pretrained networks run.
+        random_weights_for_tests: TEST ONLY. Build the pretrained metrics with random
+            weights (and a tiny random network in place of Inception) so their code path
+            can be tested without the files. The numbers mean nothing; results say so.
+    """
+
+    metrics: Iterable[str] | None = None
+    weights_dir: str | Path | None = None
+    device: str | torch.device = "cpu"
+    random_weights_for_tests: bool = False
+    unavailable: dict[str, str] = field(default_factory=dict, init=False)
+    patch_fid: PatchFID | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        names = list(ALL_METRICS if self.metrics is None else self.metrics)
+        unknown = [m for m in names if m not in ALL_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(ALL_METRICS)}")
+        self.names = [m for m in ALL_METRICS if m in names]  # canonical order
+        self._image_fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
+        simple = {"psnr-rgb": psnr, "ms-ssim-rgb": ms_ssim, "hf-ratio": high_frequency_ratio,
+                  "haarpsi": haarpsi, "gmsd": gmsd}
+        for name in self.names:
+            try:
+                if name in ("haarpsi", "gmsd"):
+                    try:
+                        _import_piq_quietly()
+                    except ImportError as exc:
+                        raise PerceptualUnavailable(f"needs the piq package ({exc})") from None
+                if name in simple:
+                    self._image_fns[name] = simple[name]
+                elif name.startswith("lpips-"):
+                    self._image_fns[name] = self._network_metric(
+                        build_lpips(name.split("-")[1], self.weights_dir, self.random_weights_for_tests), signed=True)
+                elif name == "dists":
+                    self._image_fns[name] = self._network_metric(
+                        build_dists(self.weights_dir, self.random_weights_for_tests), signed=False)
+                elif name in DATASET_METRICS and self.patch_fid is None:
+                    self.patch_fid = PatchFID(build_inception(self.weights_dir, self.random_weights_for_tests),
+                                              device=self.device)
+            except PerceptualUnavailable as exc:
+                self.unavailable[name] = str(exc)
+        if self.patch_fid is None:
+            for name in DATASET_METRICS:
+                if name in self.names and name not in self.unavailable:
+                    self.unavailable[name] = "FID/KID's feature network is unavailable"
+
+    def _network_metric(self, net: nn.Module, signed: bool) -> Callable[[np.ndarray, np.ndarray], float]:
+        net = net.to(self.device)
+
+        @torch.no_grad()
+        def score(reference: np.ndarray, test: np.ndarray) -> float:
+            a, b = to_tensor(reference).to(self.device), to_tensor(test).to(self.device)
+            if signed:  # LPIPS takes [-1, 1]
+                a, b = a * 2 - 1, b * 2 - 1
+                return float(net(a, b).reshape(-1)[0])
+            return float(net(b, a).reshape(-1)[0])  # DISTS takes [0, 1]
+
+        return score
+
+    @property
+    def image_metrics(self) -> list[str]:
+        """Per-image metrics that will be computed."""
+        return list(self._image_fns)
+
+    @property
+    def computed(self) -> list[str]:
+        """Every metric that will have values (per image, then data-set level)."""
+        extra = [m for m in DATASET_METRICS if m in self.names and m not in self.unavailable]
+        return self.image_metrics + extra
+
+    @property
+    def test_only(self) -> list[str]:
+        """Metrics computed with random weights (non-empty only with ``random_weights_for_tests``)."""
+        if not self.random_weights_for_tests:
+            return []
+        return [m for m in self.computed if m in PRETRAINED or m in DATASET_METRICS]
+
+    def score(self, reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
+        """Every per-image metric of ``test`` against ``reference`` (both (H, W, 3) uint8)."""
+        return {name: fn(reference, test) for name, fn in self._image_fns.items()}

@@ -46,13 +46,26 @@ def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor
 
     Raises ModelLoadError naming missing and unexpected keys.
     """
+    if not isinstance(state_dict, Mapping):
+        raise ModelLoadError(f"weights must be a dict of tensors, got {type(state_dict).__name__}")
     state_dict = strip_prefixes(state_dict)
+    not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ModelLoadError(f"weights must be tensors; not a tensor: {_few(not_tensors)}")
     for name, module in codec.named_modules():
         if isinstance(module, (EntropyBottleneck, GaussianConditional)):
             names = [b for b in _ENTROPY_BUFFERS if f"{name}.{b}" in state_dict]
             if names:
                 update_registered_buffers(module, name, names, state_dict, policy="resize")
-    result = codec.load_state_dict(dict(state_dict), strict=False)
+    expected = codec.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (config: {tuple(expected[k].shape)})"
+             for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        raise ModelLoadError(f"weights do not match the model's config (another width?): shape of {_few(wrong, 3)}")
+    try:
+        result = codec.load_state_dict(dict(state_dict), strict=False)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        raise ModelLoadError(f"weights do not match the model's config ({_first_line(exc)})") from None
     if result.missing_keys or result.unexpected_keys:
         raise ModelLoadError(
             "weights do not match the model's config: "
@@ -113,13 +126,19 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
     try:
         config = json.loads(payload["config"])
         codec = CorrDiffCodec(**config)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: the embedded config is invalid ({exc})") from None
-    load_codec_state(codec, payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise ModelLoadError(f"{path}: the embedded config is invalid ({_first_line(exc)})") from None
+    try:
+        load_codec_state(codec, payload.get("state_dict"))
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
     if not codec.prior.entropy_tables_ready():
         raise ModelLoadError(f"{path}: the model lacks entropy tables; re-export it (`corrdiff export`) "
                              "or call codec.update() and save_model()")
-    codec.metadata = json.loads(payload.get("metadata", "{}"))
+    try:
+        codec.metadata = json.loads(payload.get("metadata", "{}"))
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: the embedded metadata is invalid ({exc})") from None
     return codec.eval().to(map_location)
 
 

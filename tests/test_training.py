@@ -78,6 +78,22 @@ def test_fast_dev_run_both_phases_through_cli(photos, phase1_checkpoint, tmp_pat
                               "--model.init_args.init_from", str(phase1_checkpoint))) == 0
 
 
+def test_phase2_resumes_through_cli_without_the_phase1_file(photos, phase1_checkpoint, tmp_path):
+    """`corrdiff fit --ckpt_path` rebuilds the model from the checkpoint's own codec_config."""
+    import shutil
+
+    phase1_copy = tmp_path / "phase1.ckpt"
+    shutil.copy(phase1_checkpoint, phase1_copy)
+    run = tmp_path / "p2"
+    common = ["--model.init_args.init_from", str(phase1_copy)]
+    assert cli_main(_cli_args(photos, run, 2, "--trainer.max_steps", "2", *common)) == 0
+    phase1_copy.unlink()  # e.g. runs moved to another machine
+    assert cli_main(_cli_args(photos, run, 2, "--trainer.max_steps", "4", *common,
+                              "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))) == 0
+    resumed = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == 4
+
+
 def test_phase2_starts_from_phase1_weights(phase1_checkpoint):
     checkpoint = torch.load(phase1_checkpoint, map_location="cpu", weights_only=True)
     model = JointTraining(init_from=str(phase1_checkpoint))

@@ -27,6 +27,7 @@ likelihoods (see :meth:`CorrDiffCodec.analyse`), the rate, gamma and the losses.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -71,6 +72,8 @@ class CodecTraining(L.LightningModule):
         min_snr_gamma: min-SNR weighting of the diffusion loss (None: uniform).
         val_compress_images: images of the first validation batch really compressed to bytes.
         max_nonfinite_steps: consecutive NaN/Inf losses tolerated (skipped) before stopping.
+        codec_config: the resolved codec config as saved in checkpoints; when given it replaces
+            ``preset``/``codec`` (this is how ``--ckpt_path`` and ``load_from_checkpoint`` rebuild the model).
     """
 
     trains_decoder = False
@@ -87,10 +90,11 @@ class CodecTraining(L.LightningModule):
         min_snr_gamma: float | None = 5.0,
         val_compress_images: int = 2,
         max_nonfinite_steps: int = 20,
+        codec_config: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
-        self.codec_config = resolve_codec_config(preset, codec)
+        self.codec_config = copy.deepcopy(codec_config) if codec_config else resolve_codec_config(preset, codec)
         self.hparams["codec_config"] = self.codec_config
         self.codec = CorrDiffCodec(**self.codec_config)
         self.ema = AveragedModel(self.codec.score_net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
@@ -310,8 +314,11 @@ class JointTraining(CodecTraining):
         freeze_score_net: bool = False,
         **kwargs: Any,
     ):
-        phase1 = _read_phase1(init_from) if init_from else None
-        if phase1 is not None and preset is None and codec is None:
+        restoring = kwargs.get("codec_config") is not None  # rebuilt from its own checkpoint (resume/load)
+        phase1 = None
+        if init_from and not (restoring and not Path(init_from).is_file()):
+            phase1 = _read_phase1(init_from)  # when restoring, the checkpoint's weights overwrite these
+        if phase1 is not None and preset is None and codec is None and not restoring:
             codec = phase1["hyper_parameters"]["codec_config"]
         elif preset is None and codec is None:
             preset = "tiny"

@@ -1,0 +1,150 @@
+"""Regenerate the golden files of tests/test_reliability.py (only on purpose).
+
+    CORRDIFF_REGENERATE_GOLDEN=1 python tests/golden/make_golden.py
+
+Writes, next to this script:
+
+* ``model.pt``: a deliberately small model (widths 8-16, seeded random weights, every layer
+  non-zero so that all of them take part in decoding), written with ``corrdiff.save_model``;
+* ``golden.cdf``: a 24x40 crop of scikit-image's astronaut, compressed in corrected mode
+  (4 steps) with 2 torch threads;
+* ``decoded.png``: the image ``decompress`` gives on the machine that generated the files;
+* ``expected.json``: SHA-256 digests of z_hat and y_hat (the entropy-decoded part: must not
+  change on any machine), of the decoded image's float32 bytes (must not change on the same
+  machine), the header fields, and the platform that generated them.
+
+Regenerate only when the file format or the model format changes on purpose (and bump the
+format version when the bytes' meaning changes); otherwise a failing golden test is a bug.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONFIG = {
+    "latent_channels": 8,
+    "encoder": {"name": "gdn", "channels": 8},
+    "decoder": {"name": "gdn", "channels": 8},
+    "prior": {"name": "mean_scale_hyperprior", "hyper_channels": 8, "scale_max": 32.0, "scale_levels": 48},
+    "conditioner": {"name": "pyramid", "channels": [8, 8], "width": 8},
+    "score_net": {"name": "unet", "base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1},
+    "schedule": {"name": "linear"},
+    "sampler": {"name": "ddim", "eta": 0.0},
+    "steps": 4,
+}
+ENCODE_THREADS = 2
+SEED = 1234
+
+
+def digest(tensor) -> str:
+    """SHA-256 of a tensor's float32 bytes (C order, little-endian)."""
+    import numpy as np
+    import torch
+
+    array = tensor.detach().to(torch.float32).cpu().contiguous().numpy()
+    return hashlib.sha256(np.ascontiguousarray(array, dtype="<f4").tobytes()).hexdigest()
+
+
+def platform_signature() -> dict[str, str]:
+    """What 'the same machine' means for the image digest: CPU, OS, torch build and its CPU kernels."""
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "cpu": cpu,
+        "torch": torch.__version__,
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+    }
+
+
+def latents(codec, data: bytes):
+    """(z_hat, y_hat) as the decoder entropy-decodes them from a file."""
+    import torch
+
+    header, y_hat = codec.read(data)
+    z_hw = tuple(-(-s // 4) for s in y_hat.shape[-2:])
+    with torch.no_grad():
+        z_hat = codec.prior.entropy_bottleneck.decompress([header.streams[0]], z_hw)
+    return z_hat, y_hat
+
+
+def build_model():
+    import torch
+
+    import corrdiff
+
+    torch.manual_seed(SEED)
+    codec = corrdiff.CorrDiffCodec(**CONFIG)
+    with torch.no_grad():
+        for param in codec.parameters():
+            if not param.abs().sum():  # zero-initialised output layers: give them weights too
+                param.normal_(0.0, 0.05)
+    codec.update(force=True)
+    return codec.eval()
+
+
+def main() -> int:
+    if os.environ.get("CORRDIFF_REGENERATE_GOLDEN") != "1":
+        print("refusing to overwrite the golden files: set CORRDIFF_REGENERATE_GOLDEN=1 to regenerate them "
+              "(only when the file or model format changes on purpose)", file=sys.stderr)
+        return 1
+    import numpy as np
+    import torch
+    from skimage import data as skdata
+
+    import corrdiff
+    from corrdiff import bitstream
+    from corrdiff.image_io import save_image
+
+    torch.set_num_threads(ENCODE_THREADS)
+    codec = build_model()
+    corrdiff.save_model(codec, HERE / "model.pt", metadata={"purpose": "golden test model (random weights)"})
+    codec = corrdiff.load_model(HERE / "model.pt")  # exactly what the test loads
+
+    rgb = np.ascontiguousarray(skdata.astronaut()[::8, ::8][20:44, 8:48])  # (24, 40, 3)
+    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255
+    result = codec.encode(image, seed=7)
+    (HERE / "golden.cdf").write_bytes(result.data)
+
+    decoded = codec.decompress(result.data)
+    assert torch.equal(decoded, result.reconstruction)
+    save_image(HERE / "decoded.png", (decoded[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy())
+    z_hat, y_hat = latents(codec, result.data)
+    header = bitstream.unpack(result.data)
+    expected = {
+        "format_version": bitstream.VERSION,
+        "fingerprint": codec.fingerprint().hex(),
+        "header": {"height": header.height, "width": header.width, "mode": header.mode, "sampler": header.sampler,
+                   "steps": header.steps, "seed": header.seed, "gammas": list(header.gammas)},
+        "file_sha256": hashlib.sha256(result.data).hexdigest(),
+        "z_hat_shape": list(z_hat.shape),
+        "z_hat_sha256": digest(z_hat),
+        "y_hat_shape": list(y_hat.shape),
+        "y_hat_sha256": digest(y_hat),
+        "image_sha256": digest(decoded),
+        "encode_threads": ENCODE_THREADS,
+        "platform": platform_signature(),
+    }
+    (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    sizes = {p.name: p.stat().st_size for p in sorted(HERE.iterdir()) if p.is_file()}
+    print(json.dumps(sizes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The model shipped in the package (issue 6): loads, has a stable fingerprint, round-trips, demo works."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+import corrdiff
+from corrdiff.cli import main as cli_main
+from corrdiff.demo import demo_image_path
+from corrdiff.image_io import load_image
+from corrdiff.metrics import psnr, to_tensor, to_uint8
+from corrdiff.model_io import packaged_model_path
+
+
+@pytest.fixture(scope="module")
+def default_codec():
+    return corrdiff.load_model("default")
+
+
+def test_packaged_model_is_small_and_loads(default_codec):
+    assert packaged_model_path("default").stat().st_size < 15e6
+    assert default_codec.prior.entropy_tables_ready()
+    assert not default_codec.training
+
+
+def test_fingerprint_is_stable_and_written_to_files(default_codec):
+    again = corrdiff.load_model("default")
+    assert again.fingerprint() == default_codec.fingerprint()
+    image = to_tensor(load_image(demo_image_path())[:64, :96])
+    data = default_codec.compress(image)
+    assert corrdiff.bitstream.unpack(data).fingerprint == default_codec.fingerprint()
+
+
+def test_round_trip_with_packaged_model_is_exact_and_trained(default_codec):
+    rgb = load_image(demo_image_path())[128:256, 256:448]
+    result = default_codec.encode(to_tensor(rgb))
+    decoded = default_codec.decompress(result.data)
+    assert np.array_equal(to_uint8(decoded), to_uint8(result.reconstruction))
+    # a trained model, not random weights: the end-to-end decode is far better than noise
+    e2e = to_uint8(default_codec.decompress(result.data, mode="e2e"))
+    assert psnr(rgb, e2e) > 20
+    assert psnr(rgb, to_uint8(decoded)) > 20
+
+
+def test_default_is_the_cli_default(tmp_path, capsys):
+    src = tmp_path / "crop.png"
+    from PIL import Image
+
+    Image.fromarray(load_image(demo_image_path())[:64, :64]).save(src)
+    assert cli_main(["compress", str(src), "-o", str(tmp_path / "c.cdf")]) == 0
+    assert cli_main(["decompress", str(tmp_path / "c.cdf"), "-o", str(tmp_path / "c.png")]) == 0
+    assert load_image(tmp_path / "c.png").shape == (64, 64, 3)
+
+
+@pytest.mark.slow
+def test_demo_writes_files_and_prints_figures(tmp_path, capsys):
+    assert cli_main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for word in ("bpp", "PSNR", "MS-SSIM", "encode", "decode", "JPEG"):
+        assert word in out
+    for name in ("demo.cdf", "demo.png", "comparison.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    comparison = load_image(tmp_path / "comparison.png")
+    assert comparison.shape == (512, 3 * 768, 3)
