@@ -20,6 +20,7 @@ LIGHTNING_COMMANDS = {
     "test": "run the test loop (metrics over a dataset, DDP-aware)",
 }
 EXIT_USAGE_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report an interrupted command
 
 
 class UsageError(Exception):
@@ -159,6 +160,8 @@ def _decompress(args: argparse.Namespace) -> None:
     output = args.output or args.input.with_suffix(".png")
     if output.exists() and not args.force:
         raise FileExistsError(f"{output} exists; pass --force to overwrite")
+    if args.input.is_dir():
+        raise IsADirectoryError(f"{args.input}: is a directory, not a .cdf file")
     if not args.input.is_file():
         raise FileNotFoundError(f"{args.input}: no such file")
     data = args.input.read_bytes()
@@ -228,10 +231,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         COMMANDS[args.command](args)
-    except (CorrDiffError, UsageError, UnknownComponentError, FileExistsError, FileNotFoundError, IsADirectoryError,
-            PermissionError) as exc:
+    except (CorrDiffError, UsageError, UnknownComponentError, OSError) as exc:
+        # OSError: missing file, directory, permission denied, disk full, ... (atomic writes leave nothing behind)
         print(f"corrdiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f"corrdiff {args.command}: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
@@ -60,9 +61,12 @@ class EncodeResult:
 
 
 # Decode-size bound (docs/reliability.md): a .cdf header may name up to bitstream.MAX_PIXELS (2^28)
-# pixels, but a 100-byte file must not be able to make the decoder allocate memory for that
-# many; read() refuses images above this (8K UHD, 7680x4320, fits). Per instance, adjustable.
-MAX_DECODE_PIXELS = 1 << 25
+# pixels, but a 100-byte file must not make the decoder allocate memory for that many (about
+# 1 KiB per pixel for the tiny and small presets). read() refuses images above this: 16.8 Mpx,
+# e.g. 4096x4096, 4K UHD or a 12 Mpx photo; about 16 GiB at the limit. Adjustable per codec
+# (codec.max_decode_pixels) or, for the command line, with the environment variable below.
+DECODE_PIXELS_ENV = "CORRDIFF_MAX_DECODE_PIXELS"
+MAX_DECODE_PIXELS = int(os.environ[DECODE_PIXELS_ENV]) if os.environ.get(DECODE_PIXELS_ENV, "").isdigit() else 1 << 24
 
 
 def range_decoder_padding(stream_bytes: int, symbols: int) -> int:
@@ -87,6 +91,8 @@ class _BoundedRangeDecoder:
         self._inner = inner
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_inner":  # not set yet (copy/unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
     def decode_with_indexes(self, stream: bytes, indexes: list, *tables: Any) -> Any:
@@ -345,7 +351,7 @@ class CorrDiffCodec(nn.Module):
         if bs.height * bs.width > self.max_decode_pixels:
             raise BitstreamError(
                 f"image of {bs.height}x{bs.width} = {bs.height * bs.width} pixels exceeds this decoder's limit of "
-                f"{self.max_decode_pixels} pixels (raise codec.max_decode_pixels to decode it)"
+                f"{self.max_decode_pixels} pixels (raise codec.max_decode_pixels or ${DECODE_PIXELS_ENV} to decode it)"
             )
         self._check_ready()
         if bs.fingerprint != self.fingerprint():

@@ -74,6 +74,9 @@ def atomic_write(path: str | os.PathLike, data: bytes, overwrite: bool = True) -
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the output a normal file's mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -46,8 +46,8 @@ def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor
 
     Raises ModelLoadError naming missing and unexpected keys.
     """
-    if not isinstance(state_dict, Mapping):
-        raise ModelLoadError(f"weights must be a dict of tensors, got {type(state_dict).__name__}")
+    if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) for k in state_dict):
+        raise ModelLoadError(f"weights must be a dict of tensors by name, got {type(state_dict).__name__}")
     state_dict = strip_prefixes(state_dict)
     not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
@@ -116,7 +116,7 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ModelLoadError(f"{path}: refused: the file carries pickled objects, not plain weights ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle: RuntimeError, IndexError, TypeError, ...
         raise ModelLoadError(f"{path}: not a readable model file ({_first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelLoadError(f"{path}: not a corrdiff model file (export one with `corrdiff export CKPT -o MODEL.pt`)")
@@ -144,7 +144,11 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    name = type(exc).__name__
+    if not text:
+        return name
+    plain = isinstance(exc, (RuntimeError, OSError, pickle.UnpicklingError, ModelLoadError))
+    return text[0] if plain else f"{name}: {text[0]}"
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -156,7 +160,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ModelLoadError(f"{path}: refused: the checkpoint carries pickled objects ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle: RuntimeError, IndexError, TypeError, ...
         raise ModelLoadError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelLoadError(f"{path}: not a Lightning checkpoint (no state_dict)")

@@ -61,8 +61,10 @@ def layout(seed_file: bytes) -> dict[str, int]:
     groups = seed_file[29 + n]
     steps = struct.unpack_from("<H", seed_file, 19 + n)[0]
     k = steps * groups if seed_file[5] == 0 else 0
+    count_at = 30 + n + 2 * k
     return {"mode": 5, "height": 14, "width": 16, "name_len": 18, "steps": 19 + n, "eta": 21 + n,
-            "seed": 25 + n, "groups": 29 + n, "stream_count": 30 + n + 2 * k}
+            "seed": 25 + n, "groups": 29 + n, "stream_count": count_at,
+            "streams": count_at + 1 + 4 * seed_file[count_at]}
 
 
 _WIDTH = {"mode": "<B", "name_len": "<B", "groups": "<B", "stream_count": "<B", "height": "<H", "width": "<H",
@@ -75,8 +77,9 @@ def mutate(data: bytes, ops: list[tuple], fix_crc: bool) -> bytes:
     Operations (positions are taken modulo the current length):
     ``("flip", pos, bit)``, ``("set", pos, byte)``, ``("insert", pos, bytes)``,
     ``("delete", pos, count)``, ``("truncate", keep)``, ``("field", name, value)`` (a header field
-    of :data:`FIELDS` at its offset in the seed file), ``("streams", (bytes, ...))`` (replace the
-    entropy-coded streams and their lengths by these payloads).
+    of :data:`FIELDS` at its offset in the seed file), ``("stream_flip", pos, bit)`` (a bit of the
+    entropy-coded bytes), ``("streams", (bytes, ...))`` (replace the entropy-coded streams and their
+    lengths by these payloads).
     """
     offsets = layout(data) if len(data) > 40 else {}
     buf = bytearray(data)
@@ -100,6 +103,9 @@ def mutate(data: bytes, ops: list[tuple], fix_crc: bool) -> bytes:
             raw = struct.pack(fmt, value)
             at = offsets[op[1]]
             buf[at : at + len(raw)] = raw
+        elif kind == "stream_flip" and "streams" in offsets and len(buf) > offsets["streams"] + 4:
+            at = offsets["streams"]
+            buf[at + op[1] % (len(buf) - 4 - at)] ^= 1 << (op[2] % 8)
         elif kind == "streams" and "stream_count" in offsets:
             at = offsets["stream_count"]
             payloads = tuple(op[1])
@@ -116,9 +122,9 @@ def random_ops(rng: random.Random, data: bytes) -> tuple[list[tuple], bool]:
     ops: list[tuple] = []
     for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
         kind = rng.choice(("flip", "flip", "set", "set", "insert", "delete", "truncate", "field", "field", "field",
-                           "streams", "streams"))
-        if kind == "flip":
-            ops.append(("flip", rng.randrange(1 << 16), rng.randrange(8)))
+                           "streams", "streams", "stream_flip", "stream_flip"))
+        if kind in ("flip", "stream_flip"):
+            ops.append((kind, rng.randrange(1 << 16), rng.randrange(8)))
         elif kind == "set":
             ops.append(("set", rng.randrange(1 << 16), rng.choice((0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)))))
         elif kind == "insert":
@@ -129,7 +135,10 @@ def random_ops(rng: random.Random, data: bytes) -> tuple[list[tuple], bool]:
             ops.append(("truncate", rng.randrange(len(data) + 1)))
         elif kind == "field":
             name = rng.choice(FIELDS)
-            value = rng.choice(INTERESTING_FLOATS) if name == "eta" else rng.choice(INTERESTING + (rng.randrange(1 << 32),))
+            if name == "eta":
+                value = rng.choice(INTERESTING_FLOATS)
+            else:
+                value = rng.choice(INTERESTING + (rng.randrange(1 << 32),))
             ops.append(("field", name, value))
         else:
             count = rng.choice((2, 2, 2, 1, 3, 0, 5))
@@ -242,12 +251,12 @@ def seed_files(codec) -> list[bytes]:
     return files
 
 
-def case(seed: int, index: int, seeds: list[bytes]) -> bytes:
-    """The index-th mutated file of a campaign (deterministic: replayable from seed and index)."""
+def case(seed: int, index: int, seeds: list[bytes]) -> tuple[bytes, bool]:
+    """The index-th mutated file of a campaign and whether its CRC was recomputed (replayable from seed, index)."""
     rng = random.Random(f"{seed}:{index}")
     data = rng.choice(seeds)
     ops, fix_crc = random_ops(rng, data)
-    return mutate(data, ops, fix_crc)
+    return mutate(data, ops, fix_crc), fix_crc
 
 
 # ----------------------------------------------------------------------------- worker / parent
@@ -257,6 +266,10 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     codec = build_codec(args.model, args.max_decode_pixels)
     seeds = seed_files(codec)
+    if args.save_dir:  # so that the parent can rebuild (and save) a case that crashed or hung the worker
+        (Path(args.save_dir) / "seeds").mkdir(parents=True, exist_ok=True)
+        for k, data in enumerate(seeds):
+            (Path(args.save_dir) / "seeds" / f"seed{k}.cdf").write_bytes(data)
     folder = Path(tempfile.mkdtemp(prefix="corrdiff-fuzz-"))
     model_path = args.model
     if args.cli_every:
@@ -267,17 +280,33 @@ def worker(args: argparse.Namespace) -> None:
         if not model_path:
             model_path = str(folder / "model.pt")
             corrdiff.save_model(codec, model_path)
+    entropy_decodes = [0]
+    prior_decompress = codec.prior.decompress
+
+    def counting_decompress(*a, **k):  # how many cases got past every header check into the range decoder
+        entropy_decodes[0] += 1
+        return prior_decompress(*a, **k)
+
+    codec.prior.decompress = counting_decompress
     print("ready", flush=True)
     for index in range(args.start, args.end):
-        data = case(args.seed, index, seeds)
+        data, crc_fixed = case(args.seed, index, seeds)
+        if args.inject_fault and int(args.inject_fault.split(":")[1]) == index:  # self-test of crash/hang accounting
+            if args.inject_fault.startswith("crash"):
+                os.kill(os.getpid(), 11)
+            time.sleep(3600)
         start = time.perf_counter()
+        before = entropy_decodes[0]
         kind, detail = decode_case(codec, data)
+        kinds, details = [kind], [detail]
         if args.cli_every and index % args.cli_every == 0:
             cli_kind, cli_detail = cli_case(model_path, data, folder)
-            kind, detail = f"{kind}|{cli_kind}", f"{detail} | {cli_detail}"
+            kinds.append(cli_kind)
+            details.append(cli_detail)
         seconds = time.perf_counter() - start
-        print(json.dumps({"i": index, "kind": kind, "detail": detail.replace("\n", " "), "s": round(seconds, 3)}),
-              flush=True)
+        print(json.dumps({"i": index, "kinds": kinds, "details": [d.replace("\n", " ") for d in details],
+                          "crc_fixed": crc_fixed, "entropy_decoded": entropy_decodes[0] > before,
+                          "s": round(seconds, 3)}), flush=True)
 
 
 def _start_worker(args: argparse.Namespace, start: int, end: int) -> subprocess.Popen:
@@ -285,6 +314,10 @@ def _start_worker(args: argparse.Namespace, start: int, end: int) -> subprocess.
            "--end", str(end), "--max-decode-pixels", str(args.max_decode_pixels), "--cli-every", str(args.cli_every)]
     if args.model:
         cmd += ["--model", args.model]
+    if args.save_dir:
+        cmd += ["--save-dir", args.save_dir]
+    if args.inject_fault:
+        cmd += ["--inject-fault", args.inject_fault]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
 
@@ -294,7 +327,7 @@ def campaign(args: argparse.Namespace) -> dict:
     examples: dict[str, str] = {}
     failures: list[dict] = []
     deadline = time.monotonic() + 60 * args.minutes if args.minutes else math.inf
-    slowest = 0.0
+    slowest, slowest_case = 0.0, None
     next_index, end = 0, args.max_files
     save_dir = Path(args.save_dir) if args.save_dir else None
     while next_index < end and time.monotonic() < deadline:
@@ -337,21 +370,27 @@ def campaign(args: argparse.Namespace) -> dict:
             record = json.loads(line)
             current = record["i"] + 1
             next_index = current
-            for kind in record["kind"].split("|"):
+            for kind, detail in zip(record["kinds"], record["details"]):
                 counts[kind] += 1
-                examples.setdefault(kind, record["detail"])
+                examples.setdefault(kind, detail)
             counts["files"] += 1
-            slowest = max(slowest, record["s"])
-            bad = any(k.startswith(("unexpected", "bad-output", "cli:bad", "cli:unexpected"))
-                      for k in record["kind"].split("|"))
+            counts["crc recomputed"] += record["crc_fixed"]
+            counts["reached the entropy decoder"] += record["entropy_decoded"]
+            if record["s"] > slowest:
+                slowest, slowest_case = record["s"], record
+            bad = any(k.startswith(("unexpected", "bad-output", "cli:bad", "cli:unexpected")) for k in record["kinds"])
             if bad:
                 failures.append(record)
         sel.close()
     if save_dir and failures:
         save_dir.mkdir(parents=True, exist_ok=True)
         (save_dir / "failures.json").write_text(json.dumps(failures, indent=1))
+        seeds = [p.read_bytes() for p in sorted((save_dir / "seeds").glob("seed*.cdf"))]
+        for failure in failures if seeds else []:
+            data, _ = case(args.seed, failure["i"], seeds)
+            (save_dir / f"case-{failure['i']}.cdf").write_bytes(data)  # replay: --replay FILE
     return {"counts": dict(counts), "examples": examples, "failures": failures, "slowest_case_s": slowest,
-            "seed": args.seed}
+            "slowest_case": slowest_case, "seed": args.seed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the summary as JSON to this file")
     p.add_argument("--replay", default=None, help="decode one saved file and print its outcome")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--inject-fault", default=None, help=argparse.SUPPRESS)  # crash:INDEX or hang:INDEX
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--end", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -384,11 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = campaign(args)
     summary["minutes"] = round((time.monotonic() - started) / 60, 2)
     counts = summary["counts"]
+    slow = summary["slowest_case"] or {}
     print(f"files tried: {counts.get('files', 0)} in {summary['minutes']} min (seed {args.seed}); "
-          f"slowest case {summary['slowest_case_s']:.2f} s")
+          f"CRC recomputed in {counts.get('crc recomputed', 0)}, "
+          f"{counts.get('reached the entropy decoder', 0)} reached the entropy decoder; "
+          f"slowest case {summary['slowest_case_s']:.2f} s (#{slow.get('i')}: {slow.get('details', [''])[0][:60]})")
     width = max((len(k) for k in counts), default=10)
     for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        if kind != "files":
+        if kind not in ("files", "crc recomputed", "reached the entropy decoder"):
             print(f"  {kind:<{width}}  {n:>7}   e.g. {summary['examples'].get(kind, '')[:90]}")
     failures = summary["failures"]
     print(f"failures (crash, hang, unexpected exception, bad output or bad CLI exit): {len(failures)}")

@@ -53,6 +53,17 @@ def prepare(out: Path, wallpapers: Path | None = None) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.write_photos(out / "skimage")
+    write_heldout_crops(out)
+
+
+def write_heldout_crops(out: Path, size: tuple[int, int] = (512, 384)) -> None:
+    """Centre crops of every held-out photo into ``out/heldout`` (the README's eval set)."""
+    (out / "heldout").mkdir(parents=True, exist_ok=True)
+    for path in sorted([*(out / "val").glob("*.png"), *(out / "skimage" / "val").glob("*.png")]):
+        img = Image.open(path).convert("RGB")
+        w, h = min(size[0], img.width), min(size[1], img.height)
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        img.crop((left, top, left + w, top + h)).save(out / "heldout" / path.name)
 
 
 if __name__ == "__main__":
