@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="turn a training checkpoint into a slim model file for compress/decompress")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (e.g. model.pt)")
+    p.add_argument("--half", action="store_true", help="store network weights as float16 (half the size)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
 
     p = sub.add_parser("eval", help="evaluate models and JPEG/WebP baselines on a folder of images "
@@ -118,7 +119,7 @@ def _export(args: argparse.Namespace) -> None:
 
     if args.output.exists() and not args.force:
         raise FileExistsError(f"{args.output} exists; pass --force to overwrite")
-    codec = export_checkpoint(args.checkpoint, args.output)
+    codec = export_checkpoint(args.checkpoint, args.output, half=args.half)
     size = args.output.stat().st_size
     print(f"{args.checkpoint} -> {args.output}: {size / 1e6:.2f} MB, fingerprint {codec.fingerprint().hex()}")
 

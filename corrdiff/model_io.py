@@ -80,14 +80,30 @@ def _few(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def save_model(codec: CorrDiffCodec, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
-    """Write a slim inference model (entropy tables built, no optimiser state), atomically."""
+def _stored(key: str, tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    """The tensor as written: float32 network weights may be stored as float16 (``half``); the
+    entropy model (``prior.*``) always keeps full precision, its tables are integers anyway."""
+    tensor = tensor.detach().cpu().clone()
+    if half and tensor.dtype == torch.float32 and not key.startswith("prior."):
+        return tensor.half()
+    return tensor
+
+
+def save_model(
+    codec: CorrDiffCodec, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None, half: bool = False
+) -> None:
+    """Write a slim inference model (entropy tables built, no optimiser state), atomically.
+
+    ``half=True`` stores the transforms', conditioner's and score network's weights as float16
+    (half the file size); loading casts them back to float32, so the fingerprint and
+    determinism are those of the loaded model.
+    """
     codec.update(force=False)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(codec.config, sort_keys=True),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in codec.state_dict().items()},
+        "state_dict": {k: _stored(k, v, half) for k, v in codec.state_dict().items()},
         "metadata": json.dumps(dict(metadata or {}), sort_keys=True, default=str),
     }
     buf = io.BytesIO()
@@ -169,8 +185,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathLike) -> CorrDiffCodec:
+def export_checkpoint(
+    checkpoint_path: str | os.PathLike, output: str | os.PathLike, half: bool = False
+) -> CorrDiffCodec:
     """Checkpoint -> slim model file: EMA score-network weights, entropy tables, config; no optimiser state.
+
+    Returns the codec as it will load from ``output`` (with ``half``, weights rounded to float16).
 
     DDP-style ``module.`` prefixes are stripped.
     """
@@ -188,5 +208,5 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, output: str | os.PathL
         "epoch": checkpoint.get("epoch"),
         "ema": bool(ema),
     }
-    save_model(codec, output, metadata=metadata)
-    return codec
+    save_model(codec, output, metadata=metadata, half=half)
+    return load_model(output)

@@ -455,3 +455,19 @@ def test_save_model_builds_missing_tables(tmp_path, tiny_codec):
     loaded = load_model(tmp_path / "m.pt")
     assert loaded.prior.entropy_tables_ready()
     assert loaded.fingerprint() == tiny_codec.fingerprint()
+
+
+def test_half_precision_model_file_is_smaller_and_decodes_exactly(tiny_codec, tmp_path):
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    corrdiff.save_model(tiny_codec, full)
+    corrdiff.save_model(tiny_codec, half, half=True)
+    assert half.stat().st_size < 0.8 * full.stat().st_size  # the tiny preset is mostly entropy model
+    loaded = corrdiff.load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert corrdiff.load_model(half).fingerprint() == loaded.fingerprint()
+    for key, value in loaded.state_dict().items():
+        if key.startswith("prior."):
+            assert torch.equal(value, tiny_codec.state_dict()[key]), f"{key}: entropy model must stay exact"
+    image = torch.rand(1, 3, 24, 40)
+    result = loaded.encode(image)
+    assert torch.equal(loaded.decompress(result.data), result.reconstruction)
