@@ -13,4 +13,4 @@ if [ -z "${PHASE2_RESUME:-}" ]; then
 else
   corrdiff fit --config "$HERE/phase2.yaml" --ckpt_path "$PHASE2_RESUME" "$@"
 fi
-corrdiff export runs/default_model/phase2/checkpoints/last.ckpt -o corrdiff/assets/default.pt --force
+corrdiff export runs/default_model/phase2/checkpoints/last.ckpt -o corrdiff/assets/default.pt --half --force
