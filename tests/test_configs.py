@@ -24,7 +24,6 @@ import functools
 import io
 import itertools
 import os
-import re
 import shlex
 import shutil
 import subprocess

@@ -27,7 +27,6 @@ likelihoods (see :meth:`CorrDiffCodec.analyse`), the rate, gamma and the losses.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -315,9 +314,8 @@ class JointTraining(CodecTraining):
         **kwargs: Any,
     ):
         restoring = kwargs.get("codec_config") is not None  # rebuilt from its own checkpoint (resume/load)
-        phase1 = None
-        if init_from and not (restoring and not Path(init_from).is_file()):
-            phase1 = _read_phase1(init_from)  # when restoring, the checkpoint's weights overwrite these
+        # when restoring, the weights come from the checkpoint itself: the phase-1 file is not needed
+        phase1 = _read_phase1(init_from) if init_from and not restoring else None
         if phase1 is not None and preset is None and codec is None and not restoring:
             codec = phase1["hyper_parameters"]["codec_config"]
         elif preset is None and codec is None:
