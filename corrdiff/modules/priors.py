@@ -63,6 +63,11 @@ class ScaleGrid:
         return idx.clamp_(0, self.levels - 1).to(torch.int32)
 
 
+def _dequantized(entropy_model, x: Tensor, means: Tensor) -> Tensor:
+    """round(x - means) + means: what decompress() of the just-coded stream returns, without decoding it."""
+    return entropy_model.quantize(x, "dequantize", means)
+
+
 class _BasePrior(nn.Module):
     """Shared plumbing: update(), aux_loss() and the list of entropy-coded streams."""
 
@@ -104,7 +109,7 @@ class FactorizedPrior(_BasePrior):
     @torch.no_grad()
     def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
         strings = self.entropy_bottleneck.compress(y)
-        y_hat = self.entropy_bottleneck.decompress(strings, y.shape[-2:])
+        y_hat = _dequantized(self.entropy_bottleneck, y, self.entropy_bottleneck._get_medians())
         return [strings[0]], y_hat
 
     @torch.no_grad()
@@ -189,10 +194,10 @@ class MeanScaleHyperprior(_BasePrior):
     def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        z_hat = _dequantized(self.entropy_bottleneck, z, self.entropy_bottleneck._get_medians())
         indexes, means = self._coding_params(z_hat, y.shape[-2:])
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
-        y_hat = self.gaussian_conditional.decompress(y_strings, indexes, means=means)
+        y_hat = _dequantized(self.gaussian_conditional, y, means)
         return [z_strings[0], y_strings[0]], y_hat
 
     @torch.no_grad()
