@@ -107,6 +107,20 @@ def test_phase2_refuses_mismatched_phase1_checkpoint(phase1_checkpoint):
         JointTraining(init_from=str(phase1_checkpoint), codec={"latent_channels": 40}, preset="tiny")
 
 
+def test_phase2_fine_tunes_from_a_model_file(phase1_checkpoint, tmp_path):
+    """init_from also takes an exported model file: its weights, config and (EMA) score network."""
+    model_file = tmp_path / "model.pt"
+    exported = export_checkpoint(phase1_checkpoint, model_file)
+    model = JointTraining(init_from=str(model_file))
+    assert model.codec_config == exported.config
+    for key, value in exported.state_dict().items():
+        assert torch.equal(model.codec.state_dict()[key], value), key
+    for key, value in exported.score_net.state_dict().items():
+        assert torch.equal(model.ema.module.state_dict()[key], value), key
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        JointTraining(init_from=str(model_file), codec={"latent_channels": 40}, preset="tiny")
+
+
 def test_resume_continues_step_count(photos, tmp_path):
     model = ScoreTraining(preset="tiny", val_compress_images=0)
     ckpt_dir = tmp_path / "ckpt"

@@ -289,8 +289,11 @@ class JointTraining(CodecTraining):
     """Phase 2: L2 = lambda * R + w_diff * L_diff + w_dist * d(x, x0_e) + rho * P(x, x0_c).
 
     Args:
-        init_from: phase-1 checkpoint to start from (strict: mismatched keys are an error).
-            Its codec config is used when ``preset`` and ``codec`` are both unset.
+        init_from: weights to start from (strict: mismatched keys are an error): a phase-1 Lightning
+            checkpoint, or a corrdiff model file or packaged model name (``default``) to fine-tune
+            (its score network, which holds the EMA weights, also seeds the EMA). Its codec config
+            is used when ``preset`` and ``codec`` are both unset. Optimiser state starts afresh;
+            to continue a run with its optimiser, use ``--ckpt_path`` instead.
         diffusion_weight, distortion_weight, rho: w_diff, w_dist and rho.
         distortion: ``mse`` or ``ms_ssim`` (d above; MSE on the [0, 1] scale).
         perceptual: spec of P (LPIPS; real pretrained weights required, see losses.perceptual).
@@ -315,9 +318,9 @@ class JointTraining(CodecTraining):
     ):
         restoring = kwargs.get("codec_config") is not None  # rebuilt from its own checkpoint (resume/load)
         # when restoring, the weights come from the checkpoint itself: the phase-1 file is not needed
-        phase1 = _read_phase1(init_from) if init_from and not restoring else None
+        phase1 = _read_init(init_from) if init_from and not restoring else None
         if phase1 is not None and preset is None and codec is None and not restoring:
-            codec = phase1["hyper_parameters"]["codec_config"]
+            codec = phase1["codec_config"]
         elif preset is None and codec is None:
             preset = "tiny"
         super().__init__(preset=preset, codec=codec, **kwargs)
@@ -329,15 +332,15 @@ class JointTraining(CodecTraining):
         if phase1 is not None:
             self._load_phase1(phase1, init_from)
 
-    def _load_phase1(self, checkpoint: dict[str, Any], path: str) -> None:
-        state = checkpoint["state_dict"]
-        codec_state = {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")}
-        ema_state = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
+    def _load_phase1(self, start: dict[str, Any], path: str) -> None:
         try:
-            load_codec_state(self.codec, codec_state)
-            self.ema.load_state_dict(ema_state)
+            load_codec_state(self.codec, start["codec_state"])
+            if start["ema_state"] is None:  # a model file: its score network already holds the EMA weights
+                self.ema.module.load_state_dict(self.codec.score_net.state_dict())
+            else:
+                self.ema.load_state_dict(start["ema_state"])
         except (ModelLoadError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path}: phase-1 checkpoint does not fit this phase-2 config: {exc}") from None
+            raise ModelLoadError(f"{path}: init_from does not fit this phase-2 config: {exc}") from None
 
     def _set_trainable(self) -> None:
         super()._set_trainable()
@@ -364,10 +367,30 @@ class JointTraining(CodecTraining):
         return loss, logs
 
 
-def _read_phase1(path: str) -> dict[str, Any]:
-    from corrdiff.model_io import read_checkpoint
+def _read_init(path: str) -> dict[str, Any]:
+    """``init_from``'s codec config, codec weights and EMA weights (None for a model file)."""
+    from corrdiff.model_io import PACKAGED, load_model, read_checkpoint
 
+    if path in PACKAGED or _is_model_file(path):
+        model = load_model(path)
+        return {"codec_config": model.config, "codec_state": model.state_dict(), "ema_state": None}
     checkpoint = read_checkpoint(path)
     if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise ModelLoadError(f"init_from: {path}: not a Lightning checkpoint of corrdiff's ScoreTraining")
-    return checkpoint
+    state = checkpoint["state_dict"]
+    return {
+        "codec_config": checkpoint["hyper_parameters"]["codec_config"],
+        "codec_state": {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")},
+        "ema_state": {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")},
+    }
+
+
+def _is_model_file(path: str) -> bool:
+    """A corrdiff model file (``save_model``), as opposed to a Lightning checkpoint."""
+    from corrdiff.model_io import FORMAT
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - unreadable here: read_checkpoint gives the clear error
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT

@@ -2,7 +2,8 @@
 # Reproduce the packaged model: fetch photos, train both phases, export to corrdiff/assets/default.pt.
 #   bash experiments/default_model/train.sh            # from the repository root
 # To continue an interrupted or committed run instead of starting over, pass the checkpoint:
-#   PHASE2_RESUME=experiments/default_model/checkpoints/phase2-last.ckpt bash experiments/default_model/train.sh
+#   PHASE2_RESUME=runs/default_model/phase2/checkpoints/last.ckpt bash experiments/default_model/train.sh
+# To fine-tune an exported model (e.g. the shipped one) instead, see finetune.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=experiments/default_model
