@@ -39,8 +39,8 @@ class ClassicalResult:
         return 8.0 * len(self.data) / (h * w)
 
 
-def encode(rgb: np.ndarray, codec: str, quality: int) -> ClassicalResult:
-    """Encode (H, W, 3) uint8 with Pillow at ``quality`` and decode it back."""
+def to_bytes(rgb: np.ndarray, codec: str, quality: int) -> bytes:
+    """Encode (H, W, 3) uint8 with Pillow at ``quality``: the file's bytes."""
     if codec not in FORMATS:
         raise ValueError(f"baseline codec must be one of {sorted(FORMATS)}, got {codec!r}")
     buf = io.BytesIO()
@@ -50,10 +50,19 @@ def encode(rgb: np.ndarray, codec: str, quality: int) -> ClassicalResult:
     elif codec == "webp":
         options.update(method=6)
     Image.fromarray(rgb).save(buf, format=FORMATS[codec], **options)
-    data = buf.getvalue()
+    return buf.getvalue()
+
+
+def from_bytes(data: bytes) -> np.ndarray:
+    """Decode a file written by :func:`to_bytes` to (H, W, 3) uint8."""
     with Image.open(io.BytesIO(data)) as img:
-        decoded = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return ClassicalResult(codec, int(quality), data, decoded)
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def encode(rgb: np.ndarray, codec: str, quality: int) -> ClassicalResult:
+    """Encode (H, W, 3) uint8 with Pillow at ``quality`` and decode it back."""
+    data = to_bytes(rgb, codec, quality)
+    return ClassicalResult(codec, int(quality), data, from_bytes(data))
 
 
 def encode_at_bpp(rgb: np.ndarray, codec: str, target_bpp: float) -> ClassicalResult:

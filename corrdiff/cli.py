@@ -111,6 +111,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="metric(s) to plot / tabulate; repeat or comma-separate (default: all in the files)")
     p.add_argument("--bd-rate", action="store_true", help="print BD-rate (%%) of every file against the first")
     p.add_argument("--title", default=None)
+
+    p = sub.add_parser("bench", help="benchmark: encode/decode time and memory vs size and peers, decode "
+                       "profile, FLOP/s, training steps, gamma solvers (docs/benchmarks.md)")
+    p.add_argument("--model", default=None,
+                   help="model file, packaged name, or preset:NAME (untrained; times only) "
+                        "(default: default; with --quick: preset:tiny)")
+    p.add_argument("--sizes", default=None,
+                   help="image sizes WIDTHxHEIGHT, comma-separated "
+                        "(default: 256x256,768x512,1920x1080,3840x2160)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per size (default: 3 up to 768x512 pixels, 1 above)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads, here and in the measuring processes (default: torch's default)")
+    p.add_argument("--skip", default=None,
+                   help="sections to skip, comma-separated: codecs,peers,breakdown,flops,training,gamma")
+    p.add_argument("--profile-size", default=None,
+                   help="size of the decode breakdown, FLOP/s and gamma sections (default: 768x512)")
+    p.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds instead of minutes: tiny untrained model and sizes, one run (for tests)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing --json file")
     return parser
 
 
@@ -211,8 +232,43 @@ def _plot(args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from None
 
 
+def _bench(args: argparse.Namespace) -> None:
+    import json
+
+    from corrdiff.benchmark import (BenchSettings, parse_size, parse_sizes, parse_skip, quick_settings,
+                                    run_benchmark)
+    from corrdiff.image_io import atomic_write
+
+    if args.json is not None:  # refuse before minutes of work, not after
+        if args.json.exists() and not args.force:
+            raise FileExistsError(f"{args.json} exists; pass --force to overwrite")
+        if not args.json.parent.is_dir():
+            raise FileNotFoundError(f"{args.json.parent}: no such folder for --json")
+    try:
+        options = {"skip": parse_skip(args.skip)}
+        if args.model is not None:
+            options["model"] = args.model
+        if args.sizes is not None:
+            options["sizes"] = parse_sizes(args.sizes)
+        if args.profile_size is not None:
+            options["profile_size"] = parse_size(args.profile_size)
+        for name in ("repeats", "threads"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+            if value is not None:
+                options[name] = value
+        settings = quick_settings(**options) if args.quick else BenchSettings(**options)
+    except ValueError as exc:  # option values rejected before any work (sizes, sections, counts)
+        raise UsageError(str(exc)) from None
+    results = run_benchmark(settings, emit=lambda text: print(text, flush=True))  # BenchmarkError: exit 2
+    if args.json is not None:
+        atomic_write(args.json, json.dumps(results, indent=2).encode(), overwrite=args.force)
+        print(f"wrote {args.json}")
+
+
 COMMANDS = {"compress": _compress, "decompress": _decompress, "export": _export, "demo": _demo, "eval": _eval,
-            "plot": _plot}
+            "plot": _plot, "bench": _bench}
 
 
 def main(argv: list[str] | None = None) -> int:
