@@ -16,6 +16,23 @@ Data flow (Ma, Yang, Liu, ICML 2024; DESIGN.md section 1)::
 Public images are float tensors in [0, 1] of shape (1, 3, H, W) (as in compressai);
 internally the model works in [-1, 1]. Any size: the image is padded (edge replication)
 to a multiple of the stride and cropped back.
+
+Memory (issue 7). With P pixels (padded), the peak is that of one sampling step::
+
+    peak ~ fixed + max(S * P,  K * P + tile cost)
+
+* S: one score-network call plus what the loop keeps (x_t, x0_e, the conditioning projected
+  to the U-Net's levels; the encoder also holds the image and x). For the ``small`` preset
+  (the packaged model) S = 328 bytes of live tensors per pixel decoding, 352 encoding;
+  the process RSS adds allocator slack (measured 335-350 B/px in all at 3840x2160).
+* K * P + tile cost: before the loop, the encoder, the end-to-end decoder and the
+  conditioning network run on tiles of :attr:`CorrDiffCodec.tile_size` (they have no global
+  operation, see :mod:`corrdiff.modules.tiling`), so their activations cost a constant
+  (~0.3 GiB at the default 1024-pixel tiles) over what is kept (K = 57 B/px).
+* fixed: libraries and weights, ~0.9 GiB for this CUDA build of torch with compressai.
+
+So 3840x2160 (8.3 Mpx) peaks at ~3.6 GiB RSS (6.9 GiB before tiling and the rest; the
+U-Net's GroupNorm makes its own activations global, so they are not tiled).
 """
 
 from __future__ import annotations
@@ -35,6 +52,7 @@ from corrdiff import bitstream
 from corrdiff.correction import CorrectionConfig, GammaSolver, apply_correction, quantize_gamma
 from corrdiff.errors import BitstreamError, ModelMismatchError
 from corrdiff.modules.samplers import seeded_noise, x0_from_output
+from corrdiff.modules.tiling import map_tiles
 from corrdiff.modules.transforms import STRIDE, check_stride
 from corrdiff.registry import CONDITIONERS, DECODERS, ENCODERS, PRIORS, SAMPLERS, SCHEDULES, SCORE_NETS
 
@@ -62,8 +80,9 @@ class EncodeResult:
 
 # Decode-size bound (docs/reliability.md): a .cdf header may name up to bitstream.MAX_PIXELS (2^28)
 # pixels, but a 100-byte file must not make the decoder allocate memory for that many (about
-# 1 KiB per pixel for the tiny and small presets). read() refuses images above this: 16.8 Mpx,
-# e.g. 4096x4096, 4K UHD or a 12 Mpx photo; about 16 GiB at the limit. Adjustable per codec
+# 350 bytes per pixel for the small preset, see the module docstring; ~1 KiB before tiling).
+# read() refuses images above this: 16.8 Mpx, e.g. 4096x4096, 4K UHD or a 12 Mpx photo; about
+# 7 GiB at the limit. Adjustable per codec
 # (codec.max_decode_pixels) or, for the command line, with the environment variable below.
 DECODE_PIXELS_ENV = "CORRDIFF_MAX_DECODE_PIXELS"
 MAX_DECODE_PIXELS = int(os.environ[DECODE_PIXELS_ENV]) if os.environ.get(DECODE_PIXELS_ENV, "").isdigit() else 1 << 24
@@ -121,6 +140,20 @@ class CorrDiffCodec(nn.Module):
     """
 
     max_decode_pixels: int = MAX_DECODE_PIXELS  # read() refuses larger images (decode-memory bound)
+    # Encoder, end-to-end decoder and conditioning network run on tiles of at most this many image
+    # pixels a side (plus a halo of their receptive radius) when the image is larger: their memory is
+    # then bounded by the tile, not the image (see _sample and corrdiff.modules.tiling). None: never
+    # tile. Images that fit in one tile are computed whole, exactly as without tiling; above that,
+    # tiled results equal untiled ones to float rounding, and the decoder reproduces the encoder's
+    # reconstruction bit for bit when both use the same tile_size (the default on both sides).
+    tile_size: int | None = 1024
+    # Images of at least this many (padded) pixels are reconstructed (end-to-end decoder, conditioning,
+    # score network) on channels-last tensors on a CPU: oneDNN then convolves them as they are instead
+    # of copying every input into its blocked layout, which cuts the peak of a sampling step by ~25%
+    # and the decode time by ~1/3 (measured at 1920x1080). The values equal the default format's to
+    # float rounding (another summation order), so smaller images keep the default format: their
+    # reconstructions are unchanged. Derived from the latent's size on both sides. None: never.
+    channels_last_pixels: int | None = 1 << 20
 
     def __init__(
         self,
@@ -189,8 +222,14 @@ class CorrDiffCodec(nn.Module):
         """x0_e = D(y_hat), unclipped (training losses see the raw output)."""
         return self.decoder(y_hat)
 
-    def denoise(self, x_t: Tensor, t: Tensor, cond: list[Tensor]) -> Tensor:
-        """Raw score-network output (eps or x0, see :attr:`prediction`)."""
+    def denoise(self, x_t: Tensor, t: Tensor, cond: list[Tensor], projected: bool = False) -> Tensor:
+        """Raw score-network output (eps or x0, see :attr:`prediction`).
+
+        ``projected``: ``cond`` is the score network's ``project_condition`` of the pyramid
+        (see :meth:`sampling_condition`) rather than the pyramid itself; same output.
+        """
+        if projected:
+            return self.score_net(x_t, t, cond, projected=True)
         return self.score_net(x_t, t, cond)
 
     def forward(self, x: Tensor) -> dict[str, Any]:
@@ -232,6 +271,45 @@ class CorrDiffCodec(nn.Module):
         m = self.multiple
         return (-(-height // m) * m) // STRIDE, (-(-width // m) * m) // STRIDE
 
+    def _tiled(self, module: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, cell: int) -> Any:
+        """``fn(x)`` for a convolutional ``module`` (``fn`` built on it), on tiles of :attr:`tile_size`.
+
+        Tiles are squares of ``tile_size / 16`` latent cells with a halo of the module's
+        ``receptive_radius`` (a module that declares none is never tiled); ``cell`` is the
+        input's pixels per cell (16 for an image, 1 for a latent). The tile grid depends only
+        on the input size and the codec, so encoder and decoder tile identically.
+        """
+        radius = getattr(module, "receptive_radius", None)
+        if self.tile_size is None or radius is None:
+            return fn(x)
+        align = self.multiple // STRIDE
+        tile = max(align, self.tile_size // STRIDE)
+        return map_tiles(fn, x, cell, tile, radius, align)
+
+    def analyse_for_coding(self, x_padded: Tensor) -> Tensor:
+        """y = E(x) for compression (x in [-1, 1], padded to :attr:`multiple`), in tiles above tile_size."""
+        return self._tiled(self.encoder, self.encoder, x_padded, STRIDE)
+
+    def decode_x0_e(self, y_hat: Tensor) -> Tensor:
+        """x0_e = clip(D(y_hat)) for sampling, in tiles above tile_size (clipped in place: one copy less)."""
+        return self._tiled(self.decoder, self.decoder, y_hat, 1).clamp_(-1, 1)
+
+    def sampling_condition(self, y_hat: Tensor) -> tuple[list[Tensor], bool]:
+        """The conditioning for every sampling step, computed once: (features, projected).
+
+        With a score network that has ``project_condition`` (the U-Net), the features are its
+        per-level projections at the network's own resolution, which are what each step adds
+        to its activations: the same values as projecting at every step, computed once, and
+        ``patch_size^2`` times smaller than the full-resolution pyramid (for the ``small``
+        preset 45 instead of 214 bytes per pixel). The conditioner and the projection are
+        convolutional and pixel-local, so they run together on tiles: the full-resolution
+        pyramid never exists for the whole image.
+        """
+        project = getattr(self.score_net, "project_condition", None)
+        if project is None:
+            return self._tiled(self.conditioner, self.conditioner, y_hat, 1), False
+        return self._tiled(self.conditioner, lambda z: project(self.conditioner(z)), y_hat, 1), True
+
     def _check_ready(self) -> None:
         if not self.prior.entropy_tables_ready():
             raise RuntimeError(
@@ -253,24 +331,46 @@ class CorrDiffCodec(nn.Module):
 
         ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma, shape (1, G); both encoder and
         decoder call this one loop, so their trajectories agree to the bit.
+
+        Memory: x0_e and the conditioning are computed once, in tiles on large images (see
+        :attr:`tile_size`); across the steps only x_t, x0_e and the projected conditioning
+        are kept (each step's estimates are freed as soon as they are used), so the peak is
+        that of one score-network call plus these. Values are those of the straightforward
+        loop: the in-place clips compute the same numbers without a copy.
         """
-        x0_e = self.decode_e2e(y_hat).clamp(-1, 1)
+        # One memory format for everything below, chosen from the size: a convolution rounds differently
+        # on channels-last input, and the encoder's y_hat inherits the image's format (channels-last
+        # for an image made from an (H, W, 3) array) while the decoder's comes contiguous.
+        fmt = torch.channels_last if self._channels_last(y_hat) else torch.contiguous_format
+        y_hat = y_hat.contiguous(memory_format=fmt)
+        x0_e = self.decode_x0_e(y_hat)
         if mode == "e2e":
             return x0_e
-        cond = self.condition(y_hat)
+        cond, projected = self.sampling_condition(y_hat)
+        cond = [c.contiguous(memory_format=fmt) for c in cond]
         sampler = self.make_sampler(sampler_spec)
         generator = torch.Generator().manual_seed(seed)
-        x_t = seeded_noise(tuple(x0_e.shape), generator, x0_e)
+        x_t = seeded_noise(tuple(x0_e.shape), generator, x0_e).contiguous(memory_format=fmt)
         h, w = hw
-        x0_c = x0_e
+        x0_c: Tensor | None = None
         for i, t in enumerate(sampler.set_timesteps(steps)):
+            x0_c = None  # the previous step's estimate is in x_t now: free it while the network runs
             t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-            output = self.denoise(x_t, t_batch, cond).float()
-            x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), self.prediction).clamp(-1, 1)
+            output = self.denoise(x_t, t_batch, cond, projected=projected).float()
+            x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), self.prediction).clamp_(-1, 1)
+            del output
             gamma = choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d)
-            x0_c = apply_correction(x0_d, x0_e, gamma).clamp(-1, 1)
+            x0_c = apply_correction(x0_d, x0_e, gamma).clamp_(-1, 1)
+            del x0_d
             x_t = sampler.step(x0_c, t, x_t, generator)
+        assert x0_c is not None  # steps >= 1 outside e2e mode
         return x0_c
+
+    def _channels_last(self, y_hat: Tensor) -> bool:
+        """Whether this image is reconstructed in channels-last format (see :attr:`channels_last_pixels`)."""
+        limit = self.channels_last_pixels
+        pixels = y_hat.shape[-2] * y_hat.shape[-1] * STRIDE**2  # of the padded image
+        return limit is not None and y_hat.device.type == "cpu" and pixels >= limit
 
     def _solver(self) -> GammaSolver:
         cfg = self.correction
@@ -311,7 +411,7 @@ class CorrDiffCodec(nn.Module):
         self.eval()
         try:
             x = image.to(self._device()).float().clamp(0, 1) * 2 - 1
-            streams, y_hat = self.prior.compress(self.encoder(self._pad(x)))
+            streams, y_hat = self.prior.compress(self.analyse_for_coding(self._pad(x)))
             gammas: list[Tensor] = []
             solver = self._solver()
 
@@ -426,7 +526,7 @@ class CorrDiffCodec(nn.Module):
 
 
 def _to_unit(x: Tensor) -> Tensor:
-    return ((x.float() + 1) / 2).clamp(0, 1).cpu()
+    return ((x.float() + 1) / 2).clamp(0, 1).cpu().contiguous()
 
 
 def _sampler_name_eta(spec: Mapping[str, Any]) -> tuple[str, float]:

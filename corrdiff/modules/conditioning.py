@@ -5,10 +5,15 @@ models", NeurIPS 2023), the latent is decoded into features at every resolution
 of the U-Net; level l of the pyramid has stride 2^l (level 0 = full resolution).
 The features depend on y_hat only, so the codec computes them once per image and
 reuses them at every sampling step.
+
+The network is convolutional (receptive radius: 2 latent cells), so the codec computes it
+on overlapping tiles for large images (:mod:`corrdiff.modules.tiling`).
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrdiff.modules.transforms import STRIDE
@@ -24,6 +29,11 @@ class PyramidConditioner(nn.Module):
         channels: output width of each level, from full resolution (stride 1) down; at most 5 levels.
         width: width of the upsampling trunk.
     """
+
+    # in latent cells: the stem's 3x3 reaches 1 cell, the 4x4/2 transposed convolutions 3/4 of their
+    # input pixel each (3/4 + 3/8 + ...), a head 3x3 one pixel of its level: < 2.5 cells from an
+    # output pixel's centre, so an output cell depends on input cells at most 2 away
+    receptive_radius = 2
 
     def __init__(self, latent_channels: int, channels: tuple[int, ...] = (64, 64, 128, 128), width: int = 96):
         super().__init__()
@@ -43,9 +53,13 @@ class PyramidConditioner(nn.Module):
         h = self.stem(y_hat)
         features: list[Tensor | None] = [None] * levels
         stride, level = STRIDE, 4
+        # without autograd the activation overwrites the upsampled map it reads (same values; one
+        # copy of the widest, full-resolution map less at the peak)
+        inplace = not torch.is_grad_enabled()
         for up in [None, *self.ups]:
             if up is not None:
-                h, stride, level = up(h), stride // 2, level - 1
+                conv, _ = up
+                h, stride, level = F.silu(conv(h), inplace=inplace), stride // 2, level - 1
             if level < levels:
                 features[level] = self.heads[level](h)
         return features  # type: ignore[return-value]

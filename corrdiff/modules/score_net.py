@@ -47,10 +47,18 @@ class ResBlock(nn.Module):
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.in_layers(x)
+        # Without autograd (sampling), the elementwise steps overwrite the temporaries they read
+        # instead of allocating new ones: the same operations in the same order, so the same bits,
+        # with two full-size tensors fewer alive at once (the peak of a sampling step is here).
+        inplace = not torch.is_grad_enabled()
+        norm, _, conv = self.in_layers
+        h = conv(F.silu(norm(x), inplace=inplace))
         scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.out_norm(h) * (1 + scale) + shift
-        return self.skip(x) + self.out_layers(h)
+        h = self.out_norm(h)
+        h = h.mul_(1 + scale).add_(shift) if inplace else h * (1 + scale) + shift
+        _, dropout, conv = self.out_layers
+        h = conv(dropout(F.silu(h, inplace=inplace)))
+        return h.add_(self.skip(x)) if inplace else self.skip(x) + h
 
 
 class Attention(nn.Module):
@@ -159,17 +167,40 @@ class UNet(nn.Module):
         """Input height/width must be divisible by this."""
         return self.patch_size * 2 ** (len(self.channel_mult) - 1)
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: list[Tensor]) -> Tensor:
-        if self.patch_size > 1:
-            x_t = F.pixel_unshuffle(x_t, self.patch_size)
+    def project_condition(self, cond: list[Tensor]) -> list[Tensor]:
+        """What is added to the activations at the start of each level: 1x1 projections of the pyramid.
+
+        Level l of the pyramid has stride 2^l, the U-Net's level l stride 2^l * patch_size, so with
+        patch_size > 1 each feature is first resampled (bilinear, by exactly 1/patch_size) to the
+        level's size. The result depends on the conditioning only, not on x_t or t: a sampler
+        computes it once per image and passes it with ``projected=True`` at every step (same values
+        as projecting inside :meth:`forward`, and ``patch_size^2`` times fewer pixels to keep).
+        Pixel-local (1x1 convolutions, resampling within patch_size x patch_size blocks), so it
+        can run on tiles of the pyramid.
+        """
+        p = self.patch_size
+        return [self._project(level, c, (c.shape[-2] // p, c.shape[-1] // p)) for level, c in enumerate(cond)]
+
+    def _project(self, level: int, feature: Tensor, size: tuple[int, int]) -> Tensor:
+        return self.cond_proj[level](_fit(feature, size))
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: list[Tensor], projected: bool = False) -> Tensor:
+        """eps or x0 estimate for x_t at timesteps t; ``cond`` is the conditioner's pyramid, or with
+        ``projected=True`` its :meth:`project_condition` (identical output)."""
         emb = self.time_embed(timestep_embedding(t, self.base_channels))
-        h = self.conv_in(x_t)
+        h = self.conv_in(F.pixel_unshuffle(x_t, self.patch_size) if self.patch_size > 1 else x_t)
         hs = [h]
         for level, stage in enumerate(self.down):
             if level > 0:
                 h = self.downsample[level - 1](h)
                 hs.append(h)
-            h = h + self.cond_proj[level](_fit(cond[level], h))
+            if projected:
+                if cond[level].shape[-2:] != h.shape[-2:]:
+                    raise ValueError(f"projected condition of level {level} has size {tuple(cond[level].shape[-2:])}, "
+                                     f"the activations {tuple(h.shape[-2:])}")
+                h = h + cond[level]
+            else:
+                h = h + self._project(level, cond[level], h.shape[-2:])
             for i, block in enumerate(stage.blocks):
                 h = block(h, emb)
                 if stage.attn is not None:
@@ -181,7 +212,8 @@ class UNet(nn.Module):
         h = self.mid[1](h, emb)
         for i, stage in enumerate(self.up):
             for j, block in enumerate(stage.blocks):
-                h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                h = torch.cat([h, hs.pop()], dim=1)  # rebinding h frees its halves during the block
+                h = block(h, emb)
                 if stage.attn is not None:
                     h = stage.attn[j](h)
             if i < len(self.upsample):
@@ -192,8 +224,8 @@ class UNet(nn.Module):
         return out
 
 
-def _fit(feature: Tensor, like: Tensor) -> Tensor:
-    """Resample a conditioning feature to ``like``'s spatial size (only differs with patch_size > 1)."""
-    if feature.shape[-2:] == like.shape[-2:]:
+def _fit(feature: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resample a conditioning feature to a level's spatial size (only differs with patch_size > 1)."""
+    if tuple(feature.shape[-2:]) == tuple(size):
         return feature
-    return F.interpolate(feature, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(feature, size=size, mode="bilinear", align_corners=False)

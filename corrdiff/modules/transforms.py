@@ -14,6 +14,12 @@ Two families, each registered as an encoder and a decoder:
   (without attention): residual blocks with stride, sub-pixel upsampling.
 
 Both are built from compressai's layers; widths are configurable.
+
+Each transform declares ``receptive_radius``: an output cell (one latent pixel, i.e. a
+16 x 16 block of image pixels) depends only on the input cells within that Chebyshev
+distance. The codec runs the transforms on overlapping tiles with that halo to bound
+their memory on large images (:mod:`corrdiff.modules.tiling`); tests check the radius
+by the support of the gradient.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class _Transform(nn.Sequential):
     """A stack of layers with its input/output widths recorded for wiring."""
 
     stride = STRIDE
+    receptive_radius: int | None = None  # in latent cells; None: not known, never tiled
 
     def __init__(self, layers: list[nn.Module], in_channels: int, out_channels: int):
         super().__init__(*layers)
@@ -55,6 +62,8 @@ class _Transform(nn.Sequential):
 class GDNEncoder(_Transform):
     """g_a of Ballé et al. 2018: (conv 5x5/2, GDN) x 3, conv 5x5/2."""
 
+    receptive_radius = 2  # 5x5/2 kernels reach 2 + 4 + 8 + 16 = 30 image pixels: < 2 cells
+
     def __init__(self, channels: int = 128, latent_channels: int = 192):
         n, m = channels, latent_channels
         super().__init__(
@@ -65,6 +74,8 @@ class GDNEncoder(_Transform):
 @DECODERS.register("gdn")
 class GDNDecoder(_Transform):
     """g_s of Ballé et al. 2018: (deconv 5x5/2, IGDN) x 3, deconv 5x5/2."""
+
+    receptive_radius = 2  # each 5x5/2 deconvolution reaches one input pixel: 1 + 1/2 + 1/4 + 1/8 cells
 
     def __init__(self, channels: int = 128, latent_channels: int = 192):
         n, m = channels, latent_channels
@@ -84,6 +95,8 @@ class GDNDecoder(_Transform):
 class ResidualEncoder(_Transform):
     """g_a of Cheng et al. 2020 (no attention): residual blocks with stride 2."""
 
+    receptive_radius = 4
+
     def __init__(self, channels: int = 128, latent_channels: int = 192):
         n, m = channels, latent_channels
         super().__init__(
@@ -101,6 +114,8 @@ class ResidualEncoder(_Transform):
 @DECODERS.register("residual")
 class ResidualDecoder(_Transform):
     """g_s of Cheng et al. 2020 (no attention): residual blocks, sub-pixel upsampling."""
+
+    receptive_radius = 7
 
     def __init__(self, channels: int = 128, latent_channels: int = 192):
         n, m = channels, latent_channels
