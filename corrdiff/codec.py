@@ -29,10 +29,12 @@ Memory (issue 7). With P pixels (padded), the peak is that of one sampling step:
   conditioning network run on tiles of :attr:`CorrDiffCodec.tile_size` (they have no global
   operation, see :mod:`corrdiff.modules.tiling`), so their activations cost a constant
   (~0.3 GiB at the default 1024-pixel tiles) over what is kept (K = 57 B/px).
-* fixed: libraries and weights, ~0.9 GiB for this CUDA build of torch with compressai.
+* fixed: libraries and weights, 0.5-0.6 GiB RSS after loading (``corrdiff bench``'s "RSS
+  loaded"), up to ~0.9 GiB with the allocator's slack: take 0.9 GiB as the bound.
 
-So 3840x2160 (8.3 Mpx) peaks at ~3.6 GiB RSS (6.9 GiB before tiling and the rest; the
-U-Net's GroupNorm makes its own activations global, so they are not tiled).
+So 3840x2160 (8.3 Mpx) is bounded by ~3.6 GiB and measured 3.4 GiB peak RSS (``corrdiff bench``,
+docs/benchmarks.md; 8.4 GiB before tiling and the rest). The U-Net's GroupNorm makes its own
+activations global, so they are not tiled.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class EncodeResult:
 # pixels, but a 100-byte file must not make the decoder allocate memory for that many (about
 # 350 bytes per pixel for the small preset, see the module docstring; ~1 KiB before tiling).
 # read() refuses images above this: 16.8 Mpx, e.g. 4096x4096, 4K UHD or a 12 Mpx photo; about
-# 7 GiB at the limit. Adjustable per codec
+# 6.5 GiB at the limit. Adjustable per codec
 # (codec.max_decode_pixels) or, for the command line, with the environment variable below.
 DECODE_PIXELS_ENV = "CORRDIFF_MAX_DECODE_PIXELS"
 MAX_DECODE_PIXELS = int(os.environ[DECODE_PIXELS_ENV]) if os.environ.get(DECODE_PIXELS_ENV, "").isdigit() else 1 << 24
@@ -291,8 +293,10 @@ class CorrDiffCodec(nn.Module):
         return self._tiled(self.encoder, self.encoder, x_padded, STRIDE)
 
     def decode_x0_e(self, y_hat: Tensor) -> Tensor:
-        """x0_e = clip(D(y_hat)) for sampling, in tiles above tile_size (clipped in place: one copy less)."""
-        return self._tiled(self.decoder, self.decoder, y_hat, 1).clamp_(-1, 1)
+        """x0_e = clip(D(y_hat)) for sampling, in tiles above tile_size (clipped in place, one copy
+        less, when no gradient is recorded)."""
+        x0_e = self._tiled(self.decoder, self.decoder, y_hat, 1)
+        return x0_e.clamp(-1, 1) if torch.is_grad_enabled() else x0_e.clamp_(-1, 1)
 
     def sampling_condition(self, y_hat: Tensor) -> tuple[list[Tensor], bool]:
         """The conditioning for every sampling step, computed once: (features, projected).

@@ -52,6 +52,11 @@ class _Transform(nn.Sequential):
     stride = STRIDE
     receptive_radius: int | None = None  # in latent cells; None: not known, never tiled
 
+    def __init_subclass__(cls, **kwargs):
+        # a subclass states its own reach (it may add global layers): it never inherits a radius
+        super().__init_subclass__(**kwargs)
+        cls.receptive_radius = cls.__dict__.get("receptive_radius")
+
     def __init__(self, layers: list[nn.Module], in_channels: int, out_channels: int):
         super().__init__(*layers)
         self.in_channels = in_channels
@@ -95,7 +100,7 @@ class GDNDecoder(_Transform):
 class ResidualEncoder(_Transform):
     """g_a of Cheng et al. 2020 (no attention): residual blocks with stride 2."""
 
-    receptive_radius = 4
+    receptive_radius = 4  # 3x3 convolutions in every block: 4 cells; checked by tests/test_memory.py
 
     def __init__(self, channels: int = 128, latent_channels: int = 192):
         n, m = channels, latent_channels
@@ -115,7 +120,7 @@ class ResidualEncoder(_Transform):
 class ResidualDecoder(_Transform):
     """g_s of Cheng et al. 2020 (no attention): residual blocks, sub-pixel upsampling."""
 
-    receptive_radius = 7
+    receptive_radius = 7  # 3x3 convolutions at 1/16, 1/8, 1/4, 1/2 and full scale: 7 cells; checked by tests/test_memory.py
 
     def __init__(self, channels: int = 128, latent_channels: int = 192):
         n, m = channels, latent_channels

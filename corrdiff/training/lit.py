@@ -318,9 +318,9 @@ class JointTraining(CodecTraining):
     ):
         restoring = kwargs.get("codec_config") is not None  # rebuilt from its own checkpoint (resume/load)
         # when restoring, the weights come from the checkpoint itself: the phase-1 file is not needed
-        phase1 = _read_init(init_from) if init_from and not restoring else None
-        if phase1 is not None and preset is None and codec is None and not restoring:
-            codec = phase1["codec_config"]
+        start = _read_init(init_from) if init_from and not restoring else None
+        if start is not None and preset is None and codec is None and not restoring:
+            codec = start["codec_config"]
         elif preset is None and codec is None:
             preset = "tiny"
         super().__init__(preset=preset, codec=codec, **kwargs)
@@ -329,14 +329,15 @@ class JointTraining(CodecTraining):
         self.freeze_score_net = freeze_score_net
         self._set_trainable()
         self.perceptual = build_perceptual(perceptual or {"name": "lpips", "net": "alex"}) if rho > 0 else None
-        if phase1 is not None:
-            self._load_phase1(phase1, init_from)
+        if start is not None:
+            self._load_start(start, init_from)
 
-    def _load_phase1(self, start: dict[str, Any], path: str) -> None:
+    def _load_start(self, start: dict[str, Any], path: str) -> None:
         try:
             load_codec_state(self.codec, start["codec_state"])
             if start["ema_state"] is None:  # a model file: its score network already holds the EMA weights
                 self.ema.module.load_state_dict(self.codec.score_net.state_dict())
+                self.ema.n_averaged.fill_(1)  # an average to continue, not to overwrite at the first update
             else:
                 self.ema.load_state_dict(start["ema_state"])
         except (ModelLoadError, RuntimeError) as exc:

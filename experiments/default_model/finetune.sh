@@ -9,22 +9,27 @@
 #
 # Each lambda L trains in runs/default_model/finetune/lL/ and is exported to OUT_DIR/default-lL.pt.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-INIT=${1:-corrdiff/assets/default.pt}
-OUT_DIR=${2:-runs/default_model/finetune}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+INIT=${1:-$ROOT/corrdiff/assets/default.pt}
+OUT_DIR=${2:-$ROOT/runs/default_model/finetune}
+[ -e "$INIT" ] && INIT=$(realpath "$INIT")  # else a packaged model name such as "default"
+mkdir -p "$OUT_DIR" && OUT_DIR=$(realpath "$OUT_DIR")
+cd "$ROOT"
 shift $(( $# > 2 ? 2 : $# ))
 LAMBDAS=${LAMBDAS:-1}
 MAX_TIME=${MAX_TIME:-00:01:00:00}
 BATCH=${BATCH:-16}
 CROP=${CROP:-256}
 CORRDIFF=${CORRDIFF:-corrdiff}
-mkdir -p "$OUT_DIR"
+for L in $LAMBDAS; do  # check them all before starting any (Lightning would write last-v1.ckpt beside
+  # an old last.ckpt and the export below would take the old one)
+  if [ -e "runs/default_model/finetune/l$L/checkpoints" ]; then
+    echo "runs/default_model/finetune/l$L holds an earlier run: move it away first" >&2; exit 2
+  fi
+done
 pids=()
 for L in $LAMBDAS; do
   RUN=runs/default_model/finetune/l$L
-  if [ -e "$RUN/checkpoints" ]; then  # Lightning would write last-v1.ckpt beside it and we would export the old one
-    echo "$RUN holds an earlier run: move it away first" >&2; exit 2
-  fi
   mkdir -p "$RUN"
   sed -e "s#runs/default_model/phase2#$RUN#g" experiments/default_model/phase2.yaml > "$RUN/config.yaml"
   $CORRDIFF fit --config "$RUN/config.yaml" --model.init_from "$INIT" --model.lmbda "$L" \
@@ -38,7 +43,7 @@ for L in $LAMBDAS; do
   RUN=runs/default_model/finetune/l$L
   tail -n 3 "$RUN/train.log"
   if [ -f "$RUN/checkpoints/last.ckpt" ]; then
-    $CORRDIFF export "$RUN/checkpoints/last.ckpt" -o "$OUT_DIR/default-l$L.pt" --half --force
+    $CORRDIFF export "$RUN/checkpoints/last.ckpt" -o "$OUT_DIR/default-l$L.pt" --half --force || status=1
   else
     echo "lambda $L: no checkpoint (see $RUN/train.log)"; status=1
   fi
