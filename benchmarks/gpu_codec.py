@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import corrdiff
+from corrdiff.benchmark import time_call
 from corrdiff.image_io import load_image
 from corrdiff.model_io import packaged_model_path
 
@@ -37,14 +37,16 @@ def matmul_flops(dtype: torch.dtype, n: int = 8192, repeats: int = 10) -> float:
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
+    """Median wall time of ``fn`` with the GPU drained before and after each run (benchmark.time_call)."""
+
+    def synced():
         out = fn()
         torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        return out
+
+    torch.cuda.synchronize()
+    timing, outputs = time_call(synced, repeats)
+    return timing.median, outputs[-1]
 
 
 def main() -> None:

@@ -87,6 +87,8 @@ def test_breakdown_and_flops_consistent(quick_cli):
     assert sum(breakdown["seconds"].values()) == pytest.approx(breakdown["total_s"])
     for name in benchmark.NETWORKS[:3]:
         assert breakdown["seconds"][name] > 0
+    # "rest" is the total minus the measured parts: negative would mean a part was counted twice
+    assert all(seconds >= 0 for seconds in breakdown["seconds"].values()), breakdown["seconds"]
     flops = results["flops"]
     parts = {r["part"]: r for r in flops["rows"]}
     assert parts["score network"]["flop"] > 0
