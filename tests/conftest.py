@@ -45,6 +45,12 @@ def tiny_codec():
 
 
 @pytest.fixture(scope="session")
+def default_codec():
+    """The packaged model (tests that change its attributes restore them)."""
+    return corrdiff.load_model("default")
+
+
+@pytest.fixture(scope="session")
 def model_file(tiny_codec, tmp_path_factory):
     """Path of ``tiny_codec`` written with :func:`corrdiff.save_model`."""
     path = tmp_path_factory.mktemp("model") / "tiny.pt"

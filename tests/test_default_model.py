@@ -17,11 +17,6 @@ from corrdiff.model_io import packaged_model_path
 LADDER = Path(__file__).resolve().parents[1] / "experiments" / "default_model" / "models"
 
 
-@pytest.fixture(scope="module")
-def default_codec():
-    return corrdiff.load_model("default")
-
-
 def test_packaged_model_is_small_and_loads(default_codec):
     assert packaged_model_path("default").stat().st_size < 15e6
     assert default_codec.prior.entropy_tables_ready()

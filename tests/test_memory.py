@@ -80,18 +80,16 @@ def _receptive_radius(module, in_channels: int, cell: int, cells: int) -> int:
     return radius
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_declared_receptive_radius_of_encoders(name):
-    encoder = ENCODERS.build({"name": name, "channels": 8}, latent_channels=4)
-    assert encoder.receptive_radius is not None
-    assert _receptive_radius(encoder, 3, 16, 2 * encoder.receptive_radius + 3) <= encoder.receptive_radius
+# (registry, name, input channels, input pixels per latent cell) of every registered transform
+TRANSFORMS = [(ENCODERS, name, 3, 16) for name in sorted(ENCODERS)] + [(DECODERS, name, 4, 1) for name in sorted(DECODERS)]
+TRANSFORM_IDS = [f"{'encoder' if reg is ENCODERS else 'decoder'}-{name}" for reg, name, _, _ in TRANSFORMS]
 
 
-@pytest.mark.parametrize("name", sorted(DECODERS))
-def test_declared_receptive_radius_of_decoders(name):
-    decoder = DECODERS.build({"name": name, "channels": 8}, latent_channels=4)
-    assert decoder.receptive_radius is not None
-    assert _receptive_radius(decoder, 4, 1, 2 * decoder.receptive_radius + 3) <= decoder.receptive_radius
+@pytest.mark.parametrize("registry, name, in_channels, cell", TRANSFORMS, ids=TRANSFORM_IDS)
+def test_declared_receptive_radius_of_transforms(registry, name, in_channels, cell):
+    transform = registry.build({"name": name, "channels": 8}, latent_channels=4)
+    assert transform.receptive_radius is not None
+    assert _receptive_radius(transform, in_channels, cell, 2 * transform.receptive_radius + 3) <= transform.receptive_radius
 
 
 @pytest.mark.parametrize("levels", [1, 3, 5])
@@ -105,22 +103,14 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-5) -> bool:
     return float((a - b).abs().max()) <= rtol * max(1.0, float(b.abs().max()))
 
 
-@pytest.mark.parametrize("name", sorted(DECODERS))
-def test_tiled_decoder_equals_untiled(name):
+@pytest.mark.parametrize("registry, name, in_channels, cell", TRANSFORMS, ids=TRANSFORM_IDS)
+def test_tiled_transform_equals_untiled(registry, name, in_channels, cell):
     torch.manual_seed(1)
-    decoder = DECODERS.build({"name": name, "channels": 8}, latent_channels=4).eval()
-    y = torch.randn(1, 4, 11, 17).mul(4).round()
+    transform = registry.build({"name": name, "channels": 8}, latent_channels=4).eval()
+    x = torch.randn(1, in_channels, 11 * cell, 17 * cell)
+    x = x.mul(4).round() if cell == 1 else x.clamp(-1, 1)  # a quantised latent, or an image in [-1, 1]
     with torch.no_grad():
-        assert _close(map_tiles(decoder, y, 1, tile=4, halo=decoder.receptive_radius), decoder(y))
-
-
-@pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_tiled_encoder_equals_untiled(name):
-    torch.manual_seed(1)
-    encoder = ENCODERS.build({"name": name, "channels": 8}, latent_channels=4).eval()
-    x = torch.rand(1, 3, 11 * 16, 9 * 16) * 2 - 1
-    with torch.no_grad():
-        assert _close(map_tiles(encoder, x, 16, tile=4, halo=encoder.receptive_radius), encoder(x))
+        assert _close(map_tiles(transform, x, cell, tile=4, halo=transform.receptive_radius), transform(x))
 
 
 def test_tiled_conditioning_with_projection_equals_untiled():
@@ -172,11 +162,6 @@ def test_in_place_inference_block_gives_the_same_bits_as_the_autograd_path():
 # --------------------------------------------------------------------------- the codec
 # The packaged (trained) model: a randomly initialised score network outputs zeros (its last layer
 # starts at zero), which would hide every difference in the sampling loop.
-@pytest.fixture(scope="module")
-def default_codec():
-    return corrdiff.load_model("default")
-
-
 @pytest.fixture(scope="module")
 def forced_codec():
     """The packaged model with tiles of 2 cells (32 pixels) and channels-last sampling forced."""
