@@ -43,7 +43,7 @@ from corrdiff.correction import apply_correction, closed_form_gamma
 from corrdiff.errors import ModelLoadError
 from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas
-from corrdiff.model_io import load_codec_state
+from corrdiff.model_io import FORMAT, PACKAGED, load_codec_state, load_model, read_checkpoint
 from corrdiff.presets import preset as get_preset
 
 
@@ -370,8 +370,6 @@ class JointTraining(CodecTraining):
 
 def _read_init(path: str) -> dict[str, Any]:
     """``init_from``'s codec config, codec weights and EMA weights (None for a model file)."""
-    from corrdiff.model_io import PACKAGED, load_model, read_checkpoint
-
     if path in PACKAGED or _is_model_file(path):
         model = load_model(path)
         return {"codec_config": model.config, "codec_state": model.state_dict(), "ema_state": None}
@@ -388,8 +386,6 @@ def _read_init(path: str) -> dict[str, Any]:
 
 def _is_model_file(path: str) -> bool:
     """A corrdiff model file (``save_model``), as opposed to a Lightning checkpoint."""
-    from corrdiff.model_io import FORMAT
-
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - unreadable here: read_checkpoint gives the clear error
