@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="fixed baseline qualities (default: %(default)s)")
     p.add_argument("--no-matched", action="store_true", help="skip the bpp-matched baselines")
     p.add_argument("--metrics", default="all",
-                   help="comma-separated subset of psnr-rgb,ms-ssim-rgb,hf-ratio,haarpsi,gmsd,lpips-alex,"
+                   help="comma-separated subset of psnr-rgb,ms-ssim-rgb,hf-ratio,colour-error,haarpsi,gmsd,lpips-alex,"
                         "lpips-vgg,dists,fid,kid (default: all)")
     p.add_argument("--weights-dir", type=Path, default=None,
                    help="folder with the LPIPS/DISTS/FID weight files (default: torch hub's cache only)")

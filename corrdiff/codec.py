@@ -7,7 +7,7 @@ Data flow (Ma, Yang, Liu, ICML 2024; DESIGN.md section 1)::
     y_hat --C--> c                       conditioning pyramid, computed once per image
     x_T ~ N(0, I) from the seed
     for t in the sampler's N timesteps:
-        x0_d  = score_net(x_t, t, c)  (as an x0 estimate, clipped to [-1, 1])
+        x0_d  = score_net(x_t, t, c[, x0_e])  (as an x0 estimate, clipped to [-1, 1])
         gamma = fp16(argmin_g L(x, x0_d + g (x0_e - x0_d)))    encoder only; sent
         x0_c  = clip(x0_d + gamma (x0_e - x0_d))
         x_t   = sampler.step(x0_c, t, x_t)
@@ -224,15 +224,24 @@ class CorrDiffCodec(nn.Module):
         """x0_e = D(y_hat), unclipped (training losses see the raw output)."""
         return self.decoder(y_hat)
 
-    def denoise(self, x_t: Tensor, t: Tensor, cond: list[Tensor], projected: bool = False) -> Tensor:
-        """Raw score-network output (eps or x0, see :attr:`prediction`).
+    @property
+    def score_uses_e2e(self) -> bool:
+        """Whether the score network takes the end-to-end reconstruction x0_e as an input."""
+        return bool(getattr(self.score_net, "uses_e2e", False))
+
+    def denoise(
+        self, x_t: Tensor, t: Tensor, cond: list[Tensor], projected: bool = False, x0_e: Tensor | None = None
+    ) -> Tensor:
+        """Raw score-network output (eps, x0 or v, see :attr:`prediction`).
 
         ``projected``: ``cond`` is the score network's ``project_condition`` of the pyramid
         (see :meth:`sampling_condition`) rather than the pyramid itself; same output.
+        ``x0_e``: the clipped end-to-end reconstruction, passed on when :attr:`score_uses_e2e`.
         """
-        if projected:
-            return self.score_net(x_t, t, cond, projected=True)
-        return self.score_net(x_t, t, cond)
+        kwargs: dict[str, Any] = {"projected": True} if projected else {}
+        if self.score_uses_e2e:
+            kwargs["x0_e"] = x0_e
+        return self.score_net(x_t, t, cond, **kwargs)
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         """Training forward pass of the compression part: y_hat, likelihoods, x0_e (x in [-1, 1])."""
@@ -360,7 +369,7 @@ class CorrDiffCodec(nn.Module):
         for i, t in enumerate(sampler.set_timesteps(steps)):
             x0_c = None  # the previous step's estimate is in x_t now: free it while the network runs
             t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-            output = self.denoise(x_t, t_batch, cond, projected=projected).float()
+            output = self.denoise(x_t, t_batch, cond, projected=projected, x0_e=x0_e).float()
             x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), self.prediction).clamp_(-1, 1)
             del output
             gamma = choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d)

@@ -422,7 +422,7 @@ def _write_csv(path: Path, methods: dict[str, _Method], metric_cols: list[str], 
     atomic_write(path, buf.getvalue().encode())
 
 
-TABLE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "hf-ratio", "haarpsi", "gmsd", "lpips-alex", "lpips-vgg",
+TABLE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "hf-ratio", "colour-error", "haarpsi", "gmsd", "lpips-alex", "lpips-vgg",
                  "dists", "fid", "kid")
 
 

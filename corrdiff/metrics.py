@@ -7,6 +7,8 @@ it would write to disk (8-bit-rounded).
 * High-frequency energy ratio: ||Lap(x_hat)||^2 / ||Lap(x)||^2 with the 3x3 Laplacian;
   1 = as sharp as the original, < 1 = blurred (DESIGN.md asks for it beside PSNR, since
   the MSE gamma trades sharpness for fidelity).
+* Colour error: the largest per-channel difference of the mean colour, in 8-bit levels
+  (a colour cast shows here even when PSNR hides it among noise; 0 = no cast).
 * HaarPSI and GMSD (piq; weight-free), LPIPS-Alex/VGG and DISTS (pretrained networks from
   local files), FID/KID on 256x256 patches (HiFiC protocol): :class:`MetricSuite`, used by
   ``corrdiff eval`` (docs/evaluation.md).
@@ -65,6 +67,12 @@ def high_frequency_ratio(reference: np.ndarray, test: np.ndarray) -> float:
     return energy(test) / ref if ref > 0 else float("nan")
 
 
+def colour_error(reference: np.ndarray, test: np.ndarray) -> float:
+    """max over R, G, B of |mean(test_c) - mean(reference_c)|, in 8-bit levels (a global colour cast)."""
+    shift = test.reshape(-1, 3).astype(np.float64).mean(0) - reference.reshape(-1, 3).astype(np.float64).mean(0)
+    return float(np.abs(shift).max())
+
+
 # =====================================================================================
 # The evaluation suite: weight-free and pretrained full-reference metrics, patch FID/KID
 # =====================================================================================
@@ -76,14 +84,14 @@ def high_frequency_ratio(reference: np.ndarray, test: np.ndarray) -> float:
 # unavailable with the reason and never computed with random weights.
 
 #: weight-free full-reference metrics, per image
-WEIGHT_FREE = ("psnr-rgb", "ms-ssim-rgb", "hf-ratio", "haarpsi", "gmsd")
+WEIGHT_FREE = ("psnr-rgb", "ms-ssim-rgb", "hf-ratio", "colour-error", "haarpsi", "gmsd")
 #: full-reference metrics with pretrained networks, per image
 PRETRAINED = ("lpips-alex", "lpips-vgg", "dists")
 #: distribution metrics over 256x256 patches of the whole data set (one value per method)
 DATASET_METRICS = ("fid", "kid")
 ALL_METRICS = WEIGHT_FREE + PRETRAINED + DATASET_METRICS
 #: smaller is better for these (plots and BD-rate tables say so)
-LOWER_IS_BETTER = frozenset({"lpips-alex", "lpips-vgg", "dists", "gmsd", "fid", "kid", "encoding_time",
+LOWER_IS_BETTER = frozenset({"lpips-alex", "lpips-vgg", "dists", "gmsd", "colour-error", "fid", "kid", "encoding_time",
                              "decoding_time"})
 
 #: file names of the pretrained weights, as torchvision / torch-fidelity publish them
@@ -335,7 +343,7 @@ class MetricSuite:
             raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(ALL_METRICS)}")
         self.names = [m for m in ALL_METRICS if m in names]  # canonical order
         self._image_fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
-        simple = {"psnr-rgb": psnr, "ms-ssim-rgb": ms_ssim, "hf-ratio": high_frequency_ratio,
+        simple = {"psnr-rgb": psnr, "ms-ssim-rgb": ms_ssim, "hf-ratio": high_frequency_ratio, "colour-error": colour_error,
                   "haarpsi": haarpsi, "gmsd": gmsd}
         for name in self.names:
             try:

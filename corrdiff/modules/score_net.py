@@ -1,4 +1,4 @@
-"""Conditional score network: a U-Net denoiser epsilon_theta(x_t, t, c) or x0_theta(x_t, t, c).
+"""Conditional score network: a U-Net denoiser f_theta(x_t, t, c[, x0_e]) predicting eps, x0 or v.
 
 ADM-style (Dhariwal & Nichol, "Diffusion models beat GANs", NeurIPS 2021): residual
 blocks with GroupNorm and adaptive scale-shift from the timestep embedding
@@ -7,6 +7,16 @@ connections between the halves. The conditioning pyramid (one feature map per
 level, see :mod:`corrdiff.modules.conditioning`) is added to the activations at the
 start of each level through a 1x1 projection. ``patch_size`` > 1 folds p x p pixels
 into channels first (pixel-unshuffle), cutting full-resolution work by p^2.
+
+Conditioning on the end-to-end reconstruction (``e2e_input``; our addition, issue 12): x0_e = D(y_hat)
+is a deterministic function of the latent, so feeding it to the network keeps this a diffusion model
+conditioned on y_hat, but hands it the decoder's already good estimate at full resolution instead of
+making it decode the latent again through the pyramid alone:
+
+* ``concat``: the input is [x_t, x0_e] (6 channels before the pixel-unshuffle).
+* ``residual``: as ``concat``, and the network predicts the difference to x0_e,
+  x0_theta = x0_e + f_theta(x_t, t, c, x0_e) (``prediction: x0`` only). The output layer starts at
+  zero, so an untrained network already samples x0_e, and training only has to add the detail.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from torch import Tensor, nn
 
 from corrdiff.modules.samplers import PREDICTIONS
 from corrdiff.registry import SCORE_NETS
+
+E2E_INPUTS = ("none", "concat", "residual")
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
@@ -97,8 +109,10 @@ class UNet(nn.Module):
         channel_mult: width multipliers, one per level (level l works at stride 2^l * patch_size).
         num_res_blocks: residual blocks per level in the down half (one more in the up half).
         attention_levels: levels with self-attention (keep them coarse: cost is quadratic in pixels).
-        prediction: ``"eps"`` (noise) or ``"x0"`` (clean image) parametrisation of the output.
+        prediction: ``"eps"`` (noise), ``"x0"`` (clean image) or ``"v"`` (Salimans & Ho 2022).
         patch_size: pixel-unshuffle factor at the input (1 = none).
+        e2e_input: ``"none"``, ``"concat"`` or ``"residual"``: whether and how the network sees the
+            end-to-end reconstruction x0_e (see the module docstring).
     """
 
     def __init__(
@@ -112,23 +126,30 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         prediction: str = "eps",
         patch_size: int = 1,
+        e2e_input: str = "none",
     ):
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if e2e_input not in E2E_INPUTS:
+            raise ValueError(f"e2e_input must be one of {E2E_INPUTS}, got {e2e_input!r}")
+        if e2e_input == "residual" and prediction != "x0":
+            raise ValueError("e2e_input 'residual' predicts x0 - x0_e: it needs prediction 'x0'")
         if len(cond_channels) != len(channel_mult):
             raise ValueError(
                 f"the conditioner gives {len(cond_channels)} levels but the U-Net has {len(channel_mult)} "
                 "(channel_mult); make them equal"
             )
         self.prediction = prediction
+        self.e2e_input = e2e_input
         self.patch_size = patch_size
         self.channel_mult = tuple(channel_mult)
         emb_dim = 4 * base_channels
         self.base_channels = base_channels
         self.time_embed = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         widths = [base_channels * m for m in channel_mult]
-        self.conv_in = nn.Conv2d(3 * patch_size**2, widths[0], 3, padding=1)
+        in_channels = 3 if e2e_input == "none" else 6
+        self.conv_in = nn.Conv2d(in_channels * patch_size**2, widths[0], 3, padding=1)
         entry_widths = [widths[0], *widths[:-1]]  # channels of h where level l starts
         self.cond_proj = nn.ModuleList(nn.Conv2d(cc, w, 1) for cc, w in zip(cond_channels, entry_widths))
 
@@ -163,6 +184,11 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     @property
+    def uses_e2e(self) -> bool:
+        """Whether :meth:`forward` needs the end-to-end reconstruction ``x0_e``."""
+        return self.e2e_input != "none"
+
+    @property
     def multiple(self) -> int:
         """Input height/width must be divisible by this."""
         return self.patch_size * 2 ** (len(self.channel_mult) - 1)
@@ -184,11 +210,21 @@ class UNet(nn.Module):
     def _project(self, level: int, feature: Tensor, size: tuple[int, int]) -> Tensor:
         return self.cond_proj[level](_fit(feature, size))
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: list[Tensor], projected: bool = False) -> Tensor:
-        """eps or x0 estimate for x_t at timesteps t; ``cond`` is the conditioner's pyramid, or with
-        ``projected=True`` its :meth:`project_condition` (identical output)."""
+    def forward(
+        self, x_t: Tensor, t: Tensor, cond: list[Tensor], projected: bool = False, x0_e: Tensor | None = None
+    ) -> Tensor:
+        """eps, x0 or v estimate for x_t at timesteps t; ``cond`` is the conditioner's pyramid, or with
+        ``projected=True`` its :meth:`project_condition` (identical output); ``x0_e`` the end-to-end
+        reconstruction (in [-1, 1], x_t's shape), required when :attr:`uses_e2e`."""
         emb = self.time_embed(timestep_embedding(t, self.base_channels))
-        h = self.conv_in(F.pixel_unshuffle(x_t, self.patch_size) if self.patch_size > 1 else x_t)
+        inputs = x_t
+        if self.uses_e2e:
+            if x0_e is None or x0_e.shape != x_t.shape:
+                raise ValueError(f"this score network (e2e_input {self.e2e_input!r}) needs x0_e of x_t's shape "
+                                 f"{tuple(x_t.shape)}, got {None if x0_e is None else tuple(x0_e.shape)}")
+            inputs = torch.cat([x_t, x0_e.to(x_t.dtype)], dim=1)
+        h = self.conv_in(F.pixel_unshuffle(inputs, self.patch_size) if self.patch_size > 1 else inputs)
+        del inputs
         hs = [h]
         for level, stage in enumerate(self.down):
             if level > 0:
@@ -221,6 +257,8 @@ class UNet(nn.Module):
         out = self.out(h)
         if self.patch_size > 1:
             out = F.pixel_shuffle(out, self.patch_size)
+        if self.e2e_input == "residual":
+            out = out + x0_e.to(out.dtype)
         return out
 
 

@@ -6,6 +6,11 @@ header Pillow cannot read is skipped at scan time; one that fails to decode late
 (truncated data) is replaced by another image of the set. Both are warned about and
 counted (``dataset.skipped``), never a crash mid-epoch. Images smaller than the crop
 are padded by reflection.
+
+Multi-scale training crops (``max_scale`` > 1): each crop covers a random s x s times larger region,
+s ~ U[1, max_scale], resized to the crop size (bilinear with antialiasing), so one photo gives
+textures at several scales: large photos teach the score network the detail density of smaller
+ones, and every crop stays a natural image (a downscaled photo is as natural as the original).
 """
 
 from __future__ import annotations
@@ -57,11 +62,16 @@ class ImageCrops(Dataset):
     Args:
         train: random crop position and horizontal flip; otherwise a centre crop.
         cache: keep decoded images in memory (small datasets: decode once, not every step).
+        max_scale: training crops cover up to ``max_scale`` times the crop side, downscaled to it
+            (1 = single scale; see the module docstring). Ignored for validation crops.
     """
 
     def __init__(
-        self, folders: str | Sequence[str], crop_size: int, train: bool, cache: bool = False, repeat: int = 1
+        self, folders: str | Sequence[str], crop_size: int, train: bool, cache: bool = False, repeat: int = 1,
+        max_scale: float = 1.0,
     ):
+        if max_scale < 1:
+            raise ValueError(f"max_scale must be >= 1, got {max_scale}")
         candidates = find_images(folders)
         self.files = [p for p in candidates if _readable(p)]
         self.skipped = len(candidates) - len(self.files)
@@ -72,6 +82,7 @@ class ImageCrops(Dataset):
         self.crop_size = crop_size
         self.train = train
         self.repeat = max(1, repeat)
+        self.max_scale = float(max_scale)
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -97,8 +108,10 @@ class ImageCrops(Dataset):
 
     def _crop(self, rgb: np.ndarray) -> Tensor:
         x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1
-        c = self.crop_size
+        out = self.crop_size
         h, w = x.shape[-2:]
+        scale = random.uniform(1.0, self.max_scale) if self.train and self.max_scale > 1 else 1.0
+        c = max(out, min(round(out * scale), h, w))  # a larger region, never beyond the photo
         if h < c or w < c:
             pad_h, pad_w = max(c - h, 0), max(c - w, 0)
             x = torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
@@ -108,6 +121,9 @@ class ImageCrops(Dataset):
         else:
             top, left = (h - c) // 2, (w - c) // 2
         x = x[:, top : top + c, left : left + c]
+        if c != out:
+            x = torch.nn.functional.interpolate(x[None], size=(out, out), mode="bilinear", antialias=True,
+                                                align_corners=False)[0].clamp(-1, 1)
         if self.train and random.random() < 0.5:
             x = x.flip(-1)
         return x.contiguous()
@@ -127,6 +143,7 @@ class ImageDataModule(L.LightningDataModule):
         cache: keep decoded images in memory.
         train_repeat: an epoch visits every training image this many times (different crops);
             useful for small sets of large photos.
+        max_scale: multi-scale training crops, up to this factor (see the module docstring).
     """
 
     def __init__(
@@ -141,8 +158,10 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int = 2,
         cache: bool = False,
         train_repeat: int = 1,
+        max_scale: float = 1.0,
     ):
         super().__init__()
+        self.max_scale = max_scale
         self.train_repeat = train_repeat
         self.save_hyperparameters()
         self.train_dirs, self.val_dirs, self.test_dirs = train_dirs, val_dirs, test_dirs or val_dirs
@@ -156,7 +175,8 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             self.train_set = ImageCrops(
-                self.train_dirs, self.crop_size, train=True, cache=self.cache, repeat=self.train_repeat
+                self.train_dirs, self.crop_size, train=True, cache=self.cache, repeat=self.train_repeat,
+                max_scale=self.max_scale,
             )
         if stage in (None, "fit", "validate") and self.val_dirs:
             self.val_set = ImageCrops(self.val_dirs, self.val_crop_size, train=False, cache=self.cache)

@@ -46,10 +46,18 @@ from corrdiff.losses.distortion import ms_ssim_betas
 from corrdiff.model_io import FORMAT, PACKAGED, load_codec_state, load_model, read_checkpoint
 from corrdiff.presets import preset as get_preset
 
+COMPONENTS = ("encoder", "decoder", "prior", "conditioner", "score_net")
 
-def resolve_codec_config(preset: str | None, codec: dict[str, Any] | None) -> dict[str, Any]:
-    """A preset's config with ``codec``'s entries merged over it (nested dicts merged key by key)."""
-    config = get_preset(preset) if preset else {}
+
+def resolve_codec_config(
+    preset: str | None, codec: dict[str, Any] | None, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A preset's config (or ``base``, e.g. a model file's) with ``codec``'s entries merged over it.
+
+    Nested dicts are merged key by key when they name the same component (or name none), so
+    ``codec: {score_net: {prediction: x0}}`` changes one option of the base's score network.
+    """
+    config = get_preset(preset) if preset else copy.deepcopy(base or {})
     for key, value in (codec or {}).items():
         if isinstance(value, dict) and isinstance(config.get(key), dict) and value.get("name", config[key].get("name")) == config[key].get("name"):
             config[key] = {**config[key], **value}
@@ -62,8 +70,10 @@ class CodecTraining(L.LightningModule):
     """Shared machinery of both phases: codec, optimisers, EMA, NaN guard, validation and test.
 
     Args:
-        preset: a named codec config (``tiny``, ``small``, ``paper``) to start from.
-        codec: CorrDiffCodec keyword arguments merged over the preset.
+        preset: a named codec config (``tiny``, ``small``, ``paper``) to start from; with neither
+            ``preset``, ``codec`` nor ``init_from`` given, ``tiny``.
+        codec: CorrDiffCodec keyword arguments merged over the preset, or over ``init_from``'s
+            config when no preset is given.
         lmbda: weight of the rate R (bpp).
         lr, aux_lr: learning rates of the main and the aux (quantile) optimisers.
         grad_clip: max gradient norm of the main optimiser (None: no clipping).
@@ -73,13 +83,28 @@ class CodecTraining(L.LightningModule):
         max_nonfinite_steps: consecutive NaN/Inf losses tolerated (skipped) before stopping.
         codec_config: the resolved codec config as saved in checkpoints; when given it replaces
             ``preset``/``codec`` (this is how ``--ckpt_path`` and ``load_from_checkpoint`` rebuild the model).
+        init_from: weights to start from: a Lightning checkpoint of either phase, or a corrdiff model
+            file or packaged model name (``default``) to fine-tune (its score network, which holds the
+            EMA weights, also seeds the EMA). Loaded strictly (mismatched keys are an error) except for
+            the components in ``init_skip``. Optimiser state starts afresh; to continue a run with
+            its optimiser, use ``--ckpt_path`` instead.
+        init_skip: codec components (``encoder``, ``decoder``, ``prior``, ``conditioner``,
+            ``score_net``) left at their fresh initialisation instead of loaded from ``init_from``:
+            how a new score network (another ``prediction`` or ``e2e_input``) is trained on top of an
+            already trained encoder, prior and end-to-end decoder.
+        init_parts: components loaded from another weights file instead of ``init_from``, e.g.
+            ``{score_net: a.pt, conditioner: a.pt}``: how a score network trained on one codec of a
+            rate ladder starts the score networks of the others (same component configs required).
+        freeze: codec components whose weights are not trained (``requires_grad`` off, invisible to
+            DDP and the optimiser). Freezing ``encoder`` and ``prior`` keeps the rate and the latent
+            of the starting model exactly; their entropy tables are rebuilt identically.
     """
 
     trains_decoder = False
 
     def __init__(
         self,
-        preset: str | None = "tiny",
+        preset: str | None = None,
         codec: dict[str, Any] | None = None,
         lmbda: float = 0.05,
         lr: float = 1e-4,
@@ -90,10 +115,29 @@ class CodecTraining(L.LightningModule):
         val_compress_images: int = 2,
         max_nonfinite_steps: int = 20,
         codec_config: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        init_skip: list[str] | tuple[str, ...] = (),
+        init_parts: dict[str, str] | None = None,
+        freeze: list[str] | tuple[str, ...] = (),
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
-        self.codec_config = copy.deepcopy(codec_config) if codec_config else resolve_codec_config(preset, codec)
+        init_parts = dict(init_parts or {})
+        unknown = sorted((set(init_skip) | set(init_parts) | set(freeze)) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"init_skip/init_parts/freeze name unknown components {unknown}; "
+                             f"known: {', '.join(COMPONENTS)}")
+        if init_parts and not init_from:
+            raise ValueError("init_parts replaces components of init_from: give init_from too")
+        self.init_skip, self.init_parts, self.freeze = tuple(init_skip), init_parts, tuple(freeze)
+        # when restoring (--ckpt_path, load_from_checkpoint) the weights come from the checkpoint itself
+        start = _read_init(init_from) if init_from and codec_config is None else None
+        if codec_config:
+            self.codec_config = copy.deepcopy(codec_config)
+        elif start is not None and preset is None:
+            self.codec_config = resolve_codec_config(None, codec, base=start["codec_config"])
+        else:
+            self.codec_config = resolve_codec_config(preset or (None if codec else "tiny"), codec)
         self.hparams["codec_config"] = self.codec_config
         self.codec = CorrDiffCodec(**self.codec_config)
         self.ema = AveragedModel(self.codec.score_net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
@@ -111,12 +155,41 @@ class CodecTraining(L.LightningModule):
         self.test_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.test_psnr_e2e = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ms_ssim = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0)  # rebuilt in setup()
+        if start is not None:
+            self._load_start(start, init_from)
         self._set_trainable()  # before DDP wraps the module: frozen parameters must be invisible to it
+
+    def _load_start(self, start: dict[str, Any], path: str) -> None:
+        """Load ``init_from``'s weights, except the ``init_skip`` components (kept as initialised) and
+        the ``init_parts`` ones (read from their own files)."""
+        skipped = tuple(f"{name}." for name in self.init_skip)
+        state = {k: v for k, v in start["codec_state"].items() if not k.startswith(skipped)}
+        state.update({k: v for k, v in self.codec.state_dict().items() if k.startswith(skipped)})
+        for component, part_path in self.init_parts.items():
+            prefix = f"{component}."
+            part = _read_init(part_path)
+            state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+            state.update({k: v for k, v in part["codec_state"].items() if k.startswith(prefix)})
+            if component == "score_net":
+                start = {**start, "ema_state": part["ema_state"]}
+        try:
+            load_codec_state(self.codec, state)
+            if "score_net" in self.init_skip:
+                pass  # a fresh score network: the EMA starts from it at the first update
+            elif start["ema_state"] is None:  # a model file: its score network already holds the EMA weights
+                self.ema.module.load_state_dict(self.codec.score_net.state_dict())
+                self.ema.n_averaged.fill_(1)  # an average to continue, not to overwrite at the first update
+            else:
+                self.ema.load_state_dict(start["ema_state"])
+        except (ModelLoadError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path}: init_from does not fit this config: {exc}") from None
 
     # ------------------------------------------------------------------ parameters and optimisers
     def _set_trainable(self) -> None:
         """Phase-specific requires_grad flags (frozen parts are invisible to DDP and the optimiser)."""
         self.codec.decoder.requires_grad_(self.trains_decoder)
+        for name in self.freeze:
+            getattr(self.codec, name).requires_grad_(False)
 
     def configure_optimizers(self):
         """One Adam with two parameter groups: the main weights and the bottleneck quantiles (aux).
@@ -212,13 +285,14 @@ class CodecTraining(L.LightningModule):
         y_hat, likelihoods = self.codec.analyse(x)
         bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
         cond = self.codec.condition(y_hat)
+        x0_e = self.codec.decode_e2e(y_hat).clamp(-1, 1)
         generator = torch.Generator(device="cpu").manual_seed(1234)
         t = torch.randint(0, self.codec.schedule.num_timesteps, (x.shape[0],), generator=generator).to(x.device)
         noise = torch.randn(x.shape, generator=generator).to(x)
-        diff, _ = diffusion_loss(self.codec, x, cond, self.min_snr_gamma, t=t, noise=noise)
+        diff, _ = diffusion_loss(self.codec, x, cond, self.min_snr_gamma, t=t, noise=noise, x0_e=x0_e)
         self.log(f"{prefix}/bpp_estimated", bpp, batch_size=x.shape[0], sync_dist=True)
         self.log(f"{prefix}/diffusion_loss", diff, batch_size=x.shape[0], sync_dist=True)
-        return self.codec.decode_e2e(y_hat).clamp(-1, 1)
+        return x0_e
 
     def _compress_batch(self, x: Tensor, limit: int | None) -> tuple[list[float], Tensor]:
         """Really compress (bytes) up to ``limit`` images; returns bpp per image and reconstructions in [0, 1]."""
@@ -281,7 +355,8 @@ class ScoreTraining(CodecTraining):
     def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat, likelihoods = self.codec.analyse(x)
         bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
-        diff, _ = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma)
+        x0_e = self.codec.decode_e2e(y_hat).clamp(-1, 1) if self.codec.score_uses_e2e else None
+        diff, _ = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma, x0_e=x0_e)
         return self.lmbda * bpp + diff, {"bpp": bpp, "diffusion_loss": diff}
 
 
@@ -289,15 +364,12 @@ class JointTraining(CodecTraining):
     """Phase 2: L2 = lambda * R + w_diff * L_diff + w_dist * d(x, x0_e) + rho * P(x, x0_c).
 
     Args:
-        init_from: weights to start from (strict: mismatched keys are an error): a phase-1 Lightning
-            checkpoint, or a corrdiff model file or packaged model name (``default``) to fine-tune
-            (its score network, which holds the EMA weights, also seeds the EMA). Its codec config
-            is used when ``preset`` and ``codec`` are both unset. Optimiser state starts afresh;
-            to continue a run with its optimiser, use ``--ckpt_path`` instead.
+        init_from: as in :class:`CodecTraining`; typically the phase-1 checkpoint, or a model file to
+            fine-tune.
         diffusion_weight, distortion_weight, rho: w_diff, w_dist and rho.
         distortion: ``mse`` or ``ms_ssim`` (d above; MSE on the [0, 1] scale).
         perceptual: spec of P (LPIPS; real pretrained weights required, see losses.perceptual).
-        freeze_score_net: train only encoder, prior and D (score and conditioning nets fixed).
+        freeze_score_net: train only encoder, prior and D (the same as ``freeze: [score_net, conditioner]``).
         Other arguments as in :class:`CodecTraining`.
     """
 
@@ -316,44 +388,21 @@ class JointTraining(CodecTraining):
         freeze_score_net: bool = False,
         **kwargs: Any,
     ):
-        restoring = kwargs.get("codec_config") is not None  # rebuilt from its own checkpoint (resume/load)
-        # when restoring, the weights come from the checkpoint itself: the phase-1 file is not needed
-        start = _read_init(init_from) if init_from and not restoring else None
-        if start is not None and preset is None and codec is None and not restoring:
-            codec = start["codec_config"]
-        elif preset is None and codec is None:
-            preset = "tiny"
-        super().__init__(preset=preset, codec=codec, **kwargs)
+        if freeze_score_net:
+            kwargs["freeze"] = tuple(dict.fromkeys([*kwargs.get("freeze", ()), "score_net", "conditioner"]))
+        super().__init__(preset=preset, codec=codec, init_from=init_from, **kwargs)
         self.diffusion_weight, self.distortion_weight, self.rho = diffusion_weight, distortion_weight, rho
         self.distortion = build_distortion(distortion)
-        self.freeze_score_net = freeze_score_net
-        self._set_trainable()
         self.perceptual = build_perceptual(perceptual or {"name": "lpips", "net": "alex"}) if rho > 0 else None
-        if start is not None:
-            self._load_start(start, init_from)
-
-    def _load_start(self, start: dict[str, Any], path: str) -> None:
-        try:
-            load_codec_state(self.codec, start["codec_state"])
-            if start["ema_state"] is None:  # a model file: its score network already holds the EMA weights
-                self.ema.module.load_state_dict(self.codec.score_net.state_dict())
-                self.ema.n_averaged.fill_(1)  # an average to continue, not to overwrite at the first update
-            else:
-                self.ema.load_state_dict(start["ema_state"])
-        except (ModelLoadError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path}: init_from does not fit this phase-2 config: {exc}") from None
-
-    def _set_trainable(self) -> None:
-        super()._set_trainable()
-        if getattr(self, "freeze_score_net", False):  # unset while the base class initialises
-            self.codec.score_net.requires_grad_(False)
-            self.codec.conditioner.requires_grad_(False)
 
     def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat, likelihoods = self.codec.analyse(x)
         bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
-        diff, sample = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma)
         x0_e = self.codec.decode_e2e(y_hat)
+        # the score network sees x0_e as sampling does (clipped) and does not train D through it:
+        # D stays the distortion-optimal estimate that the correction pulls towards
+        score_x0_e = x0_e.detach().clamp(-1, 1) if self.codec.score_uses_e2e else None
+        diff, sample = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma, x0_e=score_x0_e)
         dist = self.distortion(x, x0_e)
         loss = self.lmbda * bpp + self.diffusion_weight * diff + self.distortion_weight * dist
         logs = {"bpp": bpp, "diffusion_loss": diff, "distortion": dist}
