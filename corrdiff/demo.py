@@ -1,8 +1,9 @@
 """``corrdiff demo``: compress a photo with the packaged model and compare with JPEG at the same rate.
 
 Writes, into the output folder: ``demo.cdf`` (the bitstream), ``demo.png`` (decoded),
-``comparison.png`` (original | CorrDiff | JPEG at the same bpp, labelled), and prints
-bpp, PSNR, MS-SSIM, sharpness and encode/decode times.
+``comparison.png`` (original | CorrDiff | the same file decoded with half the gammas
+(``--gamma-scale 0.5``), diffusion only (gamma = 0) and end-to-end only | JPEG at the same bpp,
+labelled), and prints bpp, PSNR, MS-SSIM, sharpness and encode/decode times.
 """
 
 from __future__ import annotations
@@ -61,12 +62,18 @@ def run_demo(model: str = "default", image: str | None = None, out: str = "corrd
     decode_s = time.perf_counter() - start
     bpp = 8 * len(data) / (h * w)
     jpeg = encode_at_bpp(rgb, "jpeg", bpp)
+    variants = [  # the same file, decoded other ways (no extra bits)
+        (to_uint8(codec.decompress(data, gamma_scale=0.5)), "gamma x 0.5"),
+        (to_uint8(codec.decompress(data, mode="diffusion")), "diffusion only"),
+        (to_uint8(codec.decompress(data, mode="e2e")), "end-to-end only"),
+    ]
 
     atomic_write(out_dir / "demo.cdf", data)
     atomic_write(out_dir / "demo.png", encode_png(decoded))
     atomic_write(out_dir / "comparison.png", side_by_side([
         (rgb, "original"),
         (decoded, f"CorrDiff {bpp:.3f} bpp"),
+        *variants,
         (jpeg.decoded, f"JPEG q{jpeg.quality} {jpeg.bpp:.3f} bpp"),
     ]))
     figures = {

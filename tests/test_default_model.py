@@ -74,4 +74,4 @@ def test_demo_writes_files_and_prints_figures(tmp_path, capsys):
     for name in ("demo.cdf", "demo.png", "comparison.png"):
         assert (tmp_path / name).stat().st_size > 0
     comparison = load_image(tmp_path / "comparison.png")
-    assert comparison.shape == (512, 3 * 768, 3)
+    assert comparison.shape == (512, 6 * 768, 3)  # original, CorrDiff, gamma x 0.5, diffusion, e2e, JPEG

@@ -221,3 +221,28 @@ def test_long_training_driver_continues_a_checkpoint_or_the_exported_model(tmp_p
     assert resumed[resumed.index("--ckpt_path") + 1] == str(run / "checkpoints" / "last.ckpt")
     assert resumed[resumed.index("--trainer.max_time") + 1] == "00:01:00:00"
     assert "--model.init_from" not in resumed
+
+
+# ------------------------------------------------------------------ the quadratic timestep spacing
+@pytest.mark.parametrize("steps", [1, 2, 8, 50, 1000])
+def test_quadratic_spacing_starts_at_pure_noise_and_ends_near_the_image(steps):
+    from corrdiff.modules.samplers import DDIMSampler, QuadraticDDIMSampler
+    from corrdiff.modules.schedules import CosineSchedule
+
+    schedule = CosineSchedule()
+    quadratic = QuadraticDDIMSampler(schedule).set_timesteps(steps)
+    even = DDIMSampler(schedule).set_timesteps(steps)
+    assert quadratic[0] == 999 and len(quadratic) == steps
+    assert all(a > b for a, b in zip(quadratic, quadratic[1:])) and quadratic[-1] >= 0
+    assert quadratic[-1] <= even[-1]  # the last estimate is taken at less noise
+    if steps == 8:
+        assert quadratic == [999, 765, 562, 390, 250, 140, 62, 16]
+
+
+def test_quadratic_sampler_is_recorded_and_replayed():
+    codec = make_codec(score_net=_tiny_score_net(prediction="x0", e2e_input="residual"))
+    image = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(4))
+    result = codec.encode(image, sampler={"name": "ddim_quadratic", "eta": 0.5})
+    header = corrdiff.bitstream.unpack(result.data)
+    assert (header.sampler, header.eta) == ("ddim_quadratic", 0.5)
+    assert torch.equal(codec.decompress(result.data), result.reconstruction)
