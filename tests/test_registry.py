@@ -86,7 +86,7 @@ def test_unknown_name_lists_registered_names():
     assert isinstance(info.value, KeyError)
     assert not message.startswith("'")  # not KeyError's quoted repr
 
-    with pytest.raises(UnknownComponentError, match="ddim, ddpm"):
+    with pytest.raises(UnknownComponentError, match="ddim, ddim_quadratic, ddpm"):
         make_codec(0, sampler={"name": "euler"})
 
 

@@ -116,13 +116,13 @@ class CodecTraining(L.LightningModule):
         max_nonfinite_steps: int = 20,
         codec_config: dict[str, Any] | None = None,
         init_from: str | None = None,
-        init_skip: list[str] | tuple[str, ...] = (),
+        init_skip: list[str] | None = None,
         init_parts: dict[str, str] | None = None,
-        freeze: list[str] | tuple[str, ...] = (),
+        freeze: list[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
-        init_parts = dict(init_parts or {})
+        init_skip, init_parts, freeze = list(init_skip or []), dict(init_parts or {}), list(freeze or [])
         unknown = sorted((set(init_skip) | set(init_parts) | set(freeze)) - set(COMPONENTS))
         if unknown:
             raise ValueError(f"init_skip/init_parts/freeze name unknown components {unknown}; "
@@ -389,7 +389,7 @@ class JointTraining(CodecTraining):
         **kwargs: Any,
     ):
         if freeze_score_net:
-            kwargs["freeze"] = tuple(dict.fromkeys([*kwargs.get("freeze", ()), "score_net", "conditioner"]))
+            kwargs["freeze"] = list(dict.fromkeys([*(kwargs.get("freeze") or []), "score_net", "conditioner"]))
         super().__init__(preset=preset, codec=codec, init_from=init_from, **kwargs)
         self.diffusion_weight, self.distortion_weight, self.rho = diffusion_weight, distortion_weight, rho
         self.distortion = build_distortion(distortion)
