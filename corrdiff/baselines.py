@@ -21,6 +21,7 @@ def available_formats() -> list[str]:
     out = ["jpeg"]
     if features.check("webp"):
         out.append("webp")
+    Image.init()  # Image.SAVE lists only the plugins loaded so far; AVIF's loads on init
     if "AVIF" in Image.SAVE:
         out.append("avif")
     return out

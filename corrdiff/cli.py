@@ -53,12 +53,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decompress", help="decode a .cdf file to a PNG image")
     p.add_argument("input", type=Path)
-    p.add_argument("-o", "--output", type=Path, help="output PNG (default: INPUT with suffix .png)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="output PNG (default: INPUT with suffix .decoded.png, so a photo.png beside photo.cdf is kept)")
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
     p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default=None,
                    help="decode as another mode for ablations (default: the file's)")
     p.add_argument("--gamma-scale", type=float, default=1.0,
-                   help="scale s of the received gammas: 1 = as encoded, 0 = plain diffusion")
+                   help="scale s in [0, 1] of the received gammas: 1 = as encoded (most faithful), "
+                        "0 = plain diffusion (most texture); between: a perception-distortion trade-off")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--device", default="cpu")
     p = sub.add_parser("demo", help="compress a bundled photo with the packaged model; compare with JPEG")
@@ -138,8 +140,9 @@ def _parser() -> argparse.ArgumentParser:
 def _export(args: argparse.Namespace) -> None:
     from corrdiff.model_io import export_checkpoint
 
-    if args.output.exists() and not args.force:
-        raise FileExistsError(f"{args.output} exists; pass --force to overwrite")
+    from corrdiff.image_io import check_output
+
+    check_output(args.output, [args.checkpoint], args.force)
     codec = export_checkpoint(args.checkpoint, args.output, half=args.half)
     size = args.output.stat().st_size
     print(f"{args.checkpoint} -> {args.output}: {size / 1e6:.2f} MB, fingerprint {codec.fingerprint().hex()}")
@@ -148,12 +151,10 @@ def _export(args: argparse.Namespace) -> None:
 def _compress(args: argparse.Namespace) -> None:
     import torch
 
-    from corrdiff.image_io import atomic_write, load_image
+    from corrdiff.image_io import atomic_write, check_output, load_image
     from corrdiff.model_io import load_model
 
-    output = args.output or args.input.with_suffix(".cdf")
-    if output.exists() and not args.force:
-        raise FileExistsError(f"{output} exists; pass --force to overwrite")
+    output = check_output(args.output or args.input.with_suffix(".cdf"), [args.input, args.model], args.force)
     rgb = load_image(args.input)
     codec = load_model(args.model, map_location=args.device)
     image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255
@@ -176,12 +177,12 @@ def _compress(args: argparse.Namespace) -> None:
 
 
 def _decompress(args: argparse.Namespace) -> None:
-    from corrdiff.image_io import save_image
+    from corrdiff.image_io import check_output, save_image
     from corrdiff.model_io import load_model
 
-    output = args.output or args.input.with_suffix(".png")
-    if output.exists() and not args.force:
-        raise FileExistsError(f"{output} exists; pass --force to overwrite")
+    output = check_output(args.output or args.input.with_suffix(".decoded.png"), [args.input, args.model], args.force)
+    if not 0.0 <= args.gamma_scale <= 1.0:  # also refuses nan
+        raise UsageError(f"--gamma-scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {args.gamma_scale}")
     if args.input.is_dir():
         raise IsADirectoryError(f"{args.input}: is a directory, not a .cdf file")
     if not args.input.is_file():

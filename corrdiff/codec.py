@@ -491,10 +491,12 @@ class CorrDiffCodec(nn.Module):
         Args:
             mode: decode a ``corrected`` file as ``diffusion`` (gamma = 0) or ``e2e`` (x0_e only)
                 for ablations; default: the file's own mode.
-            gamma_scale: s multiplies the received gammas (s = 1 reproduces the encoder's
+            gamma_scale: s in [0, 1] multiplies the received gammas (s = 1 reproduces the encoder's
                 reconstruction exactly; s = 0 is plain diffusion; in between trades fidelity
-                for the diffusion model's texture).
+                for the diffusion model's texture). ValueError outside [0, 1] or NaN.
         """
+        if not 0.0 <= gamma_scale <= 1.0:  # also refuses nan
+            raise ValueError(f"gamma_scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {gamma_scale}")
         bs, y_hat = self.read(data)
         mode = mode or bs.mode
         if mode not in MODES:

@@ -62,6 +62,31 @@ def to_rgb8(img, name: str = "image") -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
+def check_output(output: str | os.PathLike, protected: "list[str | os.PathLike]", force: bool) -> Path:
+    """Refuse, before any work, an output path that would lose data or cannot be written.
+
+    * an output that resolves (symlinks followed) to one of ``protected`` (the command's input
+      files, the model file) is refused even with ``force``: writing it would destroy the input;
+    * an existing output needs ``force``; a folder is never replaced;
+    * the output's folder must exist.
+    Returns ``output`` as a Path. Messages name the user's path.
+    """
+    output = Path(output)
+    target = output.resolve()
+    for item in protected:
+        if item is not None and Path(item).exists() and Path(item).resolve() == target:
+            raise FileExistsError(f"{output} is also an input of this command ({item}); "
+                                  "choose another output (--force never overwrites an input)")
+    if output.is_dir():
+        raise IsADirectoryError(f"{output} is a folder; give a file name for the output")
+    if (output.exists() or output.is_symlink()) and not force:
+        raise FileExistsError(f"{output} exists; pass --force to overwrite")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder for the output {output}")
+    return output
+
+
 def atomic_write(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
 

@@ -77,11 +77,12 @@ def test_default_output_names_and_options(tmp_path, png, model_file, capsys):
     cdf = png.with_suffix(".cdf")
     header = corrdiff.bitstream.unpack(cdf.read_bytes())
     assert (header.mode, header.steps, header.seed) == ("e2e", 0, 9)
-    # decompress's default output INPUT.png is the original here: refused, not clobbered
+    # decompress's default output is INPUT.decoded.png: the original photo beside the file is kept
     original = png.read_bytes()
     code, _, err = run_main(capsys, "decompress", cdf, "--model", model_file)
-    assert code == 2 and "--force" in err
+    assert code == 0, err
     assert png.read_bytes() == original
+    assert Image.open(png.with_suffix(".decoded.png")).size == (40, 24)
 
 
 def test_compress_sampler_options_are_recorded(tmp_path, png, model_file, capsys):
@@ -132,6 +133,72 @@ def test_refuses_to_overwrite_without_force(tmp_path, png, model_file, capsys):
     code, _, err = run_main(capsys, "decompress", cdf, "-o", out_png, "--model", model_file, "-f")
     assert code == 0, err
     assert Image.open(out_png).size == (40, 24)
+
+
+def test_readme_sequence_keeps_the_photo(tmp_path, png, model_file, capsys, monkeypatch):
+    """The README's `compress photo.png -o photo.cdf; decompress photo.cdf` keeps photo.png (issue 13)."""
+    monkeypatch.chdir(tmp_path)
+    original = png.read_bytes()
+    assert run_main(capsys, "compress", png.name, "-o", "in.cdf", "--model", model_file, "--steps", 1)[0] == 0
+    assert run_main(capsys, "decompress", "in.cdf", "--model", model_file)[0] == 0
+    assert png.read_bytes() == original and Path("in.decoded.png").is_file()
+
+
+def test_output_that_is_an_input_is_refused_even_with_force(tmp_path, png, model_file, capsys):
+    """Input, model file and symlinks to them are never overwritten (issue 13, item 1; issue 16, item 5)."""
+    original, model_bytes = png.read_bytes(), Path(model_file).read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(png)
+    for output in (png, link, model_file):
+        code, _, err = run_main(capsys, "compress", png, "-o", output, "--model", model_file, "-f")
+        assert code == 2 and "also an input" in err, err
+        assert_one_line_error(err, "compress")
+    cdf = tmp_path / "k.cdf"
+    assert run_main(capsys, "compress", png, "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
+    for output in (cdf, model_file):
+        code, _, err = run_main(capsys, "decompress", cdf, "-o", output, "--model", model_file, "-f")
+        assert code == 2 and "also an input" in err, err
+    assert png.read_bytes() == original and Path(model_file).read_bytes() == model_bytes
+    assert cdf.read_bytes().startswith(b"CDIF")
+
+
+def test_output_checked_before_any_work(tmp_path, png, model_file, capsys):
+    """A missing folder or a folder as output is named at once, with the user's path (issue 13, item 6)."""
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "absent" / "x.cdf", "--model", model_file)
+    assert code == 2 and "absent" in err and "no such folder" in err
+    for force in ([], ["-f"]):
+        code, _, err = run_main(capsys, "compress", png, "-o", tmp_path, "--model", model_file, *force)
+        assert code == 2 and "is a folder" in err, err
+
+
+@pytest.mark.parametrize("scale", ["-1", "nan", "1.5", "inf"])
+def test_gamma_scale_outside_its_range_is_refused(tmp_path, png, model_file, capsys, scale):
+    cdf = tmp_path / "g.cdf"
+    assert run_main(capsys, "compress", png, "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
+    code, _, err = run_main(capsys, "decompress", cdf, "-o", tmp_path / "g.png", "--model", model_file,
+                            "--gamma-scale", scale)
+    assert code == 2 and "[0, 1]" in err, err
+    assert_one_line_error(err, "decompress")
+    assert not (tmp_path / "g.png").exists()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrdiff.load_model(model_file).decompress(cdf.read_bytes(), gamma_scale=float(scale))
+
+
+def test_avif_is_listed_when_pillow_writes_it():
+    """available_formats() loads Pillow's plugins before looking (issue 13, item 5)."""
+    import io
+
+    from corrdiff.baselines import available_formats
+
+    try:
+        Image.new("RGB", (8, 8)).save(io.BytesIO(), format="AVIF")
+        writes_avif = True
+    except (KeyError, OSError):
+        writes_avif = False
+    # in a fresh process, where nothing has made Pillow load its plugins yet
+    listed = subprocess.run([sys.executable, "-c", "from corrdiff.baselines import available_formats as f; print(f())"],
+                            capture_output=True, text=True, check=True).stdout
+    assert ("'avif'" in listed) == writes_avif == ("avif" in available_formats())
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "png", "empty"])
