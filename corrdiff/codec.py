@@ -195,7 +195,10 @@ class CorrDiffCodec(nn.Module):
         self.schedule = SCHEDULES.build(self.config["schedule"])
         self.correction = CorrectionConfig(**self.config["correction"])
         self.make_sampler(self.config["sampler"])  # fail early on a bad sampler spec
-        self._perceptual: Callable[[Tensor, Tensor], Tensor] | None = None
+        # kept out of the module tree (a plain list, not an attribute nn.Module would register): the
+        # perceptual network of the gamma solver is a tool of the encoder, not part of the model, so
+        # it must not enter state_dict() or the fingerprint that decoders check
+        self._perceptual_slot: list[Callable[[Tensor, Tensor], Tensor] | None] = [None]
 
     # ------------------------------------------------------------------ pieces used by training
     @property
@@ -260,7 +263,7 @@ class CorrDiffCodec(nn.Module):
 
     def set_perceptual(self, distance: Callable[[Tensor, Tensor], Tensor] | None) -> None:
         """Perceptual distance for the gradient gamma solver (built from the config when unset)."""
-        self._perceptual = distance
+        self._perceptual_slot[0] = distance
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> bytes:
@@ -387,11 +390,11 @@ class CorrDiffCodec(nn.Module):
 
     def _solver(self) -> GammaSolver:
         cfg = self.correction
-        if cfg.rho > 0 and self._perceptual is None:
+        if cfg.rho > 0 and self._perceptual_slot[0] is None:
             from corrdiff.losses.perceptual import build_perceptual
 
-            self._perceptual = build_perceptual(cfg.perceptual)
-        return GammaSolver(cfg, self._perceptual)
+            self._perceptual_slot[0] = build_perceptual(cfg.perceptual)
+        return GammaSolver(cfg, self._perceptual_slot[0])
 
     @torch.no_grad()
     def encode(

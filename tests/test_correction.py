@@ -190,3 +190,25 @@ def test_whole_image_corrected_beats_diffusion_and_e2e(tiny_codec, test_images, 
     e2e = _img_mse(tiny_codec.decompress(result.data, mode="e2e"), image)
     assert corrected <= e2e * (1 + 1e-5) + 1e-10
     assert corrected < diffusion
+
+
+def test_perceptual_network_of_the_solver_stays_out_of_the_model():
+    """An encode with solver gradient and rho > 0 must not change state_dict() or the fingerprint
+    (the perceptual network was registered as a submodule; issue 14, item 5)."""
+    from conftest import make_codec
+
+    codec = make_codec(correction={"solver": "gradient", "rho": 0.5, "iterations": 3})
+    before = (codec.fingerprint(), set(codec.state_dict()))
+
+    class Distance(torch.nn.Module):  # a network with weights, like LPIPS
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, a, b):
+            return self.scale * (a - b).abs().mean(dim=(1, 2, 3))
+
+    codec.set_perceptual(Distance())
+    result = codec.encode(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), steps=2)
+    assert (codec.fingerprint(), set(codec.state_dict())) == before
+    assert torch.equal(codec.decompress(result.data), result.reconstruction)
