@@ -146,6 +146,7 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
         raise ModelLoadError(f"{path}: the embedded config is invalid ({_first_line(exc)})") from None
     try:
         load_codec_state(codec, payload.get("state_dict"))
+        check_finite(codec)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
     if not codec.prior.entropy_tables_ready():
@@ -156,6 +157,15 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"{path}: the embedded metadata is invalid ({exc})") from None
     return codec.eval().to(map_location)
+
+
+def check_finite(codec: CorrDiffCodec) -> None:
+    """ModelLoadError naming the first weights that hold NaN or infinity (a diverged run's export):
+    such weights make the entropy coder index outside its tables (a crash) or loop (issue 16)."""
+    bad = [name for name, t in codec.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ModelLoadError(f"weights hold NaN or infinite values: {_few(bad)}; the training run that made "
+                             "them diverged (export an earlier checkpoint)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -201,6 +211,10 @@ def export_checkpoint(
     ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
     if ema:
         codec.score_net.load_state_dict(ema)
+    try:
+        check_finite(codec)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{checkpoint_path}: {exc}") from None
     codec.update(force=True)
     metadata = {
         "source_checkpoint": Path(checkpoint_path).name,

@@ -471,3 +471,16 @@ def test_half_precision_model_file_is_smaller_and_decodes_exactly(tiny_codec, tm
     image = torch.rand(1, 3, 24, 40)
     result = loaded.encode(image)
     assert torch.equal(loaded.decompress(result.data), result.reconstruction)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_load_model_refuses_non_finite_weights(model_file, tmp_path, value):
+    """A diverged run's export (NaN in h_s crashed the entropy coder, inf in h_a hung it; issue 16)."""
+    payload = torch.load(model_file, weights_only=True)
+    key = next(k for k in payload["state_dict"] if k.startswith("prior.") and k.endswith("weight"))
+    payload["state_dict"][key] = payload["state_dict"][key].clone()
+    payload["state_dict"][key].view(-1)[0] = value
+    path = tmp_path / "diverged.pt"
+    torch.save(payload, path)
+    with pytest.raises(ModelLoadError, match=f"NaN or infinite values: .*{key}"):
+        load_model(path)
