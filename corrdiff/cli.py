@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default="corrected")
     p.add_argument("--sampler", default=None, help="sampler name (ddim, ddpm); default: the model's")
     p.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default 0)")
+    p.add_argument("--save-reconstruction", type=Path, default=None, metavar="PNG",
+                   help="also write the reconstruction the decoder will produce (identical to decompress's)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--device", default="cpu")
 
@@ -149,15 +151,15 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _compress(args: argparse.Namespace) -> None:
-    import torch
-
-    from corrdiff.image_io import atomic_write, check_output, load_image
+    from corrdiff.image_io import atomic_write, check_output, load_image, save_image
+    from corrdiff.metrics import ms_ssim, psnr, to_uint8
     from corrdiff.model_io import load_model
 
     output = check_output(args.output or args.input.with_suffix(".cdf"), [args.input, args.model], args.force)
+    if args.save_reconstruction is not None:
+        check_output(args.save_reconstruction, [args.input, args.model, output], args.force)
     rgb = load_image(args.input)
     codec = load_model(args.model, map_location=args.device)
-    image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255
     sampler = None
     if args.sampler or args.eta is not None:
         sampler = dict(codec.config["sampler"])
@@ -167,13 +169,17 @@ def _compress(args: argparse.Namespace) -> None:
             sampler["eta"] = args.eta
     start = time.perf_counter()
     try:
-        data = codec.compress(image, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler)
+        result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler)
     except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler)
         raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - start
+    data, decoded = result.data, to_uint8(result.reconstruction)
     atomic_write(output, data, overwrite=args.force)
+    if args.save_reconstruction is not None:
+        save_image(args.save_reconstruction, decoded, overwrite=args.force)
     h, w = rgb.shape[:2]
-    print(f"{args.input} -> {output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, {seconds:.2f} s")
+    print(f"{args.input} -> {output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
+          f"PSNR {psnr(rgb, decoded):.2f} dB, MS-SSIM {ms_ssim(rgb, decoded):.4f}, {seconds:.2f} s")
 
 
 def _decompress(args: argparse.Namespace) -> None:

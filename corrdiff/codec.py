@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from corrdiff import bitstream
 from corrdiff.correction import CorrectionConfig, GammaSolver, apply_correction, quantize_gamma
 from corrdiff.errors import BitstreamError, ModelMismatchError
+from corrdiff.image_io import as_image_tensor
 from corrdiff.modules.samplers import seeded_noise, x0_from_output
 from corrdiff.modules.tiling import map_tiles
 from corrdiff.modules.transforms import STRIDE, check_stride
@@ -405,15 +406,15 @@ class CorrDiffCodec(nn.Module):
         mode: str = "corrected",
         sampler: Mapping[str, Any] | None = None,
     ) -> EncodeResult:
-        """Compress a (1, 3, H, W) image in [0, 1]; also return the encoder-side reconstruction."""
+        """Compress an image; also return the encoder-side reconstruction.
+
+        ``image``: a (1, 3, H, W) or (3, H, W) float tensor in [0, 1], a uint8 tensor, an (H, W, 3)
+        numpy array or a PIL image (:func:`corrdiff.image_io.as_image_tensor`); a float image
+        outside [0, 1] raises ValueError.
+        """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if image.dim() == 3:
-            image = image.unsqueeze(0)
-        if image.dim() != 4 or image.shape[:2] != (1, 3):
-            raise ValueError(f"expected one RGB image of shape (1, 3, H, W), got {tuple(image.shape)}")
-        if not torch.isfinite(image).all():
-            raise ValueError("image contains NaN or infinite values")
+        image = as_image_tensor(image)
         self._check_ready()
         sampler_spec = dict(sampler or self.config["sampler"])
         _sampler_name_eta(sampler_spec)
@@ -426,7 +427,7 @@ class CorrDiffCodec(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            x = image.to(self._device()).float().clamp(0, 1) * 2 - 1
+            x = image.to(self._device()) * 2 - 1
             streams, y_hat = self.prior.compress(self.analyse_for_coding(self._pad(x)))
             gammas: list[Tensor] = []
             solver = self._solver()

@@ -62,6 +62,53 @@ def to_rgb8(img, name: str = "image") -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
+#: float images may overshoot [0, 1] by this much (half an 8-bit level) and are clamped; beyond, refused
+FLOAT_RANGE_TOLERANCE = 0.5 / 255
+
+
+def as_image_tensor(image) -> "torch.Tensor":
+    """What :meth:`CorrDiffCodec.encode` accepts, as a (1, 3, H, W) float32 tensor in [0, 1]:
+
+    * a float tensor (1, 3, H, W) or (3, H, W) with values in [0, 1] (as in compressai);
+    * a uint8 tensor of those shapes (divided by 255);
+    * a numpy array (H, W, 3) or (H, W) (gray, replicated), uint8 or float in [0, 1];
+    * a Pillow image (converted like a file: :func:`to_rgb8`).
+
+    A float image outside [0, 1] (e.g. 0..255 floats) raises ValueError saying so instead of
+    being clipped to a white picture.
+    """
+    import torch
+
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        image = to_rgb8(image)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) or (H, W) array, got shape {image.shape}")
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"expected a tensor, numpy array or PIL image, got {type(image).__name__}")
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    if image.dim() != 4 or image.shape[:2] != (1, 3):
+        raise ValueError(f"expected one RGB image of shape (1, 3, H, W), got {tuple(image.shape)}")
+    if image.dtype == torch.uint8:
+        return image.float() / 255
+    if not image.is_floating_point():
+        raise ValueError(f"expected a uint8 or float image, got dtype {image.dtype}")
+    image = image.float()
+    if not bool(torch.isfinite(image).all()):
+        raise ValueError("image contains NaN or infinite values")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -FLOAT_RANGE_TOLERANCE or hi > 1 + FLOAT_RANGE_TOLERANCE:
+        hint = " (it looks like 0..255: divide by 255 or pass a uint8 tensor)" if hi > 2 else ""
+        raise ValueError(f"a float image must hold values in [0, 1], got [{lo:.4g}, {hi:.4g}]{hint}")
+    return image.clamp(0, 1)
+
+
 def check_output(output: str | os.PathLike, protected: "list[str | os.PathLike]", force: bool) -> Path:
     """Refuse, before any work, an output path that would lose data or cannot be written.
 

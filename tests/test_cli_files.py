@@ -377,3 +377,35 @@ def test_version(capsys):
         main(["--version"])
     assert corrdiff.__version__ in capsys.readouterr().out
 
+
+
+def test_compress_prints_quality_and_saves_the_exact_reconstruction(tmp_path, png, model_file, capsys):
+    """compress knows the decoder's output: it prints PSNR/MS-SSIM and can save it (issue 13, item 10)."""
+    cdf, rec, dec = tmp_path / "r.cdf", tmp_path / "rec.png", tmp_path / "dec.png"
+    code, out, err = run_main(capsys, "compress", png, "-o", cdf, "--model", model_file, "--steps", 2,
+                              "--save-reconstruction", rec)
+    assert code == 0, err
+    assert "PSNR" in out and "MS-SSIM" in out
+    assert run_main(capsys, "decompress", cdf, "-o", dec, "--model", model_file)[0] == 0
+    assert np.array_equal(np.asarray(Image.open(rec)), np.asarray(Image.open(dec)))
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "s.cdf", "--model", model_file,
+                            "--save-reconstruction", png, "-f")
+    assert code == 2 and "also an input" in err
+
+
+def test_encode_accepts_what_users_pass_and_refuses_0_255_floats(tiny_codec, small_rgb):
+    """uint8 tensors, numpy arrays and PIL images are converted; floats outside [0, 1] are refused (item 2)."""
+    import torch
+
+    reference = tiny_codec.encode(torch.from_numpy(small_rgb).permute(2, 0, 1)[None].float() / 255, steps=1)
+    for image in (torch.from_numpy(small_rgb).permute(2, 0, 1)[None], small_rgb, Image.fromarray(small_rgb)):
+        result = tiny_codec.encode(image, steps=1)
+        assert result.data == reference.data, type(image)
+    gray = small_rgb[..., 0]
+    assert tiny_codec.encode(gray, steps=1).reconstruction.shape == (1, 3, 24, 40)
+    with pytest.raises(ValueError, match="0..255"):
+        tiny_codec.encode(torch.from_numpy(small_rgb).permute(2, 0, 1)[None].float(), steps=1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tiny_codec.encode(torch.full((1, 3, 8, 8), -0.2), steps=1)
+    with pytest.raises(TypeError, match="numpy array or PIL image"):
+        tiny_codec.encode([[0.5]], steps=1)
