@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (stored in the file)")
     p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default="corrected")
-    p.add_argument("--sampler", default=None, help="sampler name (ddim, ddpm); default: the model's")
+    p.add_argument("--sampler", default=None, help="sampler name (ddim, ddim_quadratic, ddpm); default: the model's")
     p.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default 0)")
     p.add_argument("--save-reconstruction", type=Path, default=None, metavar="PNG",
                    help="also write the reconstruction the decoder will produce (identical to decompress's)")
@@ -155,9 +155,12 @@ def _compress(args: argparse.Namespace) -> None:
     from corrdiff.metrics import ms_ssim, psnr, to_uint8
     from corrdiff.model_io import load_model
 
-    output = check_output(args.output or args.input.with_suffix(".cdf"), [args.input, args.model], args.force)
+    model_path = _model_path(args.model)
+    output = check_output(args.output or args.input.with_suffix(".cdf"), [args.input, model_path], args.force)
     if args.save_reconstruction is not None:
-        check_output(args.save_reconstruction, [args.input, args.model, output], args.force)
+        if args.save_reconstruction.resolve() == output.resolve():
+            raise UsageError(f"--save-reconstruction {args.save_reconstruction} is the .cdf output itself; choose another file")
+        check_output(args.save_reconstruction, [args.input, model_path], args.force)
     rgb = load_image(args.input)
     codec = load_model(args.model, map_location=args.device)
     sampler = None
@@ -186,7 +189,8 @@ def _decompress(args: argparse.Namespace) -> None:
     from corrdiff.image_io import check_output, save_image
     from corrdiff.model_io import load_model
 
-    output = check_output(args.output or args.input.with_suffix(".decoded.png"), [args.input, args.model], args.force)
+    output = check_output(args.output or args.input.with_suffix(".decoded.png"), [args.input, _model_path(args.model)],
+                          args.force)
     if not 0.0 <= args.gamma_scale <= 1.0:  # also refuses nan
         raise UsageError(f"--gamma-scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {args.gamma_scale}")
     if args.input.is_dir():
@@ -201,6 +205,13 @@ def _decompress(args: argparse.Namespace) -> None:
     rgb = (image[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy()
     save_image(output, rgb, overwrite=args.force)
     print(f"{args.input} -> {output}: {rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s")
+
+
+def _model_path(model: str) -> Path:
+    """The file behind ``--model``: a packaged model's asset, or the path given."""
+    from corrdiff.model_io import PACKAGED, packaged_model_path
+
+    return packaged_model_path(model) if model in PACKAGED else Path(model)
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -394,7 +394,7 @@ class CorrDiffCodec(nn.Module):
         if cfg.rho > 0 and self._perceptual_slot[0] is None:
             from corrdiff.losses.perceptual import build_perceptual
 
-            self._perceptual_slot[0] = build_perceptual(cfg.perceptual)
+            self._perceptual_slot[0] = build_perceptual(cfg.perceptual).to(self._device())
         return GammaSolver(cfg, self._perceptual_slot[0])
 
     @torch.no_grad()
@@ -454,7 +454,7 @@ class CorrDiffCodec(nn.Module):
         return EncodeResult(data, _to_unit(x0[..., :h, :w]), gamma_tensor, y_hat)
 
     def compress(self, image: Tensor, **kwargs: Any) -> bytes:
-        """Compress a (1, 3, H, W) image in [0, 1] to the bytes of a ``.cdf`` file."""
+        """Compress an image (anything :meth:`encode` takes) to the bytes of a ``.cdf`` file."""
         return self.encode(image, **kwargs).data
 
     def read(self, data: bytes) -> tuple[bitstream.Bitstream, Tensor]:

@@ -121,7 +121,10 @@ def check_output(output: str | os.PathLike, protected: "list[str | os.PathLike]"
     output = Path(output)
     target = output.resolve()
     for item in protected:
-        if item is not None and Path(item).exists() and Path(item).resolve() == target:
+        if item is None or not Path(item).exists():
+            continue
+        same = os.path.samefile(item, output) if output.exists() else Path(item).resolve() == target
+        if same:  # samefile also catches hard links and case-insensitive file systems
             raise FileExistsError(f"{output} is also an input of this command ({item}); "
                                   "choose another output (--force never overwrites an input)")
     if output.is_dir():

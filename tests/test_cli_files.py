@@ -391,6 +391,9 @@ def test_compress_prints_quality_and_saves_the_exact_reconstruction(tmp_path, pn
     code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "s.cdf", "--model", model_file,
                             "--save-reconstruction", png, "-f")
     assert code == 2 and "also an input" in err
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "t.cdf", "--model", model_file,
+                            "--save-reconstruction", tmp_path / "t.cdf", "-f")
+    assert code == 2 and "the .cdf output itself" in err and not (tmp_path / "t.cdf").exists()
 
 
 def test_encode_accepts_what_users_pass_and_refuses_0_255_floats(tiny_codec, small_rgb):

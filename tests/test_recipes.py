@@ -158,6 +158,15 @@ def test_score_training_on_a_frozen_codec(model_file, photos):
     assert torch.equal(ours.y_hat, theirs.y_hat) and len(ours.data) == len(theirs.data)
 
 
+def test_init_from_refuses_another_recipe_of_the_same_shapes(model_file, tmp_path):
+    """An eps score network loads into a v one without a shape error; the config check refuses it."""
+    from corrdiff.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="its score_net is"):
+        ScoreTraining(init_from=str(model_file), codec={"score_net": {"prediction": "v"}})
+    ScoreTraining(init_from=str(model_file), codec={"score_net": {"prediction": "v"}}, init_skip=["score_net"])
+
+
 def test_init_skip_and_freeze_names_are_checked(model_file):
     with pytest.raises(ValueError, match="unknown components"):
         ScoreTraining(init_from=str(model_file), freeze=["unet"])
@@ -180,13 +189,21 @@ def test_init_parts_take_components_from_another_model(model_file, tmp_path):
 
 
 # ------------------------------------------------------------------ data, metric, driver
-def test_multi_scale_crops_have_the_crop_size(photos):
-    crops = ImageCrops(str(photos / "train"), 16, train=True, max_scale=2.5)
-    for i in range(6):
-        x = crops[i]
-        assert x.shape == (3, 16, 16) and x.min() >= -1 and x.max() <= 1
+def test_multi_scale_crops_cover_a_larger_region_downscaled(tmp_path, monkeypatch):
+    """A one-pixel checkerboard keeps its contrast in a 1x crop and averages to grey in a 2x crop."""
+    import random
+
+    folder = tmp_path / "checker"
+    folder.mkdir()
+    board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
+    Image.fromarray(np.repeat(board[..., None], 3, axis=2)).save(folder / "board.png")
+    single = ImageCrops(str(folder), 16, train=True, max_scale=1.0)[0]
+    monkeypatch.setattr(random, "uniform", lambda lo, hi: 2.0)
+    double = ImageCrops(str(folder), 16, train=True, max_scale=2.5)[0]
+    assert single.shape == double.shape == (3, 16, 16)
+    assert single.std() > 0.9 and double.std() < 0.05  # [-1, 1] scale: +-1 alternating vs ~0
     with pytest.raises(ValueError, match="max_scale"):
-        ImageCrops(str(photos / "train"), 16, train=True, max_scale=0.5)
+        ImageCrops(str(folder), 16, train=True, max_scale=0.5)
 
 
 def test_colour_error_measures_a_cast_in_levels():

@@ -18,7 +18,7 @@ the update (DESIGN.md section 1)::
   DDIM's own "quadratic" selection for CIFAR-10, Song et al. 2021, appendix D.2). The output is the
   last step's x0 estimate, which is a posterior mean: evenly spaced steps end at t = T/n (for T =
   1000, n = 8: t = 124, noise std 0.2 in [-1, 1] under the cosine schedule), where that mean is
-  smooth; quadratic steps end at t ~ T/n^2 (t = 15, noise std 0.04), so the texture formed in the
+  smooth; quadratic steps end at t ~ T/n^2 (t = 16, noise std 0.04), so the texture formed in the
   earlier steps survives (our choice for the few-step decodes of a codec, measured in
   experiments/default_model/README.md).
 

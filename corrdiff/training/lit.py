@@ -165,9 +165,13 @@ class CodecTraining(L.LightningModule):
         skipped = tuple(f"{name}." for name in self.init_skip)
         state = {k: v for k, v in start["codec_state"].items() if not k.startswith(skipped)}
         state.update({k: v for k, v in self.codec.state_dict().items() if k.startswith(skipped)})
+        for component in COMPONENTS:  # same shapes are not enough: another prediction target fits too
+            if component not in self.init_skip and component not in self.init_parts:
+                _check_same_component(component, start["codec_config"], self.codec_config, path)
         for component, part_path in self.init_parts.items():
             prefix = f"{component}."
             part = _read_init(part_path)
+            _check_same_component(component, part["codec_config"], self.codec_config, part_path)
             state = {k: v for k, v in state.items() if not k.startswith(prefix)}
             state.update({k: v for k, v in part["codec_state"].items() if k.startswith(prefix)})
             if component == "score_net":
@@ -355,7 +359,8 @@ class ScoreTraining(CodecTraining):
     def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat, likelihoods = self.codec.analyse(x)
         bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
-        x0_e = self.codec.decode_e2e(y_hat).clamp(-1, 1) if self.codec.score_uses_e2e else None
+        # as in JointTraining: the score network's x0_e input trains neither D nor, through it, the encoder
+        x0_e = self.codec.decode_e2e(y_hat).detach().clamp(-1, 1) if self.codec.score_uses_e2e else None
         diff, _ = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma, x0_e=x0_e)
         return self.lmbda * bpp + diff, {"bpp": bpp, "diffusion_loss": diff}
 
@@ -415,6 +420,15 @@ class JointTraining(CodecTraining):
             loss = loss + self.rho * perc
             logs["perceptual"] = perc
         return loss, logs
+
+
+def _check_same_component(component: str, theirs: dict[str, Any], ours: dict[str, Any], path: str) -> None:
+    """ModelLoadError unless ``path``'s config of ``component`` equals this run's (weights of an eps
+    score network would load into a v one of the same shapes, and mean nothing there)."""
+    if theirs.get(component) != ours.get(component):
+        raise ModelLoadError(
+            f"{path}: init_from does not fit this config: its {component} is {theirs.get(component)}, this run's "
+            f"{ours.get(component)} (list {component} in init_skip to start it afresh)")
 
 
 def _read_init(path: str) -> dict[str, Any]:

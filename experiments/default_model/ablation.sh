@@ -29,7 +29,9 @@ for name in "${!RECIPES[@]}"; do
     --trainer.max_steps "$STEPS" --data.crop_size "$CROP" > "$run/train.log" 2>&1 &
   pids+=($!)
 done
-for pid in "${pids[@]}"; do wait "$pid"; done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done  # wait for all before giving up on any
+[ "$status" = 0 ] || { echo "a training run failed: see $OUT/*/train.log" >&2; exit 1; }
 models=()
 for name in $(printf '%s\n' "${!RECIPES[@]}" | sort); do
   corrdiff export "$OUT/$name/checkpoints/last.ckpt" -o "$OUT/$name.pt" --half --force

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/../.."
 SCORE=$(realpath "${1:-corrdiff/assets/default.pt}")
 MAX_TIME=${MAX_TIME:-00:00:15:00}
 LAMBDAS=${LAMBDAS:-0.5 2}
+mkdir -p runs/default_model
 pids=()
 for L in $LAMBDAS; do
   OMP_NUM_THREADS=1 python experiments/default_model/train_long.py --max-time "$MAX_TIME" \
