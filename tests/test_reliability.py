@@ -754,12 +754,10 @@ def test_directories_in_place_of_files(tmp_path, png, model_file):
     folder.mkdir()
     code, err = run_main("decompress", folder, "-o", tmp_path / "o.png", "--model", model_file)
     assert code == 2 and "is a directory" in assert_one_line_error(err, "decompress")
-    # output path is a directory: refused without --force; with --force, the rename fails cleanly
-    code, err = run_main("compress", png, "-o", folder, "--model", model_file, "--steps", 1)
-    assert code == 2 and "--force" in assert_one_line_error(err, "compress")
-    code, err = run_main("compress", png, "-o", folder, "--model", model_file, "--steps", 1, "--force")
-    assert code == 2
-    assert_one_line_error(err, "compress")
+    # output path is a directory: refused as such, with or without --force, before any work (issue 13, item 6)
+    for force in ([], ["--force"]):
+        code, err = run_main("compress", png, "-o", folder, "--model", model_file, "--steps", 1, *force)
+        assert code == 2 and "is a folder" in assert_one_line_error(err, "compress")
     assert folder.is_dir() and not _leftovers(tmp_path)
     # output into a folder that does not exist
     code, err = run_main("compress", png, "-o", tmp_path / "missing" / "o.cdf", "--model", model_file, "--steps", 1)

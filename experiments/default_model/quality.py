@@ -103,6 +103,11 @@ def write(means: dict, crops: list, out: Path, model: str) -> None:
         sheet.paste(r, (0, y))
         y += r.height
     sheet.save(out / "crops.png")
+    plot_curve(means, out / "gamma_scale.png", model)
+
+
+def plot_curve(means: dict, output: Path, model: str) -> None:
+    """hf-ratio against PSNR along the gamma scale, with e2e and the classical codecs as points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,8 +116,9 @@ def write(means: dict, crops: list, out: Path, model: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.6))
     curve = [means[f"gamma scale {s:g}"] for s in SCALES]
     ax.plot([m["hf_ratio"] for m in curve], [m["psnr"] for m in curve], "o-", label="CorrDiff, gamma scale s")
-    for s, m in zip(SCALES, curve):
-        ax.annotate(f"s={s:g}", (m["hf_ratio"], m["psnr"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for i, (s, m) in enumerate(zip(SCALES, curve)):  # labels alternately above and below: the points are close
+        ax.annotate(f"s={s:g}", (m["hf_ratio"], m["psnr"]), textcoords="offset points",
+                    xytext=(4, 6 if i % 2 else -12), fontsize=8)
     e2e = next(name for name in reversed(list(means)) if name.startswith("e2e"))
     for key, marker in ((e2e, "s"), ("webp at matched bpp", "^"), ("jpeg at matched bpp", "v")):
         if key in means:
@@ -123,7 +129,7 @@ def write(means: dict, crops: list, out: Path, model: str) -> None:
     ax.set_title(f"Perception-distortion, one file per image ({Path(model).stem})", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "gamma_scale.png", dpi=120)
+    fig.savefig(output, dpi=120)
 
 
 def main() -> None:
