@@ -140,9 +140,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from corrdiff.model_io import export_checkpoint
-
     from corrdiff.image_io import check_output
+    from corrdiff.model_io import export_checkpoint
 
     check_output(args.output, [args.checkpoint], args.force)
     codec = export_checkpoint(args.checkpoint, args.output, half=args.half)
@@ -186,13 +185,16 @@ def _compress(args: argparse.Namespace) -> None:
 
 
 def _decompress(args: argparse.Namespace) -> None:
+    from corrdiff.codec import check_gamma_scale
     from corrdiff.image_io import check_output, save_image
     from corrdiff.model_io import load_model
 
     output = check_output(args.output or args.input.with_suffix(".decoded.png"), [args.input, _model_path(args.model)],
                           args.force)
-    if not 0.0 <= args.gamma_scale <= 1.0:  # also refuses nan
-        raise UsageError(f"--gamma-scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {args.gamma_scale}")
+    try:
+        check_gamma_scale(args.gamma_scale)  # before loading the model
+    except ValueError as exc:
+        raise UsageError(f"--gamma-scale: {exc}") from None
     if args.input.is_dir():
         raise IsADirectoryError(f"{args.input}: is a directory, not a .cdf file")
     if not args.input.is_file():

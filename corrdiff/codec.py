@@ -499,8 +499,7 @@ class CorrDiffCodec(nn.Module):
                 reconstruction exactly; s = 0 is plain diffusion; in between trades fidelity
                 for the diffusion model's texture). ValueError outside [0, 1] or NaN.
         """
-        if not 0.0 <= gamma_scale <= 1.0:  # also refuses nan
-            raise ValueError(f"gamma_scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {gamma_scale}")
+        check_gamma_scale(gamma_scale)
         bs, y_hat = self.read(data)
         mode = mode or bs.mode
         if mode not in MODES:
@@ -542,6 +541,12 @@ class CorrDiffCodec(nn.Module):
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+def check_gamma_scale(gamma_scale: float) -> None:
+    """ValueError unless 0 <= gamma_scale <= 1 (NaN included): the decode-time scale of the gammas."""
+    if not 0.0 <= gamma_scale <= 1.0:
+        raise ValueError(f"gamma scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {gamma_scale}")
 
 
 def _to_unit(x: Tensor) -> Tensor:

@@ -56,12 +56,18 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
         to_tensor(test), to_tensor(reference), data_range=1.0, betas=betas))
 
 
+def laplacian(image: Tensor, padding: int = 0) -> Tensor:
+    """The 3x3 Laplacian of each channel of a (B, C, H, W) image (high frequencies)."""
+    c = image.shape[1]
+    kernel = image.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(c, 1, 3, 3)
+    return F.conv2d(image, kernel, groups=c, padding=padding)
+
+
 def high_frequency_ratio(reference: np.ndarray, test: np.ndarray) -> float:
     """Laplacian energy of ``test`` relative to ``reference`` (sharpness; 1 = same)."""
-    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(3, 1, 3, 3)
 
     def energy(rgb: np.ndarray) -> float:
-        return float(F.conv2d(to_tensor(rgb), kernel, groups=3).pow(2).mean())
+        return float(laplacian(to_tensor(rgb)).pow(2).mean())
 
     ref = energy(reference)
     return energy(test) / ref if ref > 0 else float("nan")

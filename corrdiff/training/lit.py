@@ -178,9 +178,10 @@ class CodecTraining(L.LightningModule):
                 start = {**start, "ema_state": part["ema_state"]}
         try:
             load_codec_state(self.codec, state)
+            # (a skipped score network is fresh: the EMA starts from it at the first update)
             if "score_net" in self.init_skip:
-                pass  # a fresh score network: the EMA starts from it at the first update
-            elif start["ema_state"] is None:  # a model file: its score network already holds the EMA weights
+                return
+            if start["ema_state"] is None:  # a model file: its score network already holds the EMA weights
                 self.ema.module.load_state_dict(self.codec.score_net.state_dict())
                 self.ema.n_averaged.fill_(1)  # an average to continue, not to overwrite at the first update
             else:

@@ -30,7 +30,7 @@ from PIL import Image
 from corrdiff.baselines import available_formats, encode_at_bpp
 from corrdiff.demo import side_by_side
 from corrdiff.image_io import load_image
-from corrdiff.metrics import colour_error, high_frequency_ratio, ms_ssim, psnr, to_tensor, to_uint8
+from corrdiff.metrics import colour_error, high_frequency_ratio, laplacian, ms_ssim, psnr, to_tensor, to_uint8
 from corrdiff.model_io import load_model
 from corrdiff.training.data import find_images
 
@@ -46,7 +46,7 @@ def scores(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
 def detailed_window(rgb: np.ndarray, size: int = CROP) -> tuple[int, int]:
     """Top-left corner of the size x size window with the most Laplacian energy (of the original only)."""
     x = to_tensor(rgb).mean(1, keepdim=True)
-    lap = F.conv2d(x, x.new_tensor([[[[0, 1, 0], [1, -4, 1], [0, 1, 0]]]]), padding=1).pow(2)
+    lap = laplacian(x, padding=1).pow(2)
     energy = F.avg_pool2d(lap, size, stride=size // 4)[0, 0]
     i, j = divmod(int(energy.argmax()), energy.shape[1])
     return min(i * (size // 4), rgb.shape[0] - size), min(j * (size // 4), rgb.shape[1] - size)
