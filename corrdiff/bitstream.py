@@ -1,28 +1,41 @@
-"""The ``.cdf`` file format (version 1): bytes in, bytes out; no model code here.
+"""The ``.cdf`` file format (version 2; version 1 is still read): bytes in, bytes out; no model code here.
 
-Layout (all integers little-endian; see docs/bitstream.md)::
+Layout of version 2 (all integers little-endian; see docs/bitstream.md)::
 
     offset size  field
     0      4     magic b"CDIF"
-    4      1     format version (1)
+    4      1     format version (2)
     5      1     mode: 0 corrected, 1 diffusion, 2 e2e
     6      8     model fingerprint (first 8 bytes of SHA-256 over config + weights)
     14     2     original height  (1 .. 65535)
     16     2     original width   (1 .. 65535)
-    18     1     sampler name length n (1 .. 32), then n ASCII bytes
+    18     1     flags: bit 0 = the source image was grayscale (decode to gray); other bits 0
+    19     1     sampler name length n (1 .. 32), then n ASCII bytes
     .      2     steps (0 .. 1000; 0 only in e2e mode)
     .      4     eta (float32, 0 .. 1)
     .      4     seed (uint32)
-    .      1     gamma groups G per step (1 scalar, 3 per channel)
-    .      2*K   gammas, float16, K = steps * G in corrected mode, else 0
+    .      ...   corrected mode only, for each step: 1 gamma code byte, then V float16 values
+                 (code bits 0-1: 0 scalar [V = 1], 1 channel [V = 3], 2 tile, 3 tile with linear
+                 interpolation [V = 1, the map's mean]; tiles only: bits 2-4 cell = 16 * 2^e
+                 pixels, bits 5-7 quantiser q: residual step 2^-(q+1))
+    .      ...   corrected mode with tile steps only: the cells' residuals, rows * cols per tile
+                 step (rows = ceil(height / cell), cols likewise) in step order, row-major, each
+                 a signed Exp-Golomb code (order 0, zigzag-mapped), most significant bit first,
+                 zero-padded to a whole byte
     .      1     number of entropy-coded streams S (1 .. 4), e.g. z and y
     .      4*S   stream lengths (uint32)
     .      ...   the streams' bytes, in order
     -4     4     CRC-32 of every byte before it
 
+Version 1 (still read) had no flags byte and, instead of the per-step codes, one byte of
+gamma groups G (1 scalar, 3 per channel, written in every mode) and steps * G float16
+gammas in corrected mode.
+
 The reader checks the magic, the CRC, then every field against its bound before
 allocating anything, and refuses trailing or missing bytes. Every failure raises
 :class:`~corrdiff.errors.BitstreamError` with a message saying what is wrong.
+:func:`field_offsets` gives the byte offset of every header field of a valid file (the
+fuzzer and the tests use it rather than hard-coding the layout).
 """
 
 from __future__ import annotations
@@ -30,21 +43,89 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corrdiff.errors import BitstreamError
 
 MAGIC = b"CDIF"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MODES = ("corrected", "diffusion", "e2e")
 FINGERPRINT_BYTES = 8
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 28  # 268 Mpx: refuses absurd headers before any allocation
 MAX_STEPS = 1000
-MAX_GROUPS = 3
 MAX_STREAMS = 4
 MAX_SAMPLER_NAME = 32
-_MIN_SIZE = 4 + 1 + 1 + FINGERPRINT_BYTES + 4 + 1 + 1 + 2 + 4 + 4 + 1 + 1 + 4
+GAMMA_KINDS = ("scalar", "channel", "tile")
+TILE_CELLS = tuple(16 << e for e in range(8))  # 16 .. 2048 pixels
+MAX_QUANT = 7
+MAX_RESIDUAL = 1 << 15  # |tile residual| bound: codes of at most 33 bits
+MAX_TILE_GAMMAS = 1 << 20  # tile residuals per file (e.g. 16-pixel cells of a 4K image for 32 steps)
+FLAG_GRAY = 1
+_V1_MAX_GROUPS = 3
+_MIN_SIZE = 4 + 1 + 1 + FINGERPRINT_BYTES + 4 + 1 + 1 + 2 + 4 + 4 + 1 + 4
+
+
+@dataclass(frozen=True)
+class GammaStep:
+    """One sampling step's gammas as the file carries them.
+
+    ``values``: float16-representable floats (scalar 1, channel 3, tile 1: the map's mean);
+    tiles also have ``cell``, ``linear``, ``quant`` and ``residuals`` (one int per cell,
+    row-major): cell gamma = values[0] + residual * 2^-(quant + 1).
+    """
+
+    kind: str
+    values: tuple[float, ...] = ()
+    cell: int = 0
+    linear: bool = False
+    quant: int = 0
+    residuals: tuple[int, ...] = ()
+
+    def value_count(self) -> int:
+        return 3 if self.kind == "channel" else 1
+
+    def residual_count(self, height: int, width: int) -> int:
+        return tile_cells(self.cell, height, width) if self.kind == "tile" else 0
+
+    def code(self) -> int:
+        """The step's code byte (see the module docstring)."""
+        if self.kind != "tile":
+            return GAMMA_KINDS.index(self.kind)
+        return (3 if self.linear else 2) | (TILE_CELLS.index(self.cell) << 2) | (self.quant << 5)
+
+    @classmethod
+    def from_code(cls, code: int) -> GammaStep:
+        """An empty step of the kind a code byte names (BitstreamError for an invalid code)."""
+        kind_id, cell_id, quant = code & 3, (code >> 2) & 7, code >> 5
+        if kind_id < 2:
+            _check(code < 4, f"gamma code {code}: scalar and channel steps have no tile fields")
+            return cls(GAMMA_KINDS[kind_id])
+        return cls("tile", cell=TILE_CELLS[cell_id], linear=kind_id == 3, quant=quant)
+
+    def validate(self, height: int, width: int) -> None:
+        _check(self.kind in GAMMA_KINDS, f"unknown gamma kind {self.kind!r}")
+        _check(len(self.values) == self.value_count(), f"{self.kind} gamma step needs {self.value_count()} values")
+        _check(all(math.isfinite(g) for g in self.values), "gammas must be finite")
+        if self.kind == "tile":
+            _check(self.cell in TILE_CELLS, f"tile cell {self.cell} not one of {TILE_CELLS}")
+            _check(0 <= self.quant <= MAX_QUANT, f"tile quantiser {self.quant} outside 0..{MAX_QUANT}")
+        else:
+            _check(not (self.cell or self.linear or self.quant), f"a {self.kind} gamma step has no tile fields")
+        _check(len(self.residuals) == self.residual_count(height, width),
+               f"{len(self.residuals)} tile residuals, expected {self.residual_count(height, width)}")
+        _check(all(abs(r) <= MAX_RESIDUAL for r in self.residuals), f"tile residual beyond +-{MAX_RESIDUAL}")
+
+
+def tile_cells(cell: int, height: int, width: int) -> int:
+    """rows * cols of a grid of ``cell``-pixel cells over the image."""
+    return -(-height // cell) * -(-width // cell)
+
+
+def step_bits(step: GammaStep) -> int:
+    """Bits a step costs in the file: the code byte, its float16 values and its residual codes."""
+    return 8 + 16 * len(step.values) + sum(_exp_golomb_length(r) for r in step.residuals)
 
 
 @dataclass(frozen=True)
@@ -59,16 +140,15 @@ class Bitstream:
     steps: int
     eta: float
     seed: int
-    groups: int
-    gammas: tuple[float, ...]
+    gamma_steps: tuple[GammaStep, ...]
     streams: tuple[bytes, ...]
+    gray: bool = False
+    version: int = field(default=VERSION, compare=False)
 
     def validate(self) -> None:
         """Raise BitstreamError unless every field is within the format's bounds."""
         _check(len(self.fingerprint) == FINGERPRINT_BYTES, "fingerprint must be 8 bytes")
-        _check(1 <= self.height <= MAX_SIDE and 1 <= self.width <= MAX_SIDE,
-               f"image size {self.height}x{self.width} outside 1..{MAX_SIDE}")
-        _check(self.height * self.width <= MAX_PIXELS, f"image of {self.height * self.width} pixels exceeds {MAX_PIXELS}")
+        _check_size(self.height, self.width)
         _check(self.mode in MODES, f"unknown mode {self.mode!r}")
         _check(1 <= len(self.sampler) <= MAX_SAMPLER_NAME and self.sampler.isascii() and self.sampler.isprintable(),
                "sampler name must be 1..32 printable ASCII characters")
@@ -76,14 +156,25 @@ class Bitstream:
         _check(self.mode == "e2e" or self.steps >= 1, f"mode {self.mode} needs at least one step")
         _check(0.0 <= self.eta <= 1.0, f"eta {self.eta} outside [0, 1]")
         _check(0 <= self.seed < 2**32, "seed must fit in 32 bits")
-        _check(1 <= self.groups <= MAX_GROUPS, f"gamma groups {self.groups} outside 1..{MAX_GROUPS}")
-        _check(len(self.gammas) == self.gamma_count, f"{len(self.gammas)} gammas, expected {self.gamma_count}")
-        _check(all(math.isfinite(g) for g in self.gammas), "gammas must be finite")
+        expected = self.steps if self.mode == "corrected" else 0
+        _check(len(self.gamma_steps) == expected, f"{len(self.gamma_steps)} gamma steps, expected {expected}")
+        _check(self._tile_gammas() <= MAX_TILE_GAMMAS, f"more than {MAX_TILE_GAMMAS} tile gammas")
+        for step in self.gamma_steps:
+            step.validate(self.height, self.width)
         _check(1 <= len(self.streams) <= MAX_STREAMS, f"{len(self.streams)} streams, expected 1..{MAX_STREAMS}")
 
+    def _tile_gammas(self) -> int:
+        return sum(s.residual_count(self.height, self.width) for s in self.gamma_steps)
+
     @property
-    def gamma_count(self) -> int:
-        return self.steps * self.groups if self.mode == "corrected" else 0
+    def gammas(self) -> tuple[float, ...]:
+        """Every step's float16 values in order (the gammas themselves for scalar and channel steps)."""
+        return tuple(g for step in self.gamma_steps for g in step.values)
+
+    @property
+    def granularities(self) -> tuple[str, ...]:
+        """Each step's gamma kind, e.g. ("scalar", "tile", ...)."""
+        return tuple(step.kind for step in self.gamma_steps)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -91,32 +182,84 @@ def _check(condition: bool, message: str) -> None:
         raise BitstreamError(message)
 
 
+def _check_size(height: int, width: int) -> None:
+    _check(1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE, f"image size {height}x{width} outside 1..{MAX_SIDE}")
+    _check(height * width <= MAX_PIXELS, f"image of {height * width} pixels exceeds {MAX_PIXELS}")
+
+
+# ----------------------------------------------------------------------------- Exp-Golomb residuals
+def _zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def _exp_golomb_length(value: int) -> int:
+    return 2 * (_zigzag(value) + 1).bit_length() - 1
+
+
+def _pack_residuals(residuals: list[int]) -> bytes:
+    """Signed Exp-Golomb codes (order 0) of ``residuals``, MSB first, zero-padded to a byte."""
+    bits = "".join("0" * ((_zigzag(r) + 1).bit_length() - 1) + format(_zigzag(r) + 1, "b") for r in residuals)
+    if not bits:
+        return b""
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def _unpack_residuals(data: bytes, start: int, end: int, count: int) -> tuple[list[int], int]:
+    """``count`` residuals from ``data[start:end]``; returns them and the offset after their padding."""
+    if count == 0:
+        return [], start
+    # every code is at least one bit: refuse before parsing a count the bytes cannot hold
+    _check(count <= 8 * (end - start), "file is truncated (while reading tile residuals)")
+    available = data[start:end]
+    bits = format(int.from_bytes(available, "big"), "b").zfill(8 * len(available))
+    max_zeros = (2 * MAX_RESIDUAL + 1).bit_length() - 1
+    values, pos = [], 0
+    for _ in range(count):
+        one = bits.find("1", pos, pos + max_zeros + 1)
+        _check(one >= 0, "tile residual code too long or truncated")
+        zeros = one - pos
+        _check(one + zeros + 1 <= len(bits), "file is truncated (while reading tile residuals)")
+        code = int(bits[one : one + zeros + 1], 2) - 1
+        values.append(code // 2 if code % 2 == 0 else -(code + 1) // 2)
+        pos = one + zeros + 1
+    used = -(-pos // 8)
+    _check(bits[pos : 8 * used].count("1") == 0, "tile residual padding bits must be zero")
+    _check(all(abs(v) <= MAX_RESIDUAL for v in values), f"tile residual beyond +-{MAX_RESIDUAL}")
+    return values, start + used
+
+
+# ----------------------------------------------------------------------------- writing
 def pack(bs: Bitstream) -> bytes:
-    """Serialise a :class:`Bitstream` (validated first)."""
+    """Serialise a :class:`Bitstream` (validated first) in the current version."""
     bs.validate()
     name = bs.sampler.encode("ascii")
     parts = [
         MAGIC,
         struct.pack("<BB", VERSION, MODES.index(bs.mode)),
         bs.fingerprint,
-        struct.pack("<HHB", bs.height, bs.width, len(name)),
+        struct.pack("<HHBB", bs.height, bs.width, FLAG_GRAY if bs.gray else 0, len(name)),
         name,
-        struct.pack("<HfIB", bs.steps, bs.eta, bs.seed, bs.groups),
-        struct.pack(f"<{len(bs.gammas)}e", *bs.gammas),
-        struct.pack(f"<B{len(bs.streams)}I", len(bs.streams), *(len(s) for s in bs.streams)),
-        *bs.streams,
+        struct.pack("<HfI", bs.steps, bs.eta, bs.seed),
     ]
+    for step in bs.gamma_steps:
+        parts.append(struct.pack(f"<B{len(step.values)}e", step.code(), *step.values))
+    parts.append(_pack_residuals([r for step in bs.gamma_steps for r in step.residuals]))
+    parts += [struct.pack(f"<B{len(bs.streams)}I", len(bs.streams), *(len(s) for s in bs.streams)), *bs.streams]
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+# ----------------------------------------------------------------------------- reading
 class _Reader:
     def __init__(self, data: bytes, end: int):
         self.data, self.pos, self.end = data, 0, end
+        self.offsets: dict[str, int] = {}
 
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > self.end:
             raise BitstreamError(f"file is truncated (while reading {what})")
+        self.offsets.setdefault(what, self.pos)
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
@@ -125,8 +268,7 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
 
-def unpack(data: bytes) -> Bitstream:
-    """Parse and check a ``.cdf`` file; raises :class:`BitstreamError` on any defect."""
+def _parse(data: bytes) -> tuple[Bitstream, dict[str, int]]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -135,8 +277,9 @@ def unpack(data: bytes) -> Bitstream:
     if len(data) < _MIN_SIZE:
         raise BitstreamError(f"file is truncated ({len(data)} bytes; a valid file has at least {_MIN_SIZE})")
     version = data[4]
-    if version != VERSION:
-        raise BitstreamError(f"format version {version} is not supported (this corrdiff reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise BitstreamError(
+            f"format version {version} is not supported (this corrdiff reads versions {READABLE_VERSIONS})")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         raise BitstreamError("checksum mismatch: the file is corrupted or truncated")
@@ -145,22 +288,71 @@ def unpack(data: bytes) -> Bitstream:
     r.take(5, "magic and version")
     (mode_id,) = r.unpack("<B", "mode")
     _check(mode_id < len(MODES), f"unknown mode id {mode_id}")
+    mode = MODES[mode_id]
     fingerprint = r.take(FINGERPRINT_BYTES, "fingerprint")
-    height, width, name_len = r.unpack("<HHB", "image size")
+    height, width = r.unpack("<HH", "image size")
+    flags = r.unpack("<B", "flags")[0] if version >= 2 else 0
+    _check(flags & ~FLAG_GRAY == 0, f"unknown flags {flags:#x}")
+    (name_len,) = r.unpack("<B", "sampler name length")
     _check(1 <= name_len <= MAX_SAMPLER_NAME, f"sampler name length {name_len} outside 1..{MAX_SAMPLER_NAME}")
     try:
         sampler = r.take(name_len, "sampler name").decode("ascii")
     except UnicodeDecodeError:
         raise BitstreamError("sampler name is not ASCII") from None
-    steps, eta, seed, groups = r.unpack("<HfIB", "sampling parameters")
-    _check(steps <= MAX_STEPS and 1 <= groups <= MAX_GROUPS, "sampling parameters out of range")
-    n_gammas = steps * groups if MODES[mode_id] == "corrected" else 0
-    gammas = r.unpack(f"<{n_gammas}e", "gammas")
+    steps, eta, seed = r.unpack("<HfI", "sampling parameters")
+    _check(steps <= MAX_STEPS, f"steps {steps} outside 0..{MAX_STEPS}")
+    _check_size(height, width)  # before the tile grids are sized from it
+    gamma_steps = (_read_v1_gammas if version == 1 else _read_gamma_steps)(r, mode, steps, height, width)
     (n_streams,) = r.unpack("<B", "stream count")
     _check(1 <= n_streams <= MAX_STREAMS, f"{n_streams} streams, expected 1..{MAX_STREAMS}")
     lengths = r.unpack(f"<{n_streams}I", "stream lengths")
     _check(sum(lengths) == r.end - r.pos, "stream lengths do not match the file size")
+    r.offsets["streams"] = r.pos
     streams = tuple(r.take(n, "stream") for n in lengths)
-    bs = Bitstream(fingerprint, height, width, MODES[mode_id], sampler, steps, eta, seed, groups, gammas, streams)
+    bs = Bitstream(fingerprint, height, width, mode, sampler, steps, eta, seed, gamma_steps, streams,
+                   gray=bool(flags & FLAG_GRAY), version=version)
     bs.validate()
-    return bs
+    return bs, r.offsets
+
+
+def _read_v1_gammas(r: _Reader, mode: str, steps: int, height: int, width: int) -> tuple[GammaStep, ...]:
+    (groups,) = r.unpack("<B", "gamma groups")
+    _check(groups in (1, _V1_MAX_GROUPS), f"gamma groups {groups} not 1 or {_V1_MAX_GROUPS}")
+    if mode != "corrected":
+        return ()
+    gammas = r.unpack(f"<{steps * groups}e", "gammas")
+    kind = "scalar" if groups == 1 else "channel"
+    return tuple(GammaStep(kind, tuple(gammas[i * groups : (i + 1) * groups])) for i in range(steps))
+
+
+def _read_gamma_steps(r: _Reader, mode: str, steps: int, height: int, width: int) -> tuple[GammaStep, ...]:
+    if mode != "corrected":
+        return ()
+    heads = []
+    for _ in range(steps):
+        (code,) = r.unpack("<B", "gamma code")
+        head = GammaStep.from_code(code)
+        values = r.unpack(f"<{head.value_count()}e", "gammas")
+        heads.append((head, values))
+    counts = [head.residual_count(height, width) for head, _ in heads]
+    _check(sum(counts) <= MAX_TILE_GAMMAS, f"more than {MAX_TILE_GAMMAS} tile gammas")
+    r.offsets.setdefault("tile residuals", r.pos)
+    residuals, r.pos = _unpack_residuals(r.data, r.pos, r.end, sum(counts))
+    out, start = [], 0
+    for (head, values), count in zip(heads, counts):
+        out.append(GammaStep(head.kind, tuple(values), head.cell, head.linear, head.quant,
+                             tuple(residuals[start : start + count])))
+        start += count
+    return tuple(out)
+
+
+def unpack(data: bytes) -> Bitstream:
+    """Parse and check a ``.cdf`` file (version 1 or 2); raises :class:`BitstreamError` on any defect."""
+    return _parse(data)[0]
+
+
+def field_offsets(data: bytes) -> dict[str, int]:
+    """Byte offset of each field of a valid file, by the names the reader uses (``mode``,
+    ``image size``, ``flags``, ``sampler name length``, ``sampling parameters``, ``gamma code``
+    (the first step's), ``gammas``, ``stream count``, ``streams``, ...)."""
+    return _parse(data)[1]

@@ -8,8 +8,8 @@ Data flow (Ma, Yang, Liu, ICML 2024; DESIGN.md section 1)::
     x_T ~ N(0, I) from the seed
     for t in the sampler's N timesteps:
         x0_d  = score_net(x_t, t, c[, x0_e])  (as an x0 estimate, clipped to [-1, 1])
-        gamma = fp16(argmin_g L(x, x0_d + g (x0_e - x0_d)))    encoder only; sent
-        x0_c  = clip(x0_d + gamma (x0_e - x0_d))
+        gamma = argmin_g L(x, x0_d + G(g) (x0_e - x0_d)), coded   encoder only; sent
+        x0_c  = clip(x0_d + G(gamma) (x0_e - x0_d))              G: the step's gamma map
         x_t   = sampler.step(x0_c, t, x_t)
     output x0_c of the last step
 
@@ -43,7 +43,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrdiff import bitstream
-from corrdiff.correction import CorrectionConfig, GammaSolver, apply_correction, quantize_gamma
+from corrdiff.correction import CorrectionConfig, GammaSolver, apply_correction, gamma_map, quantize_gamma, step_gammas
 from corrdiff.errors import BitstreamError, ModelMismatchError
 from corrdiff.image_io import as_image_tensor
 from corrdiff.modules.samplers import seeded_noise, x0_from_output
@@ -68,8 +68,16 @@ class EncodeResult:
 
     data: bytes
     reconstruction: Tensor  # (1, 3, H, W) in [0, 1], identical to what decompress() returns
-    gammas: Tensor  # (steps, G) float16-representable values actually sent
+    gamma_steps: tuple[bitstream.GammaStep, ...]  # each step's gammas as sent (empty outside corrected mode)
     y_hat: Tensor
+
+    @property
+    def gammas(self) -> Tensor:
+        """(steps, K) gammas actually used, when every step has the same number K (else ValueError)."""
+        rows = [step_gammas(step)[0] for step in self.gamma_steps]
+        if len({len(r) for r in rows}) > 1:
+            raise ValueError("the steps have gamma maps of different sizes: read gamma_steps instead")
+        return torch.stack(rows) if rows else torch.zeros(0, 1)
 
     @property
     def num_bytes(self) -> int:
@@ -182,7 +190,7 @@ class CorrDiffCodec(nn.Module):
             "schedule": dict(schedule or {"name": "linear"}),
             "sampler": dict(sampler or {"name": "ddim"}),
             "steps": steps,
-            "correction": asdict(CorrectionConfig(**(correction or {}))),
+            "correction": CorrectionConfig(**(correction or {})).stored(),
         }
         json.dumps(self.config)  # the config must be plain data: it is hashed and embedded in model files
         m = latent_channels
@@ -346,8 +354,10 @@ class CorrDiffCodec(nn.Module):
     ) -> Tensor:
         """Run the (corrected) reverse process; returns the padded reconstruction in [-1, 1].
 
-        ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma, shape (1, G); both encoder and
-        decoder call this one loop, so their trajectories agree to the bit.
+        ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma map for the unpadded image, shape
+        (1, C or 1, H or 1, W or 1) (a spatial map is extended over the padding by edge
+        replication); both encoder and decoder call this one loop, so their trajectories agree
+        to the bit.
 
         Memory: x0_e and the conditioning are computed once, in tiles on large images (see
         :attr:`tile_size`); across the steps only x_t, x0_e and the projected conditioning
@@ -376,7 +386,7 @@ class CorrDiffCodec(nn.Module):
             output = self.denoise(x_t, t_batch, cond, projected=projected, x0_e=x0_e).float()
             x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), self.prediction).clamp_(-1, 1)
             del output
-            gamma = choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d)
+            gamma = _pad_map(choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d), x0_d.shape[-2:])
             x0_c = apply_correction(x0_d, x0_e, gamma).clamp_(-1, 1)
             del x0_d
             x_t = sampler.step(x0_c, t, x_t, generator)
@@ -389,13 +399,20 @@ class CorrDiffCodec(nn.Module):
         pixels = y_hat.shape[-2] * y_hat.shape[-1] * STRIDE**2  # of the padded image
         return limit is not None and y_hat.device.type == "cpu" and pixels >= limit
 
-    def _solver(self) -> GammaSolver:
-        cfg = self.correction
-        if cfg.rho > 0 and self._perceptual_slot[0] is None:
+    def _solver(self, cfg: CorrectionConfig) -> GammaSolver:
+        """The gamma solver of ``cfg``, with its perceptual distance (built once per spec and kept)."""
+        perceptual = None
+        if cfg.rho > 0:
             from corrdiff.losses.perceptual import build_perceptual
+            from corrdiff.registry import split_spec
 
-            self._perceptual_slot[0] = build_perceptual(cfg.perceptual).to(self._device())
-        return GammaSolver(cfg, self._perceptual_slot[0])
+            name, kwargs = split_spec(cfg.perceptual)
+            slot = self._perceptual_slot
+            if slot[0] is None or getattr(slot[0], "spec", None) not in (None, {"name": name, **kwargs}):
+                distance = build_perceptual(cfg.perceptual)
+                slot[0] = distance.to(self._device()) if isinstance(distance, nn.Module) else distance
+            perceptual = slot[0]
+        return GammaSolver(cfg, perceptual)
 
     @torch.no_grad()
     def encode(
@@ -405,16 +422,25 @@ class CorrDiffCodec(nn.Module):
         seed: int = 0,
         mode: str = "corrected",
         sampler: Mapping[str, Any] | None = None,
+        gamma: Mapping[str, Any] | None = None,
     ) -> EncodeResult:
         """Compress an image; also return the encoder-side reconstruction.
 
         ``image``: a (1, 3, H, W) or (3, H, W) float tensor in [0, 1], a uint8 tensor, an (H, W, 3)
         numpy array or a PIL image (:func:`corrdiff.image_io.as_image_tensor`); a float image
-        outside [0, 1] raises ValueError.
+        outside [0, 1] raises ValueError. An image whose three channels are equal is coded as
+        gray: the file says so and the decoder returns R = G = B.
+
+        ``gamma``: overrides of the model's :class:`~corrdiff.correction.CorrectionConfig` for this
+        encode, e.g. ``{"granularity": "auto"}`` (per-step rate-distortion choice among scalar,
+        channel and tile maps) or ``{"solver": "gradient", "rho": 0.1, "perceptual": {"name": "hf"}}``
+        (trade fidelity for sharpness, weight-free).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        correction = self.correction.replace(dict(gamma or {}))
         image = as_image_tensor(image)
+        gray = bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
         self._check_ready()
         sampler_spec = dict(sampler or self.config["sampler"])
         _sampler_name_eta(sampler_spec)
@@ -429,29 +455,27 @@ class CorrDiffCodec(nn.Module):
         try:
             x = image.to(self._device()) * 2 - 1
             streams, y_hat = self.prior.compress(self.analyse_for_coding(self._pad(x)))
-            gammas: list[Tensor] = []
-            solver = self._solver()
+            coded: list[bitstream.GammaStep] = []
+            solver = self._solver(correction) if mode == "corrected" else None
 
             def choose_gamma(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
-                if mode != "corrected":
-                    return torch.zeros(1, self.correction.groups)
-                gamma = solver(x, x0_d, x0_e)  # quantised to float16 before use
-                gammas.append(gamma[0])
-                return gamma
+                if solver is None:
+                    return torch.zeros(1, 1, 1, 1)
+                choice = solver.choose(x, x0_d, x0_e, final=i == steps - 1)  # coded (quantised) before use
+                coded.append(choice.coded)
+                return choice.map
 
             x0 = self._sample(y_hat, (h, w), mode, sampler_spec, steps, seed, choose_gamma)
         finally:
             self.train(was_training)
-        gamma_tensor = torch.stack(gammas).cpu() if gammas else torch.zeros(0, self.correction.groups)
         name, eta = _sampler_name_eta(sampler_spec)
         data = bitstream.pack(
             bitstream.Bitstream(
                 fingerprint=self.fingerprint(), height=h, width=w, mode=mode, sampler=name, steps=steps,
-                eta=eta, seed=seed, groups=self.correction.groups,
-                gammas=tuple(float(g) for g in gamma_tensor.flatten()), streams=tuple(streams),
+                eta=eta, seed=seed, gamma_steps=tuple(coded), streams=tuple(streams), gray=gray,
             )
         )
-        return EncodeResult(data, _to_unit(x0[..., :h, :w]), gamma_tensor, y_hat)
+        return EncodeResult(data, _to_unit(x0[..., :h, :w], gray), tuple(coded), y_hat)
 
     def compress(self, image: Tensor, **kwargs: Any) -> bytes:
         """Compress an image (anything :meth:`encode` takes) to the bytes of a ``.cdf`` file."""
@@ -478,8 +502,6 @@ class CorrDiffCodec(nn.Module):
             )
         if len(bs.streams) != len(self.prior.streams):
             raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(self.prior.streams)}")
-        if bs.groups != self.correction.groups:  # pack() writes the model's own G in every mode
-            raise BitstreamError(f"file has {bs.groups} gamma groups per step, this model uses {self.correction.groups}")
         _bound_range_decoders(self.prior)
         try:
             with torch.no_grad():
@@ -508,13 +530,11 @@ class CorrDiffCodec(nn.Module):
             raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode 'corrected'")
         if mode != "e2e":
             self._check_sampler(bs)
-        gammas = torch.tensor(bs.gammas, dtype=torch.float32).reshape(-1, bs.groups)
 
         def choose_gamma(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
             if mode != "corrected":
-                return torch.zeros(1, bs.groups)
-            gamma = gammas[i : i + 1]
-            return gamma if gamma_scale == 1.0 else gamma * gamma_scale
+                return torch.zeros(1, 1, 1, 1)
+            return gamma_map(bs.gamma_steps[i], bs.height, bs.width, gamma_scale).to(x0_d.device)
 
         was_training = self.training
         self.eval()
@@ -526,7 +546,7 @@ class CorrDiffCodec(nn.Module):
         if not bool(torch.isfinite(x0).all()):
             # a stream altered behind a recomputed CRC can decode to a latent of absurd values
             raise BitstreamError("decoding produced non-finite values: the entropy-coded data is invalid")
-        return _to_unit(x0[..., : bs.height, : bs.width])
+        return _to_unit(x0[..., : bs.height, : bs.width], bs.gray)
 
     def _check_sampler(self, bs: bitstream.Bitstream) -> None:
         """The file's sampler must exist here and accept its own parameters (else BitstreamError)."""
@@ -549,8 +569,20 @@ def check_gamma_scale(gamma_scale: float) -> None:
         raise ValueError(f"gamma scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {gamma_scale}")
 
 
-def _to_unit(x: Tensor) -> Tensor:
-    return ((x.float() + 1) / 2).clamp(0, 1).cpu().contiguous()
+def _to_unit(x: Tensor, gray: bool = False) -> Tensor:
+    """[-1, 1] -> [0, 1] on the CPU; a gray image gets R = G = B = the mean of the three."""
+    image = ((x.float() + 1) / 2).clamp(0, 1).cpu()
+    if gray:
+        image = image.mean(1, keepdim=True).expand_as(image)
+    return image.contiguous()
+
+
+def _pad_map(gamma: Tensor, size: torch.Size) -> Tensor:
+    """A gamma map of the unpadded image extended to the padded ``size`` (edge replication)."""
+    h, w = gamma.shape[-2:]
+    if (h, w) == (1, 1) or (h, w) == tuple(size):
+        return gamma
+    return F.pad(gamma, (0, size[-1] - w, 0, size[-2] - h), mode="replicate")
 
 
 def _sampler_name_eta(spec: Mapping[str, Any]) -> tuple[str, float]:

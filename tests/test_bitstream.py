@@ -17,14 +17,22 @@ from hypothesis import strategies as st
 
 import corrdiff
 from corrdiff import bitstream as B
-from corrdiff.bitstream import Bitstream, pack, unpack
+from corrdiff.bitstream import Bitstream, GammaStep, field_offsets, pack, step_bits, unpack
 from corrdiff.errors import BitstreamError
+
+
+def scalars(*gammas: float) -> tuple[GammaStep, ...]:
+    return tuple(GammaStep("scalar", (g,)) for g in gammas)
+
+
+def tile(cell: int, residuals, base: float = 0.5, linear: bool = False, quant: int = 3) -> GammaStep:
+    return GammaStep("tile", (base,), cell=cell, linear=linear, quant=quant, residuals=tuple(residuals))
 
 
 def make_bs(**changes) -> Bitstream:
     bs = Bitstream(
         fingerprint=bytes(range(8)), height=67, width=131, mode="corrected", sampler="ddim", steps=8, eta=0.0,
-        seed=1234, groups=1, gammas=tuple(1.0 - i / 16 for i in range(8)), streams=(b"zz" * 5, b"y" * 37),
+        seed=1234, gamma_steps=scalars(*(1.0 - i / 16 for i in range(8))), streams=(b"zz" * 5, b"y" * 37),
     )
     return dataclasses.replace(bs, **changes)
 
@@ -38,7 +46,7 @@ def with_crc(body: bytes) -> bytes:
 
 def header(*, mode=0, height=67, width=131, name=b"ddim", steps=8, eta=0.0, seed=0, groups=1,
            gammas=None, streams=(b"ab", b"cde"), version=1, magic=B.MAGIC, fingerprint=b"\0" * 8) -> bytes:
-    """Hand-built file (independent of pack()) with a correct CRC."""
+    """Hand-built file of format version 1 (independent of pack()) with a correct CRC."""
     if gammas is None:
         gammas = [0.5] * (steps * groups if mode == 0 else 0)
     body = (
@@ -54,15 +62,20 @@ def header(*, mode=0, height=67, width=131, name=b"ddim", steps=8, eta=0.0, seed
     "changes",
     [
         {},
-        {"mode": "diffusion", "gammas": ()},
-        {"mode": "e2e", "steps": 0, "gammas": ()},
-        {"groups": 3, "steps": 2, "gammas": (0.5, -1.25, 65504.0, -65504.0, -0.0, 2.0**-10)},
+        {"mode": "diffusion", "gamma_steps": ()},
+        {"mode": "e2e", "steps": 0, "gamma_steps": ()},
+        {"steps": 2, "gamma_steps": (GammaStep("channel", (0.5, -1.25, 65504.0)), GammaStep("channel", (-65504.0, -0.0, 2.0**-10)))},
         {"sampler": "ddpm", "eta": 1.0, "seed": 2**32 - 1},
         {"height": 1, "width": 1, "streams": (b"",)},
         {"height": 65535, "width": 4096, "streams": (b"a", b"b", b"c", b"d")},
-        {"sampler": "x" * 32, "steps": 1000, "gammas": tuple([0.25] * 1000)},
+        {"sampler": "x" * 32, "steps": 1000, "gamma_steps": scalars(*[0.25] * 1000)},
+        {"steps": 3, "gamma_steps": (tile(64, [0, -1, 1, 2, -2, 7]), GammaStep("scalar", (0.75,)),
+                                     tile(16, range(-20, 25), linear=True, quant=7))},
+        {"steps": 1, "gamma_steps": (tile(2048, [B.MAX_RESIDUAL], base=-3.0, quant=0),)},
+        {"gray": True},
     ],
-    ids=["default", "diffusion", "e2e", "channel", "ddpm", "1x1", "maxside", "maxsteps"],
+    ids=["default", "diffusion", "e2e", "channel", "ddpm", "1x1", "maxside", "maxsteps", "tiles", "max-residual",
+         "gray"],
 )
 def test_pack_unpack_round_trip(changes):
     bs = make_bs(**changes)
@@ -70,36 +83,73 @@ def test_pack_unpack_round_trip(changes):
     back = unpack(data)
     assert back == bs
     assert pack(back) == data
-    assert data.startswith(b"CDIF\x01")
+    assert data.startswith(b"CDIF\x02")
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
 def test_layout_matches_the_documented_offsets():
-    bs = make_bs()
+    bs = make_bs(gray=True)
     data = pack(bs)
-    assert data[:4] == b"CDIF" and data[4] == 1 and data[5] == 0
+    assert data[:4] == b"CDIF" and data[4] == 2 and data[5] == 0
     assert data[6:14] == bs.fingerprint
-    assert struct.unpack_from("<HHB", data, 14) == (67, 131, 4)
-    assert data[19:23] == b"ddim"
-    assert struct.unpack_from("<HfIB", data, 23) == (8, 0.0, 1234, 1)
-    assert struct.unpack_from("<8e", data, 34) == bs.gammas  # 16 bits per gamma
-    assert struct.unpack_from("<BII", data, 50) == (2, 10, 37)
-    assert data[59:-4] == b"zz" * 5 + b"y" * 37
-    assert len(data) == 59 + 47 + 4
-    # the hand-built reference writer agrees with pack()
-    assert header(seed=1234, fingerprint=bs.fingerprint, gammas=list(bs.gammas), streams=bs.streams) == data
+    assert struct.unpack_from("<HHBB", data, 14) == (67, 131, 1, 4)  # size, flags (gray), sampler name length
+    assert data[20:24] == b"ddim"
+    assert struct.unpack_from("<HfI", data, 24) == (8, 0.0, 1234)
+    for i in range(8):  # per step: code byte 0 (scalar), then its float16 gamma
+        assert struct.unpack_from("<Be", data, 34 + 3 * i) == (0, bs.gammas[i])
+    assert struct.unpack_from("<BII", data, 58) == (2, 10, 37)
+    assert data[67:-4] == b"zz" * 5 + b"y" * 37
+    assert len(data) == 67 + 47 + 4
+    offsets = field_offsets(data)
+    assert (offsets["flags"], offsets["gamma code"], offsets["stream count"], offsets["streams"]) == (18, 34, 58, 67)
 
 
-def test_gamma_payload_is_16_bits_per_scalar():
-    base = len(pack(make_bs(steps=4, gammas=(0.5,) * 4)))
-    assert len(pack(make_bs(steps=8, gammas=(0.5,) * 8))) - base == 4 * 2
-    assert len(pack(make_bs(steps=4, groups=3, gammas=(0.5,) * 12))) - base == 8 * 2
-    assert len(pack(make_bs(mode="diffusion", steps=8, gammas=()))) == base - 4 * 2
+def test_tile_step_layout_code_byte_values_and_exp_golomb_residuals():
+    # 67x131 with 64-pixel cells: 2 x 3 cells; residuals 0, -1, 1, 2, -2, 3 -> zigzag 0, 1, 2, 4, 3, 6
+    # -> Exp-Golomb "1" "010" "011" "00101" "00100" "00111" = 22 bits, padded to 3 bytes
+    step = tile(64, [0, -1, 1, 2, -2, 3], base=0.5, linear=True, quant=5)
+    data = pack(make_bs(steps=1, gamma_steps=(step,)))
+    code = 3 | (B.TILE_CELLS.index(64) << 2) | (5 << 5)
+    assert struct.unpack_from("<Be", data, 34) == (code, 0.5)
+    assert data[37:40] == int("1" "010" "011" "00101" "00100" "00111" "00", 2).to_bytes(3, "big")
+    assert field_offsets(data)["tile residuals"] == 37
+    assert step_bits(step) == 8 + 16 + 22
+
+
+def test_gamma_payload_is_16_bits_per_scalar_plus_a_code_byte_per_step():
+    base = len(pack(make_bs(steps=4, gamma_steps=scalars(0.5, 0.5, 0.5, 0.5))))
+    assert len(pack(make_bs(steps=8, gamma_steps=scalars(*[0.5] * 8)))) - base == 4 * 3
+    channel = (GammaStep("channel", (0.5, 0.5, 0.5)),) * 4
+    assert len(pack(make_bs(steps=4, gamma_steps=channel))) - base == 4 * 2 * 2
+    assert len(pack(make_bs(mode="diffusion", steps=8, gamma_steps=()))) == base - 4 * 3
+    assert all(step_bits(s) == 24 for s in scalars(0.5, 1.0))
 
 
 def test_gammas_are_stored_as_float16():
-    data = pack(make_bs(steps=1, gammas=(0.1,)))
+    data = pack(make_bs(steps=1, gamma_steps=scalars(0.1)))
     assert unpack(data).gammas == (struct.unpack("<e", struct.pack("<e", 0.1))[0],)
+
+
+@given(st.lists(st.integers(-B.MAX_RESIDUAL, B.MAX_RESIDUAL), min_size=1, max_size=60))
+@settings(max_examples=60, deadline=None)
+def test_residuals_round_trip_and_cost_what_step_bits_says(residuals):
+    cols = len(residuals)
+    bs = make_bs(height=16, width=16 * cols, steps=1, gamma_steps=(tile(16, residuals),))
+    data = pack(bs)
+    assert unpack(data) == bs
+    scalar = pack(make_bs(height=16, width=16 * cols, steps=1, gamma_steps=scalars(0.5)))
+    assert len(data) - len(scalar) == -(-(step_bits(bs.gamma_steps[0]) - 24) // 8)
+
+
+def test_version_1_files_are_read():
+    """A file of the first format (one gamma-groups byte, float16 gammas) decodes as scalar or channel steps."""
+    bs = unpack(header(seed=5, gammas=[0.25 * i for i in range(8)]))
+    assert bs.version == 1 and bs.gamma_steps == scalars(*(0.25 * i for i in range(8))) and not bs.gray
+    channel = unpack(header(steps=2, groups=3, gammas=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    assert channel.gamma_steps == (GammaStep("channel", (1.0, 2.0, 3.0)), GammaStep("channel", (4.0, 5.0, 6.0)))
+    assert unpack(header(mode=2, steps=0, groups=3)).gamma_steps == ()
+    # re-packed, it is the same content in the current version
+    assert unpack(pack(bs)) == bs and pack(bs)[4] == B.VERSION
 
 
 # --------------------------------------------------------------------------- pack() validates too
@@ -115,13 +165,20 @@ def test_gammas_are_stored_as_float16():
         ({"sampler": "d\u00fcm"}, "sampler"),
         ({"sampler": "a\nb"}, "sampler"),
         ({"steps": 1001}, "steps"),
-        ({"steps": 0, "gammas": ()}, "at least one step"),
+        ({"steps": 0, "gamma_steps": ()}, "at least one step"),
         ({"eta": 1.5}, "eta"),
         ({"eta": float("nan")}, "eta"),
         ({"seed": 2**32}, "seed"),
-        ({"groups": 4}, "groups"),
-        ({"gammas": (0.5,) * 7}, "7 gammas"),
-        ({"gammas": (float("inf"),) * 8}, "finite"),
+        ({"gamma_steps": scalars(*[0.5] * 7)}, "7 gamma steps"),
+        ({"gamma_steps": scalars(*[float("inf")] * 8)}, "finite"),
+        ({"mode": "diffusion"}, "expected 0"),
+        ({"steps": 1, "gamma_steps": (GammaStep("channel", (0.5,)),)}, "needs 3 values"),
+        ({"steps": 1, "gamma_steps": (tile(64, [0] * 5),)}, "5 tile residuals, expected 6"),
+        ({"steps": 1, "gamma_steps": (tile(48, [0] * 6),)}, "tile cell"),
+        ({"steps": 1, "gamma_steps": (tile(64, [0] * 5 + [B.MAX_RESIDUAL + 1]),)}, "beyond"),
+        ({"steps": 1, "gamma_steps": (tile(64, [0] * 6, quant=8),)}, "quantiser"),
+        ({"steps": 1, "gamma_steps": (GammaStep("scalar", (0.5,), quant=2),)}, "no tile fields"),
+        ({"steps": 17, "height": 4096, "width": 4096, "gamma_steps": (tile(16, [0] * 65536),) * 17}, "tile gammas"),
         ({"streams": ()}, "streams"),
         ({"streams": (b"",) * 5}, "streams"),
     ],
@@ -191,7 +248,7 @@ def test_accepts_bytearray_and_memoryview():
     assert unpack(bytearray(VALID)) == unpack(memoryview(VALID)) == make_bs()
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unsupported_version_raises_even_with_valid_crc(version):
     with pytest.raises(BitstreamError, match=f"version {version}"):
         unpack(header(version=version))
@@ -199,7 +256,8 @@ def test_unsupported_version_raises_even_with_valid_crc(version):
 
 def test_hand_built_header_is_accepted():
     bs = unpack(header())
-    assert (bs.height, bs.width, bs.mode, bs.sampler, bs.steps, bs.groups) == (67, 131, "corrected", "ddim", 8, 1)
+    assert (bs.height, bs.width, bs.mode, bs.sampler, bs.steps, bs.granularities) == (
+        67, 131, "corrected", "ddim", 8, ("scalar",) * 8)
 
 
 @pytest.mark.parametrize(
@@ -214,10 +272,10 @@ def test_hand_built_header_is_accepted():
         ({"name": b"x" * 33}, "sampler name length"),
         ({"name": b"dd\xffm"}, "ASCII"),
         ({"name": b"dd\x00m"}, "printable"),
-        ({"steps": 1001, "gammas": []}, "out of range"),
-        ({"steps": 65535, "gammas": []}, "out of range"),
-        ({"groups": 0, "gammas": []}, "out of range"),
-        ({"groups": 4, "gammas": [0.0] * 32}, "out of range"),
+        ({"steps": 1001, "gammas": []}, "steps 1001"),
+        ({"steps": 65535, "gammas": []}, "steps 65535"),
+        ({"groups": 0, "gammas": []}, "gamma groups"),
+        ({"groups": 4, "gammas": [0.0] * 32}, "gamma groups"),
         ({"steps": 0, "gammas": []}, "at least one step"),
         ({"eta": -0.5}, "eta"),
         ({"eta": float("nan")}, "eta"),
@@ -232,6 +290,43 @@ def test_hand_built_header_is_accepted():
 def test_absurd_header_fields_refused_with_valid_crc(fields, message):
     with pytest.raises(BitstreamError, match=message):
         unpack(header(**fields))
+
+
+def _v2_body(**changes) -> bytearray:
+    return bytearray(pack(make_bs(**changes))[:-4])
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda b: b.__setitem__(18, 2), "unknown flags"),
+        (lambda b: b.__setitem__(34, 0b100), "no tile fields"),  # a scalar code with tile bits
+        (lambda b: b.__setitem__(34, 5), "no tile fields"),
+    ],
+    ids=["flags", "scalar-with-cell", "scalar-with-bit-2"],
+)
+def test_forged_v2_fields_refused_with_valid_crc(edit, message):
+    body = _v2_body()
+    edit(body)
+    with pytest.raises(BitstreamError, match=message):
+        unpack(with_crc(bytes(body)))
+
+
+def test_forged_residuals_refused_with_valid_crc():
+    data = pack(make_bs(steps=1, gamma_steps=(tile(64, [0] * 6),)))  # six "1" bits, then 2 padding bits
+    at = field_offsets(data)["tile residuals"]
+    body = bytearray(data[:-4])
+    body[at] = 0b11111101  # a padding bit set
+    with pytest.raises(BitstreamError, match="padding"):
+        unpack(with_crc(bytes(body)))
+    body[at] = 0  # 8 zeros and then 0b00000000...: a code longer than any residual needs
+    with pytest.raises(BitstreamError, match="too long|truncated"):
+        unpack(with_crc(bytes(body)))
+    # a header naming more residuals than the bytes can hold: refused before parsing them
+    huge = pack(make_bs(height=2048, width=2048, steps=1, gamma_steps=(tile(16, [0] * 16384),)))
+    cut = field_offsets(huge)["tile residuals"] + 10
+    with pytest.raises(BitstreamError, match="truncated"):
+        unpack(with_crc(huge[:cut] + huge[-4 - 9 - 47 : -4]))
 
 
 def test_huge_stream_length_is_refused_without_allocation():
@@ -268,7 +363,11 @@ _inputs = st.one_of(
     st.binary(max_size=200),
     st.binary(max_size=200).map(lambda b: B.MAGIC + b),
     st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x01" + b)),
+    st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x02" + b)),
     st.builds(_mutate, st.just(VALID), _edits, st.none() | st.integers(0, 10_000), st.booleans()),
+    st.builds(_mutate, st.just(pack(make_bs(steps=2, gamma_steps=(tile(32, range(15)), tile(64, [1] * 6))))),
+              _edits, st.none() | st.integers(0, 10_000), st.booleans()),
+    st.builds(_mutate, st.just(header()), _edits, st.none() | st.integers(0, 10_000), st.booleans()),
     st.builds(_mutate, st.just(header(mode=2, steps=0)), _edits, st.none() | st.integers(0, 10_000), st.booleans()),
 )
 
@@ -280,6 +379,8 @@ def test_fuzzed_bytes_only_ever_raise_bitstream_error(data):
         bs = unpack(data)
     except BitstreamError:
         return
-    # whatever the reader accepts is a canonical, valid file
+    # whatever the reader accepts is a canonical, valid file (of its version: pack() writes the current one)
     bs.validate()
-    assert pack(bs) == data
+    assert unpack(pack(bs)) == bs
+    if bs.version == B.VERSION:
+        assert pack(bs) == data

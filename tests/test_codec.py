@@ -76,8 +76,8 @@ def test_gamma_count_and_payload(tiny_codec, test_images, encoded):
     header = bitstream.unpack(result.data)
     steps = tiny_codec.config["steps"]
     assert header.steps == steps == 8
-    assert header.groups == 1
-    assert len(header.gammas) == steps * header.groups
+    assert header.granularities == ("scalar",) * steps
+    assert len(header.gammas) == steps
     assert result.gammas.shape == (steps, 1)
     assert torch.equal(result.gammas.flatten(), torch.tensor(header.gammas))
     assert torch.equal(result.gammas.half().float(), result.gammas)  # float16-representable
@@ -85,8 +85,8 @@ def test_gamma_count_and_payload(tiny_codec, test_images, encoded):
     image = test_images["random32x48"]
     four = tiny_codec.encode(image, steps=4)
     assert len(bitstream.unpack(four.data).gammas) == 4
-    # same latent, same streams: the files differ by exactly 4 gammas of 16 bits
-    assert len(result.data) - len(four.data) == 4 * 2
+    # same latent, same streams: the files differ by exactly 4 gammas of 16 bits and their code bytes
+    assert len(result.data) - len(four.data) == 4 * (2 + 1)
     assert bitstream.unpack(four.data).streams == header.streams
 
 
@@ -163,7 +163,7 @@ def test_diffusion_mode_file_equals_diffusion_decode_of_corrected_file(tiny_code
     diffusion_file = tiny_codec.encode(image, mode="diffusion")
     assert torch.equal(diffusion_file.reconstruction, tiny_codec.decompress(encoded("random17x33").data, mode="diffusion"))
     # and the two files differ by exactly the gamma payload
-    assert len(encoded("random17x33").data) - len(diffusion_file.data) == 8 * 2
+    assert len(encoded("random17x33").data) - len(diffusion_file.data) == 8 * (1 + 2)  # a code byte and a float16 gamma per step
 
 
 def test_e2e_file_decoded_as_diffusion_is_a_documented_error(tiny_codec, test_images):
@@ -250,11 +250,11 @@ def test_round_trip_over_priors_and_transforms(prior, transform):
 def test_channel_granularity_sends_three_gammas_per_step(tiny_codec, test_images, encoded):
     codec = make_codec(0, correction={"granularity": "channel"})
     load_codec_state(codec, tiny_codec.state_dict())
-    assert codec.correction.groups == 3
+    assert [g.spec for g in codec.correction.granularities] == ["channel"]
     image = test_images["random32x48"]
     result = codec.encode(image)
     header = bitstream.unpack(result.data)
-    assert header.groups == 3
+    assert header.granularities == ("channel",) * 8
     assert len(header.gammas) == 8 * 3
     assert result.gammas.shape == (8, 3)
     assert torch.equal(codec.decompress(result.data), result.reconstruction)

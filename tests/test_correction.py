@@ -121,9 +121,10 @@ def test_quantize_gamma_is_idempotent():
 
 def test_gamma_solver_quantises_what_it_returns():
     x, x0_d, x0_e = triple(11)
-    for cfg in (CorrectionConfig(), CorrectionConfig(granularity="channel"), CorrectionConfig(solver="gradient")):
+    for cfg, groups in ((CorrectionConfig(), 1), (CorrectionConfig(granularity="channel"), 3),
+                        (CorrectionConfig(solver="gradient"), 1)):
         gamma = GammaSolver(cfg)(x, x0_d, x0_e)
-        assert gamma.shape == (2, cfg.groups)
+        assert gamma.shape == (2, groups)
         assert torch.equal(gamma.half().float(), gamma)
 
 
@@ -141,10 +142,15 @@ def test_correction_config_validation(kwargs, message):
         CorrectionConfig(**kwargs)
 
 
-def test_correction_config_groups():
-    assert CorrectionConfig().groups == 1
-    assert CorrectionConfig(granularity="channel").groups == 3
+def test_correction_config_granularities():
+    assert [g.spec for g in CorrectionConfig().granularities] == ["scalar"]
+    assert [g.spec for g in CorrectionConfig(granularity="channel").granularities] == ["channel"]
+    assert [g.spec for g in CorrectionConfig(granularity="tile-64-linear").granularities] == ["tile-64-linear"]
+    auto = CorrectionConfig(granularity="auto", candidates=["scalar", "tile-32"])
+    assert [g.spec for g in auto.granularities] == ["scalar", "tile-32"]
     assert CorrectionConfig(solver="gradient", rho=0.1).rho == 0.1
+    # what a model file stores: the first format's five fields, so shipped fingerprints do not change
+    assert set(auto.stored()) == {"solver", "granularity", "rho", "perceptual", "iterations"}
 
 
 # --------------------------------------------------------------------------- optimality

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- mutations (no torch)
-FIELDS = ("mode", "height", "width", "name_len", "steps", "eta", "seed", "groups", "stream_count")
+FIELDS = ("mode", "height", "width", "flags", "name_len", "steps", "eta", "seed", "gamma_code", "stream_count")
 INTERESTING = (0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 255, 256, 257, 999, 1000,
                1001, 4095, 4096, 8191, 8192, 16384, 32767, 32768, 65534, 65535, 2**31 - 1, 2**32 - 1)
 INTERESTING_FLOATS = (0.0, -0.0, 0.5, 1.0, 1.0000001, -1e-9, 2.0, 65504.0, math.inf, -math.inf, math.nan)
@@ -56,18 +56,20 @@ def with_crc(body: bytes) -> bytes:
 
 
 def layout(seed_file: bytes) -> dict[str, int]:
-    """Byte offsets of the header fields of a valid file (the seed of the mutations)."""
-    n = seed_file[18]
-    groups = seed_file[29 + n]
-    steps = struct.unpack_from("<H", seed_file, 19 + n)[0]
-    k = steps * groups if seed_file[5] == 0 else 0
-    count_at = 30 + n + 2 * k
-    return {"mode": 5, "height": 14, "width": 16, "name_len": 18, "steps": 19 + n, "eta": 21 + n,
-            "seed": 25 + n, "groups": 29 + n, "stream_count": count_at,
-            "streams": count_at + 1 + 4 * seed_file[count_at]}
+    """Byte offsets of the header fields of a valid file (the seed of the mutations), from the reader itself."""
+    from corrdiff.bitstream import field_offsets
+
+    at = field_offsets(seed_file)
+    offsets = {"mode": at["mode"], "height": at["image size"], "width": at["image size"] + 2, "flags": at["flags"],
+               "name_len": at["sampler name length"], "steps": at["sampling parameters"],
+               "eta": at["sampling parameters"] + 2, "seed": at["sampling parameters"] + 6,
+               "stream_count": at["stream count"], "streams": at["streams"]}
+    if "gamma code" in at:
+        offsets["gamma_code"] = at["gamma code"]
+    return offsets
 
 
-_WIDTH = {"mode": "<B", "name_len": "<B", "groups": "<B", "stream_count": "<B", "height": "<H", "width": "<H",
+_WIDTH = {"mode": "<B", "name_len": "<B", "flags": "<B", "gamma_code": "<B", "stream_count": "<B", "height": "<H", "width": "<H",
           "steps": "<H", "seed": "<I", "eta": "<f"}
 
 
@@ -166,7 +168,7 @@ def refusal_kind(exc: Exception) -> str:
                          ("truncated", "truncated"), ("decoder's limit", "decode-size-limit"),
                          ("stream lengths", "stream-lengths"), ("streams", "stream-count"),
                          ("non-finite", "non-finite-output"), ("entropy-coded", "entropy-decoder"),
-                         ("sampler", "sampler"), ("gamma groups", "gamma-groups"), ("no gammas", "mode"),
+                         ("sampler", "sampler"), ("gamma", "gamma-steps"), ("tile", "gamma-steps"), ("flags", "flags"), ("no gammas", "mode"),
                          ("no sampling steps", "mode")):
         if needle in text:
             return kind

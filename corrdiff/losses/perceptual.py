@@ -1,4 +1,5 @@
-"""Perceptual distance P(x, x_hat) for images in [-1, 1]: LPIPS (Zhang et al., CVPR 2018).
+"""Perceptual distances P(x_hat, x) for images in [-1, 1], per image: LPIPS (Zhang et al., CVPR 2018)
+and the weight-free high-frequency deficit ``hf`` (:class:`HighFrequencyDeficit`).
 
 LPIPS needs two sets of weights: its linear heads (shipped inside the ``lpips`` package)
 and an ImageNet backbone (AlexNet or VGG-16, from torchvision's model store). The backbone
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrdiff.errors import CorrDiffError
@@ -82,9 +84,48 @@ def _load_backbone(backbone: nn.Module, state_dict: Mapping[str, Tensor]) -> Non
             param.copy_(state_dict[key])
 
 
+class HighFrequencyDeficit(nn.Module):
+    """High-frequency energy that ``x_hat`` lacks against the original ``x``, per image (B,); weight-free.
+
+    With E_w(u) the mean over window w (``window`` x ``window`` pixels) of the squared 3x3
+    Laplacian summed over channels::
+
+        P(x_hat, x) = mean_w max(0, sqrt(E_w(x)) - sqrt(E_w(x_hat)))^2 / 20        (6)
+
+    i.e. the local Laplacian energy missing in the decode, in units of pixel MSE (white
+    noise of variance s^2 has Laplacian energy 20 s^2 per channel). Only energy that is
+    missing counts, so a decode that is already as detailed as the original is not pushed
+    further; only the encoder can evaluate it (it needs x). Used as the gamma solver's P
+    (``perceptual: {"name": "hf"}``), it asks for sharper decodes without LPIPS weights.
+    """
+
+    def __init__(self, window: int = 16):
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+
+    def local_energy(self, image: Tensor) -> Tensor:
+        from corrdiff.metrics import laplacian
+
+        energy = laplacian(image.float(), padding=1).pow(2).sum(1, keepdim=True)
+        return F.avg_pool2d(energy, self.window, ceil_mode=True)
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        missing = self.local_energy(x).sqrt() - (self.local_energy(x_hat) + 1e-12).sqrt()
+        return missing.clamp_min(0).pow(2).mean(dim=(1, 2, 3)) / 20
+
+
+PERCEPTUAL = {"lpips": LPIPS, "hf": HighFrequencyDeficit}
+
+
 def build_perceptual(spec: Mapping[str, Any] | str) -> nn.Module:
-    """Build a perceptual distance from ``{"name": "lpips", "net": "alex"|"vgg", ...}``."""
+    """Build a perceptual distance from ``{"name": "lpips", "net": "alex"|"vgg", ...}`` or ``{"name": "hf"}``.
+
+    The result remembers its ``spec`` (the encoder keeps one per spec)."""
     name, kwargs = split_spec(spec)
-    if name != "lpips":
-        raise ValueError(f"perceptual distance must be 'lpips', got {name!r}")
-    return LPIPS(**kwargs)
+    if name not in PERCEPTUAL:
+        raise ValueError(f"perceptual distance must be one of {sorted(PERCEPTUAL)}, got {name!r}")
+    distance = PERCEPTUAL[name](**kwargs)
+    distance.spec = {"name": name, **kwargs}
+    return distance

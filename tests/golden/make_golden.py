@@ -6,14 +6,20 @@ Writes, next to this script:
 
 * ``model.pt``: a deliberately small model (widths 8-16, seeded random weights, every layer
   non-zero so that all of them take part in decoding), written with ``corrdiff.save_model``;
-* ``golden.cdf``: a 96x128 crop of scikit-image's astronaut, compressed in corrected mode
-  (4 steps) with 2 torch threads;
-* ``decoded.png``: the image ``decompress`` gives, with 1 torch thread, on the machine that
+* ``golden-v{N}.cdf`` (N: the current format version): a 96x128 crop of scikit-image's astronaut,
+  compressed in corrected mode (4 steps, 32-pixel tile gamma maps, so that the tile coding is
+  pinned too) with 2 torch threads;
+* ``decoded-v{N}.png``: the image ``decompress`` gives, with 1 torch thread, on the machine that
   generated the files;
-* ``expected.json``: SHA-256 digests of z_hat and y_hat (the entropy-decoded part: must not
+* ``expected-v{N}.json``: SHA-256 digests of z_hat and y_hat (the entropy-decoded part: must not
   change on any machine, with any thread count), of the decoded image's float32 bytes (must not
   change on the same machine with the same thread count: float convolutions round differently
   with other thread counts and CPUs), the header fields, and the platform that generated them.
+
+The files of an older format version stay as they are (``golden.cdf``, ``decoded.png`` and
+``expected.json`` are version 1's, scalar gammas): they prove that old files keep decoding bit
+for bit. ``model.pt`` is only written when missing (``--new-model`` rebuilds it, which
+invalidates every older golden file: only for a model-format change).
 
 Regenerate only when the file format or the model format changes on purpose (and bump the
 format version when the bytes' meaning changes); otherwise a failing golden test is a bug.
@@ -110,6 +116,12 @@ def build_model(image):
     return codec.eval()
 
 
+def golden_names(version: int) -> dict[str, str]:
+    """File names of the golden set of a format version (version 1's predate the suffix)."""
+    suffix = "" if version == 1 else f"-v{version}"
+    return {"cdf": f"golden{suffix}.cdf", "png": f"decoded{suffix}.png", "json": f"expected{suffix}.json"}
+
+
 def main() -> int:
     if os.environ.get("CORRDIFF_REGENERATE_GOLDEN") != "1":
         print("refusing to overwrite the golden files: set CORRDIFF_REGENERATE_GOLDEN=1 to regenerate them "
@@ -126,16 +138,18 @@ def main() -> int:
     torch.set_num_threads(ENCODE_THREADS)
     rgb = np.ascontiguousarray(skdata.astronaut()[::4, ::4][16:112, :])  # (96, 128, 3)
     image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255
-    codec = build_model(image)
-    corrdiff.save_model(codec, HERE / "model.pt", metadata={"purpose": "golden test model (random weights)"})
+    if "--new-model" in sys.argv or not (HERE / "model.pt").exists():
+        codec = build_model(image)
+        corrdiff.save_model(codec, HERE / "model.pt", metadata={"purpose": "golden test model (random weights)"})
     codec = corrdiff.load_model(HERE / "model.pt")  # exactly what the test loads
-    result = codec.encode(image, seed=7)
-    (HERE / "golden.cdf").write_bytes(result.data)
+    result = codec.encode(image, seed=7, gamma={"granularity": "tile-32"})
+    names = golden_names(bitstream.VERSION)
+    (HERE / names["cdf"]).write_bytes(result.data)
 
     assert torch.equal(codec.decompress(result.data), result.reconstruction)  # same threads: exact
     torch.set_num_threads(DECODE_THREADS)
     decoded = codec.decompress(result.data)
-    save_image(HERE / "decoded.png", (decoded[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy())
+    save_image(HERE / names["png"], (decoded[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy())
     z_hat, y_hat = latents(codec, result.data)
     header = bitstream.unpack(result.data)
     expected = {
@@ -153,7 +167,7 @@ def main() -> int:
         "image_threads": DECODE_THREADS,
         "platform": platform_signature(),
     }
-    (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    (HERE / names["json"]).write_text(json.dumps(expected, indent=1) + "\n")
     for path in HERE.iterdir():
         if path.suffix in (".pt", ".cdf", ".png", ".json"):
             path.chmod(0o644)
