@@ -10,6 +10,7 @@ one line to stderr and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default 0)")
     p.add_argument("--save-reconstruction", type=Path, default=None, metavar="PNG",
                    help="also write the reconstruction the decoder will produce (identical to decompress's)")
+    p.add_argument("--gamma", action="append", default=[], metavar="KEY=VALUE",
+                   help="how the encoder chooses the gammas (repeatable), e.g. granularity=auto (rate-distortion "
+                        "choice of scalar, channel or tile maps), granularity=tile-64, solver=gradient, rho=0.5, "
+                        "perceptual=hf, rate_weight=0.016, candidates=scalar,tile-128 (docs/gamma.md)")
+    p.add_argument("--sharpen", type=float, default=None, metavar="RHO",
+                   help="trade fidelity for sharpness at encode time without LPIPS weights: gammas minimise "
+                        "MSE + RHO * (missing high-frequency energy); e.g. 0.3 to 3 (same as --gamma solver=gradient "
+                        "--gamma perceptual=hf --gamma rho=RHO)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--device", default="cpu")
 
@@ -160,6 +169,7 @@ def _compress(args: argparse.Namespace) -> None:
         if args.save_reconstruction.resolve() == output.resolve():
             raise UsageError(f"--save-reconstruction {args.save_reconstruction} is the .cdf output itself; choose another file")
         check_output(args.save_reconstruction, [args.input, model_path], args.force)
+    gamma = _gamma_options(args.gamma, args.sharpen)
     rgb = load_image(args.input)
     codec = load_model(args.model, map_location=args.device)
     sampler = None
@@ -171,8 +181,8 @@ def _compress(args: argparse.Namespace) -> None:
             sampler["eta"] = args.eta
     start = time.perf_counter()
     try:
-        result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler)
-    except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler)
+        result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler, gamma=gamma)
+    except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler, gamma)
         raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - start
     data, decoded = result.data, to_uint8(result.reconstruction)
@@ -185,6 +195,7 @@ def _compress(args: argparse.Namespace) -> None:
 
 
 def _decompress(args: argparse.Namespace) -> None:
+    from corrdiff import bitstream
     from corrdiff.codec import check_gamma_scale
     from corrdiff.image_io import check_output, save_image
     from corrdiff.model_io import load_model
@@ -205,8 +216,38 @@ def _decompress(args: argparse.Namespace) -> None:
     image = codec.decompress(data, mode=args.mode, gamma_scale=args.gamma_scale)
     seconds = time.perf_counter() - start
     rgb = (image[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy()
+    if bitstream.unpack(data).gray:  # gray in, gray out: a one-channel PNG
+        rgb = rgb[..., 0]
     save_image(output, rgb, overwrite=args.force)
     print(f"{args.input} -> {output}: {rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s")
+
+
+def _gamma_options(pairs: list[str], sharpen: float | None) -> dict:
+    """``--gamma KEY=VALUE`` pairs (values read as JSON numbers where they are numbers; ``candidates`` as a
+    comma-separated list) and ``--sharpen RHO`` as overrides of the model's CorrectionConfig."""
+    options: dict = {}
+    if sharpen is not None:
+        options.update(solver="gradient", perceptual={"name": "hf"}, rho=sharpen)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--gamma {pair!r}: expected KEY=VALUE, e.g. granularity=auto")
+        if key == "candidates":
+            options[key] = [v for v in value.split(",") if v]
+        elif key == "perceptual":
+            options[key] = {"name": value}
+        else:
+            try:
+                options[key] = json.loads(value)
+            except json.JSONDecodeError:
+                options[key] = value
+    try:
+        from corrdiff.correction import CorrectionConfig
+
+        CorrectionConfig().replace(options)  # names and values checked before the model loads
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--gamma: {exc}") from None
+    return options
 
 
 def _model_path(model: str) -> Path:

@@ -163,7 +163,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, overwrite: bool = True) -
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 -> PNG bytes."""
+    """(H, W, 3) uint8 (RGB) or (H, W) uint8 (gray) -> PNG bytes."""
     import io
 
     from PIL import Image
@@ -174,5 +174,5 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, overwrite: bool = True) -> None:
-    """Write an (H, W, 3) uint8 array as PNG, atomically."""
+    """Write an (H, W, 3) or (H, W) (gray) uint8 array as PNG, atomically."""
     atomic_write(path, encode_png(rgb), overwrite=overwrite)

@@ -295,7 +295,8 @@ def test_invalid_option_values_are_exit_2(tmp_path, png, model_file, capsys, opt
 
 # --------------------------------------------------------------------------- input image policy
 @pytest.mark.parametrize("kind", ["gray", "rgba", "la", "palette"])
-def test_grayscale_and_alpha_inputs_decode_to_rgb_of_the_same_size(tmp_path, small_rgb, model_file, capsys, kind):
+def test_grayscale_and_alpha_inputs_decode_to_the_same_size_gray_as_gray(tmp_path, small_rgb, model_file, capsys, kind):
+    """Gray in, gray out (issue 13, item 3): a gray (or gray + alpha) source decodes to a one-channel PNG."""
     src = tmp_path / f"{kind}.png"
     if kind == "gray":
         Image.fromarray(small_rgb[..., 0]).save(src)
@@ -312,7 +313,7 @@ def test_grayscale_and_alpha_inputs_decode_to_rgb_of_the_same_size(tmp_path, sma
         assert run_main(capsys, "compress", src, "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
     assert run_main(capsys, "decompress", cdf, "-o", out, "--model", model_file)[0] == 0
     with Image.open(out) as img:
-        assert img.mode == "RGB" and img.size == (40, 24)
+        assert img.mode == ("L" if kind in ("gray", "la") else "RGB") and img.size == (40, 24)
 
 
 def test_load_image_policy(tmp_path, small_rgb):
@@ -412,3 +413,27 @@ def test_encode_accepts_what_users_pass_and_refuses_0_255_floats(tiny_codec, sma
         tiny_codec.encode(torch.full((1, 3, 8, 8), -0.2), steps=1)
     with pytest.raises(TypeError, match="numpy array or PIL image"):
         tiny_codec.encode([[0.5]], steps=1)
+
+
+def test_gamma_options_reach_the_file(tmp_path, png, model_file, capsys):
+    from corrdiff import bitstream
+
+    cdf = tmp_path / "tiles.cdf"
+    code, out, err = run_main(capsys, "compress", png, "-o", cdf, "--model", model_file, "--steps", 2,
+                              "--gamma", "granularity=tile-16", "--gamma", "rate_weight=0")
+    assert code == 0, err
+    assert bitstream.unpack(cdf.read_bytes()).granularities == ("tile", "tile")
+    assert run_main(capsys, "decompress", cdf, "--model", model_file)[0] == 0
+    sharp = tmp_path / "sharp.cdf"
+    assert run_main(capsys, "compress", png, "-o", sharp, "--model", model_file, "--steps", 2, "--sharpen", "1",
+                    "--gamma", "iterations=3")[0] == 0
+    assert bitstream.unpack(sharp.read_bytes()).granularities == ("scalar", "scalar")
+
+
+@pytest.mark.parametrize("option, message", [("granularity", "KEY=VALUE"), ("granularity=tile-7", "tile cell"),
+                                             ("colour=red", "unknown gamma option"), ("rho=-1", "rho")])
+def test_bad_gamma_options_are_exit_2_before_loading(tmp_path, png, capsys, option, message):
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "x.cdf", "--model", tmp_path / "missing.pt",
+                            "--gamma", option)
+    assert code == 2 and message in err
+    assert_one_line_error(err, "compress")

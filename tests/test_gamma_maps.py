@@ -245,3 +245,21 @@ def test_random_image_helper_is_colour(codec):
 def test_auto_needs_scalar_first():
     with pytest.raises(ValueError, match="'scalar' as its first candidate"):
         CorrectionConfig(granularity="auto", candidates=["tile-64", "scalar"])
+
+
+# --------------------------------------------------------------------------- training
+def test_joint_training_learns_with_the_correction_it_will_get():
+    from corrdiff.training import JointTraining
+
+    torch.manual_seed(0)
+    model = JointTraining(preset="tiny", rho=1.0, perceptual={"name": "hf"}, gamma_granularity="tile-16")
+    assert model.gamma_granularity.spec == "tile-16"
+    loss, logs = model.compute_loss(torch.rand(2, 3, 32, 48) * 2 - 1)
+    assert torch.isfinite(loss) and logs["perceptual"] > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.codec.score_net.parameters())
+    # by default the codec's own granularity (a channel model trained its P term with scalar gammas before)
+    channel = JointTraining(preset="tiny", codec={"correction": {"granularity": "channel"}})
+    assert channel.gamma_granularity.spec == "channel"
+    auto = JointTraining(preset="tiny", codec={"correction": {"granularity": "auto"}})
+    assert auto.gamma_granularity.spec == "scalar"

@@ -39,7 +39,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.image import MultiScaleStructuralSimilarityIndexMeasure, PeakSignalNoiseRatio
 
 from corrdiff.codec import CorrDiffCodec
-from corrdiff.correction import apply_correction, closed_form_gamma
+from corrdiff.correction import Granularity, apply_correction
 from corrdiff.errors import ModelLoadError
 from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas
@@ -374,8 +374,13 @@ class JointTraining(CodecTraining):
             fine-tune.
         diffusion_weight, distortion_weight, rho: w_diff, w_dist and rho.
         distortion: ``mse`` or ``ms_ssim`` (d above; MSE on the [0, 1] scale).
-        perceptual: spec of P (LPIPS; real pretrained weights required, see losses.perceptual).
+        perceptual: spec of P (LPIPS, real pretrained weights required, or the weight-free ``hf``;
+            see losses.perceptual).
         freeze_score_net: train only encoder, prior and D (the same as ``freeze: [score_net, conditioner]``).
+        gamma_granularity: the correction x0_c of the P term uses the MSE-optimal gammas of this
+            granularity (``scalar``, ``channel``, ``tile-N``, ``tile-N-linear``), so the networks learn
+            with the correction they will get; default: the codec's ``correction.granularity``
+            (``auto`` trains with ``scalar``, the granularity of all its steps but the last).
         Other arguments as in :class:`CodecTraining`.
     """
 
@@ -392,6 +397,7 @@ class JointTraining(CodecTraining):
         rho: float = 0.0,
         perceptual: dict[str, Any] | None = None,
         freeze_score_net: bool = False,
+        gamma_granularity: str | None = None,
         **kwargs: Any,
     ):
         if freeze_score_net:
@@ -400,6 +406,7 @@ class JointTraining(CodecTraining):
         self.diffusion_weight, self.distortion_weight, self.rho = diffusion_weight, distortion_weight, rho
         self.distortion = build_distortion(distortion)
         self.perceptual = build_perceptual(perceptual or {"name": "lpips", "net": "alex"}) if rho > 0 else None
+        self.gamma_granularity = Granularity.parse(gamma_granularity or self.codec.correction.granularities[0].spec)
 
     def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat, likelihoods = self.codec.analyse(x)
@@ -415,8 +422,9 @@ class JointTraining(CodecTraining):
         if self.perceptual is not None:
             x0_d = sample["x0_d"].clamp(-1, 1)
             with torch.autocast(x.device.type, enabled=False):
-                gamma = closed_form_gamma(x, x0_d.detach(), x0_e.detach().float())
-                x0_c = apply_correction(x0_d.float(), x0_e.float(), gamma)
+                gran, (h, w) = self.gamma_granularity, x.shape[-2:]
+                gamma = gran.closed_form(x, x0_d.detach(), x0_e.detach().float())
+                x0_c = apply_correction(x0_d.float(), x0_e.float(), gran.expand(gamma, h, w))
                 perc = self.perceptual(x0_c, x.float()).mean()
             loss = loss + self.rho * perc
             logs["perceptual"] = perc
