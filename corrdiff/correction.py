@@ -60,6 +60,7 @@ TILE_QUANTS = (2, 4, 6)  # residual steps 2^-(q+1): 1/8, 1/32, 1/128
 # the [0, 1] one) per bit per pixel: 4 x 4e-3, the slope of the shipped ladder's rate-distortion curve
 # at lambda = 1 ([0, 1] MSE per bpp, docs/gamma.md), so that a gamma bit is worth what a latent bit is
 DEFAULT_RATE_WEIGHT = 1.6e-2
+MAX_LINEAR_CELLS = 4096  # linear tile maps solve a dense cells x cells system (eq. 4): 4096 cells = 128 MiB
 _TILE_SPEC = re.compile(r"tile-(\d+)(-linear)?")
 
 
@@ -155,6 +156,9 @@ class Granularity:
             den = self.adjoint(direction * direction)
             return torch.where(den > 1e-12, num / den.clamp_min(1e-12), torch.zeros_like(num))
         u, v = (m.double() for m in self.bases(*x.shape[-2:], device=x.device))
+        if u.shape[0] * v.shape[0] > MAX_LINEAR_CELLS:
+            raise ValueError(f"{self.spec} has {u.shape[0] * v.shape[0]} cells on a {x.shape[-2]}x{x.shape[-1]} image; "
+                             f"linear maps allow {MAX_LINEAR_CELLS}: use larger cells or the nearest map")
         weight = direction.double().pow(2).sum(1)  # (B, H, W)
         half = torch.einsum("ah,ch,nhw->nacw", u, u, weight)
         gram = torch.einsum("nacw,bw,dw->nabcd", half, v, v)
@@ -393,8 +397,12 @@ class GammaSolver:
         return gradient_gamma(x, x0_d, x0_e, granularity, cfg.rho, self.perceptual, cfg.iterations)
 
     def __call__(self, x: Tensor, x0_d: Tensor, x0_e: Tensor) -> Tensor:
-        """(B, K) float16-representable gammas of the configured single granularity (no tiles)."""
-        (granularity,) = self.config.granularities
+        """(B, K) float16-representable gammas of the configured scalar or channel granularity (a batch;
+        tile maps and ``auto`` are coded per image by :meth:`choose`)."""
+        granularity = self.config.granularities[0]
+        if self.config.granularity == "auto" or granularity.kind == "tile":
+            raise ValueError("GammaSolver(...)(x, x0_d, x0_e) is for scalar and channel gammas; use choose() for "
+                             f"{self.config.granularity!r}")
         return quantize_gamma(self.solve(granularity, x, x0_d, x0_e))
 
     def choose(self, x: Tensor, x0_d: Tensor, x0_e: Tensor, final: bool = True) -> StepChoice:

@@ -263,3 +263,9 @@ def test_joint_training_learns_with_the_correction_it_will_get():
     assert channel.gamma_granularity.spec == "channel"
     auto = JointTraining(preset="tiny", codec={"correction": {"granularity": "auto"}})
     assert auto.gamma_granularity.spec == "scalar"
+
+
+def test_linear_maps_with_too_many_cells_are_refused_not_allocated():
+    x = torch.zeros(1, 3, 2048, 2560)
+    with pytest.raises(ValueError, match="linear maps allow"):
+        Granularity.parse("tile-16-linear").closed_form(x, x, x)
