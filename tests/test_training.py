@@ -289,3 +289,16 @@ def test_ddp_two_processes_keep_parameters_identical(photos, tmp_path):
     assert ranks[0]["step"] == ranks[1]["step"] == 3
     assert ranks[0]["digest"] == ranks[1]["digest"], "parameters differ between ranks after DDP training"
     assert ranks[0]["metrics"]["val/psnr"] == pytest.approx(ranks[1]["metrics"]["val/psnr"]), "metrics not synced"
+
+
+def test_sweep_metrics_are_logged(photos):
+    """Every W&B sweep ranks runs by a metric that a validation run really logs (issue 14, item 8: this was a
+    search of lit.py's source text)."""
+    import yaml
+
+    sweeps = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
+    wanted = {yaml.safe_load(path.read_text())["metric"]["name"] for path in sweeps}
+    model = JointTraining(preset="tiny", val_compress_images=1)
+    trainer = _trainer(limit_val_batches=1)
+    trainer.validate(model, _data(photos))
+    assert wanted and wanted <= set(trainer.callback_metrics), (wanted, sorted(trainer.callback_metrics))
