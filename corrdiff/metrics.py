@@ -1,4 +1,4 @@
-"""Image quality metrics on 8-bit images, through torchmetrics (and piq) where they have them.
+"""Image quality metrics on 8-bit images; the pretrained ones through torchmetrics and piq (imported when used).
 
 All functions take (H, W, 3) uint8 arrays, so every method is scored on exactly what
 it would write to disk (8-bit-rounded).
@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
-from corrdiff.losses.distortion import ms_ssim_betas
+from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
 from corrdiff.losses.perceptual import PerceptualUnavailable
 
 
@@ -46,14 +45,14 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     """PSNR in dB over all pixels and channels, data range 255."""
-    return float(peak_signal_noise_ratio(to_tensor(test), to_tensor(reference), data_range=1.0))
+    error = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / error)) if error > 0 else float("inf")
 
 
 def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """MS-SSIM (RGB, averaged), with as many of the 5 scales as the image size allows."""
     betas = ms_ssim_betas(min(reference.shape[:2]))
-    return float(multiscale_structural_similarity_index_measure(
-        to_tensor(test), to_tensor(reference), data_range=1.0, betas=betas))
+    return float(ms_ssim_index(to_tensor(test), to_tensor(reference), betas))
 
 
 def laplacian(image: Tensor, padding: int = 0) -> Tensor:

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models.utils import update_registered_buffers
 
 from corrdiff.codec import CorrDiffCodec
+from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.errors import ModelLoadError
 from corrdiff.image_io import atomic_write
 
@@ -54,9 +53,9 @@ def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor
         raise ModelLoadError(f"weights must be tensors; not a tensor: {_few(not_tensors)}")
     for name, module in codec.named_modules():
         if isinstance(module, (EntropyBottleneck, GaussianConditional)):
-            names = [b for b in _ENTROPY_BUFFERS if f"{name}.{b}" in state_dict]
-            if names:
-                update_registered_buffers(module, name, names, state_dict, policy="resize")
+            for buffer in _ENTROPY_BUFFERS:  # tables of the size they were built with, not the empty ones
+                if f"{name}.{buffer}" in state_dict:
+                    getattr(module, buffer).resize_(state_dict[f"{name}.{buffer}"].shape)
     expected = codec.state_dict()
     wrong = [f"{k} {tuple(v.shape)} (config: {tuple(expected[k].shape)})"
              for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
