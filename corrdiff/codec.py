@@ -343,11 +343,13 @@ class CorrDiffCodec(nn.Module):
         steps: int,
         seed: int,
         choose_gamma: Callable[[int, Tensor, Tensor], Tensor],
+        on_step: Callable[[int, int], None] | None = None,
     ) -> Tensor:
         """Run the (corrected) reverse process; returns the padded reconstruction in [-1, 1].
 
         ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma, shape (1, G); both encoder and
-        decoder call this one loop, so their trajectories agree to the bit.
+        decoder call this one loop, so their trajectories agree to the bit. ``on_step(done, steps)``,
+        if given, is called after each step (a progress bar).
 
         Memory: x0_e and the conditioning are computed once, in tiles on large images (see
         :attr:`tile_size`); across the steps only x_t, x0_e and the projected conditioning
@@ -380,6 +382,8 @@ class CorrDiffCodec(nn.Module):
             x0_c = apply_correction(x0_d, x0_e, gamma).clamp_(-1, 1)
             del x0_d
             x_t = sampler.step(x0_c, t, x_t, generator)
+            if on_step is not None:
+                on_step(i + 1, steps)
         assert x0_c is not None  # steps >= 1 outside e2e mode
         return x0_c
 
@@ -405,12 +409,13 @@ class CorrDiffCodec(nn.Module):
         seed: int = 0,
         mode: str = "corrected",
         sampler: Mapping[str, Any] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> EncodeResult:
         """Compress an image; also return the encoder-side reconstruction.
 
         ``image``: a (1, 3, H, W) or (3, H, W) float tensor in [0, 1], a uint8 tensor, an (H, W, 3)
         numpy array or a PIL image (:func:`corrdiff.image_io.as_image_tensor`); a float image
-        outside [0, 1] raises ValueError.
+        outside [0, 1] raises ValueError. ``on_step(done, steps)`` is called after each sampling step.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -439,7 +444,7 @@ class CorrDiffCodec(nn.Module):
                 gammas.append(gamma[0])
                 return gamma
 
-            x0 = self._sample(y_hat, (h, w), mode, sampler_spec, steps, seed, choose_gamma)
+            x0 = self._sample(y_hat, (h, w), mode, sampler_spec, steps, seed, choose_gamma, on_step)
         finally:
             self.train(was_training)
         gamma_tensor = torch.stack(gammas).cpu() if gammas else torch.zeros(0, self.correction.groups)
@@ -489,7 +494,10 @@ class CorrDiffCodec(nn.Module):
         return bs, y_hat.to(self._device())
 
     @torch.no_grad()
-    def decompress(self, data: bytes, mode: str | None = None, gamma_scale: float = 1.0) -> Tensor:
+    def decompress(
+        self, data: bytes, mode: str | None = None, gamma_scale: float = 1.0,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
         """Decode a ``.cdf`` file to a (1, 3, H, W) image in [0, 1].
 
         Args:
@@ -498,6 +506,7 @@ class CorrDiffCodec(nn.Module):
             gamma_scale: s in [0, 1] multiplies the received gammas (s = 1 reproduces the encoder's
                 reconstruction exactly; s = 0 is plain diffusion; in between trades fidelity
                 for the diffusion model's texture). ValueError outside [0, 1] or NaN.
+            on_step: called as ``on_step(done, steps)`` after each sampling step (a progress bar).
         """
         check_gamma_scale(gamma_scale)
         bs, y_hat = self.read(data)
@@ -520,7 +529,7 @@ class CorrDiffCodec(nn.Module):
         self.eval()
         try:
             spec = {"name": bs.sampler, "eta": bs.eta}
-            x0 = self._sample(y_hat, (bs.height, bs.width), mode, spec, bs.steps, bs.seed, choose_gamma)
+            x0 = self._sample(y_hat, (bs.height, bs.width), mode, spec, bs.steps, bs.seed, choose_gamma, on_step)
         finally:
             self.train(was_training)
         if not bool(torch.isfinite(x0).all()):
