@@ -97,13 +97,13 @@ def test_eval_writes_csv_and_compressai_json(eval_run):
         assert "broken.png" in summary["failed"]
     assert len(load(out, "corrdiff-corrected")["points"]) == 1  # one model = one point
     assert len(load(out, "jpeg")["points"]) == len(QUALITIES)
-    assert len(load(out, "jpeg-matched")["points"]) == len(MODES)  # one matched point per CorrDiff point
+    assert load(out, "jpeg-matched")["points"] == ["tiny"]  # one matched point per model, not per mode (item 11)
     assert "corrdiff-corrected" in log and "broken.png" in log  # the table and the failure are reported
 
     rows = read_csv(out / "per_image.csv")
     assert list(rows[0])[:7] == ["method", "point", "image", "width", "height", "bytes", "bpp"]
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 3 * (len(MODES) + 2 * (len(QUALITIES) + len(MODES)))
+    assert len(ok) == 3 * (len(MODES) + 2 * (len(QUALITIES) + 1))
     assert [r["image"] for r in rows if r["status"].startswith("failed")] == ["broken.png"]
 
 
@@ -148,8 +148,7 @@ def test_matched_baselines_are_the_highest_quality_not_above_the_target(eval_run
         assert summary["over_target"] == over
     for r in matched:
         fmt, quality, target = r["method"].split("-")[0], int(r["quality"]), float(r["target_bpp"])
-        mode = r["point"].split(":")[1]
-        (ours,) = [o for o in rows if o["method"] == f"corrdiff-{mode}" and o["image"] == r["image"]]
+        (ours,) = [o for o in rows if o["method"] == "corrdiff-corrected" and o["image"] == r["image"]]
         assert target == pytest.approx(float(ours["bpp"]), rel=1e-5)
         rgb = np.asarray(Image.open(photos / r["image"]).convert("RGB"))
         if quality > 1:
@@ -170,6 +169,20 @@ def test_unavailable_metrics_are_reported_not_computed(eval_run):
     rows = read_csv(out / "per_image.csv")
     assert "lpips-alex" not in rows[0] and "lpips-alex" in rows[0]["unavailable"]
     assert "test_only_random_weights" not in summary
+    # one line says what was skipped and how to enable it (issue 13, item 11)
+    skipped = [line for line in log.splitlines() if "lpips" in line]
+    assert len(skipped) == 1 and "skipped lpips-alex, lpips-vgg, dists, fid, kid" in skipped[0]
+    assert "--weights-dir" in skipped[0] and WEIGHT_FILES["vgg16"] in skipped[0]
+
+
+def test_matched_baselines_match_the_corrected_file_once_per_model(eval_run):
+    out, _, _ = eval_run
+    rows = read_csv(out / "per_image.csv")
+    for image in {r["image"] for r in rows if r["status"] == "ok"}:
+        (corrected,) = [r for r in rows if r["method"] == "corrdiff-corrected" and r["image"] == image]
+        matched = [r for r in rows if r["method"] == "jpeg-matched" and r["image"] == image]
+        assert len(matched) == 1 and matched[0]["point"] == "tiny"
+        assert float(matched[0]["target_bpp"]) == pytest.approx(float(corrected["bpp"]), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- pretrained metrics, test-only paths
