@@ -123,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="metric(s) to plot / tabulate; repeat or comma-separate (default: all in the files)")
     p.add_argument("--bd-rate", action="store_true", help="print BD-rate (%%) of every file against the first")
     p.add_argument("--title", default=None)
+    p.add_argument("--full-range", action="store_true",
+                   help="show every point (default: the bpp axis fits CorrDiff's points, baselines are clipped)")
 
     p = sub.add_parser("bench", help="benchmark: encode/decode time and memory vs size and peers, decode "
                        "profile, FLOP/s, training steps, gamma solvers (docs/benchmarks.md)")
@@ -301,7 +303,7 @@ def _plot(args: argparse.Namespace) -> None:
         if args.bd_rate:
             print(bd_rate_table(files, metrics))
         if args.output or not args.bd_rate:
-            output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title)
+            output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title, full_range=args.full_range)
             print(f"wrote {output}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -302,6 +302,50 @@ def test_plot_and_bd_rate_commands(eval_run, tmp_path, capsys):
     assert main(["plot", str(tmp_path / "ref.json"), "-m", "lpips-alex", "-o", str(tmp_path / "x.png")]) == 2
 
 
+def _plotted_axes(monkeypatch, argv) -> list:
+    """Run ``corrdiff plot ARGV`` and return the figure's panels (savefig captured)."""
+    from matplotlib.figure import Figure
+
+    figures = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
+    assert main([str(a) for a in argv]) == 0
+    return [ax for ax in figures[0].axes]
+
+
+def test_plot_fits_corrdiff_draws_one_curve_per_method_and_clips_outliers(tmp_path, monkeypatch, capsys):
+    """Issue 13, item 12: axes fit CorrDiff's range, a ladder evaluated model by model is one curve,
+    an outlier does not flatten its panel."""
+    def write(name: str, key: str, bpp: list, psnr: list, hf: list) -> Path:
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps({"name": name, "results": {"bpp": bpp, "psnr-rgb": psnr, "hf-ratio": hf}}))
+        return path
+
+    rungs = [write("CorrDiff (corrected)", f"rung{i}", [b], [p], [h])  # one eval run per model of the ladder
+             for i, (b, p, h) in enumerate([(0.22, 29.6, 0.18), (0.11, 28.2, 0.13), (0.16, 29.1, 0.15)])]
+    diffusion = write("CorrDiff (diffusion)", "diffusion", [0.11, 0.16, 0.22], [27.4, 28.3, 29.0], [7.9, 0.26, 0.29])
+    jpeg = write("JPEG", "jpeg", [0.14, 0.22, 0.35, 0.64, 1.73], [25.0, 28.6, 31.0, 34.0, 38.8],
+                 [0.6, 0.55, 0.57, 0.73, 0.91])
+    psnr_ax, hf_ax = _plotted_axes(monkeypatch, ["plot", *rungs, diffusion, jpeg, "-o", tmp_path / "rd.png"])
+    assert psnr_ax.get_xlim()[1] < 0.4  # CorrDiff's range, not JPEG q90's 1.7 bpp
+    (ladder,) = [line for line in psnr_ax.get_lines() if line.get_label() == "CorrDiff (corrected)"]
+    assert list(ladder.get_xdata()) == [0.11, 0.16, 0.22] and ladder.get_linestyle() == "-"
+    assert hf_ax.get_ylim()[1] < 1.5  # the 7.9 outlier is drawn on the edge, not given the panel
+    assert any("7.9" in text.get_text() for text in hf_ax.texts)
+    psnr_ax, _ = _plotted_axes(monkeypatch, ["plot", *rungs, jpeg, "--full-range", "-o", tmp_path / "full.png"])
+    assert psnr_ax.get_xlim()[1] > 1.73
+
+
+def test_y_view_keeps_a_spread_and_drops_far_outliers():
+    from corrdiff.plotting import y_view
+
+    spread = [0.14, 0.14, 0.15, 0.16, 0.17, 0.41, 0.6, 0.55]
+    lo, hi = y_view(spread + [61.0, 69.4, 940.0])
+    assert lo < 0.14 and 0.6 < hi < 1.0
+    lo, hi = y_view([23.2, 25.0, 28.2, 29.6, 33.9, 38.8])  # no outlier: everything shown
+    assert lo < 23.2 and hi > 38.8
+
+
 def test_compressai_plot_utility_reads_our_json(eval_run, tmp_path):
     import matplotlib
 
