@@ -187,6 +187,7 @@ def _compress(args: argparse.Namespace) -> int:
     check_jobs(jobs, "an image", [model_path], args.force)
     with torch_threads(args.threads):
         codec = _load_for(jobs, args.model, args.device)
+        _warn_untrained(codec, args.model, args.mode)
         sampler = _sampler_option(codec, args)
         return run_jobs("compress", jobs, lambda job, label: _compress_one(codec, args, sampler, job, label))
 
@@ -214,6 +215,15 @@ def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, job, la
     print(f"{job.input} -> {job.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
           f"PSNR {psnr(rgb, decoded):.2f} dB, MS-SSIM {ms_ssim(rgb, decoded):.4f}, {seconds:.2f} s", flush=True)
     return Done(len(data), h * w)
+
+
+def _warn_untrained(codec, model: str, mode: str) -> None:
+    """One stderr line when ``mode`` uses the end-to-end decoder of a model that never trained it
+    (an export of a phase-1 checkpoint: its metadata lists the decoder as untrained)."""
+    if mode in ("corrected", "e2e") and "decoder" in getattr(codec, "metadata", {}).get("untrained", []):
+        print(f"corrdiff compress: warning: {model} is a phase-1 export: its end-to-end decoder was never trained, "
+              f"and mode {mode!r} uses it; train phase 2 (JointTraining) on it, or pass --mode diffusion",
+              file=sys.stderr)
 
 
 def _sampler_option(codec, args: argparse.Namespace) -> dict | None:

@@ -258,6 +258,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
+def untrained_components(hyper_parameters: Mapping[str, Any]) -> list[str]:
+    """Components a checkpoint certainly never trained: a phase-1 run (ScoreTraining, which freezes
+    the end-to-end decoder; JointTraining's arguments such as ``distortion_weight`` are absent) that
+    started from scratch (no ``init_from``) leaves the decoder at its random initialisation. Other
+    histories (e.g. phase 1 started from a trained model) are not known: nothing is listed."""
+    if "distortion_weight" not in hyper_parameters and not hyper_parameters.get("init_from"):
+        return ["decoder"]
+    return []
+
+
 def export_checkpoint(
     checkpoint_path: str | os.PathLike, output: str | os.PathLike, half: bool = False
 ) -> CorrDiffCodec:
@@ -284,6 +294,7 @@ def export_checkpoint(
         "global_step": checkpoint.get("global_step"),
         "epoch": checkpoint.get("epoch"),
         "ema": bool(ema),
+        "untrained": untrained_components(checkpoint["hyper_parameters"]),
     }
     save_model(codec, output, metadata=metadata, half=half)
     return load_model(output)

@@ -289,3 +289,24 @@ def test_ddp_two_processes_keep_parameters_identical(photos, tmp_path):
     assert ranks[0]["step"] == ranks[1]["step"] == 3
     assert ranks[0]["digest"] == ranks[1]["digest"], "parameters differ between ranks after DDP training"
     assert ranks[0]["metrics"]["val/psnr"] == pytest.approx(ranks[1]["metrics"]["val/psnr"]), "metrics not synced"
+
+
+def test_phase1_export_warns_when_compressing_with_its_untrained_decoder(phase1_checkpoint, tmp_path, capsys):
+    """Issue 13: a phase-1 export records that its end-to-end decoder is untrained; corrected and e2e
+    compression say so, diffusion mode (which does not use the decoder) does not."""
+    from corrdiff.model_io import untrained_components
+
+    model = tmp_path / "phase1.pt"
+    export_checkpoint(phase1_checkpoint, model)
+    assert load_model(model).metadata["untrained"] == ["decoder"]
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    capsys.readouterr()
+    for mode, warned in (("corrected", True), ("e2e", True), ("diffusion", False)):
+        assert cli_main(["compress", str(image), "-o", str(tmp_path / f"{mode}.cdf"), "--model", str(model),
+                         "--mode", mode, "--steps", "1"]) == 0
+        err = capsys.readouterr().err
+        assert ("end-to-end decoder was never trained" in err) == warned, err
+    # phase 2, or phase 1 continued from a trained model: nothing is known to be untrained
+    assert untrained_components({"distortion_weight": 400.0, "init_from": "phase1.ckpt"}) == []
+    assert untrained_components({"lmbda": 0.05, "init_from": "models/default.pt"}) == []
