@@ -1,7 +1,5 @@
 """``python -m corrdiff ...``: the ``corrdiff`` command line (corrdiff.cli)."""
 
-import sys
+from corrdiff.cli import run
 
-from corrdiff.cli import main
-
-sys.exit(main())
+run()
