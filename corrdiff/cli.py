@@ -188,7 +188,7 @@ def _compress(args: argparse.Namespace) -> int:
     with torch_threads(args.threads):
         codec = _load_for(jobs, args.model, args.device)
         _warn_untrained(codec, args.model, args.mode)
-        sampler = _sampler_option(codec, args)
+        sampler = _sampler_option(codec, args) if codec is not None else None
         return run_jobs("compress", jobs, lambda job, label: _compress_one(codec, args, sampler, job, label))
 
 

@@ -179,3 +179,24 @@ def test_codec_reports_each_sampling_step(tiny_codec):
     steps.clear()
     tiny_codec.decompress(data, on_step=lambda done, total: steps.append((done, total)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_python_dash_m_corrdiff_is_the_command_line(tmp_path):
+    """``python -m corrdiff`` runs the CLI (cli.run) and returns its exit status."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "corrdiff", "decompress", str(tmp_path / "missing.cdf")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"corrdiff decompress: error: {tmp_path / 'missing.cdf'}: no such file"
+
+
+def test_every_input_failing_loads_no_model(tmp_path, model_file, capsys, monkeypatch):
+    loads = count_model_loads(monkeypatch)
+    code, out, err = run(capsys, "compress", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out",
+                         "--model", model_file, "--eta", "0.5")
+    assert code == 2 and err.count("no such file") == 2 and "compressed 0 of 2 files (2 failed)" in out
+    assert loads == []
