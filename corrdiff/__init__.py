@@ -28,7 +28,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "registry", "BitstreamError", "CorrDiffError", "DeviceError", "ImageReadError", "ModelLoadError", "ModelMismatchError",
+    "registry", "BitstreamError", "CorrDiffError", "DeviceError", "ImageReadError", "ModelLoadError",
+    "ModelMismatchError",
     "__version__", *_LAZY,
 ]
 

@@ -11,6 +11,7 @@ progress, threads. The command line (:mod:`corrdiff.cli`) wires these to the cod
   status is 2 if any input failed.
 * On a terminal, an image that takes more than :data:`PROGRESS_DELAY_S` seconds shows a progress bar
   of its sampling steps (tqdm, on stderr).
+* ``--threads N`` sets torch's threads; without it small images use one (:func:`coding_threads`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from corrdiff.image_io import check_output
 
 #: seconds an image runs before its progress bar appears (quick images show none)
 PROGRESS_DELAY_S = 2.0
+#: without --threads, images up to this many pixels are coded on one thread (and models load on one):
+#: their operations are too small to gain from more, and on a busy machine threads that wait for each
+#: other cost seconds (a 64x64 compress took 5-25 s with two threads, 4.7 s with one, beside two other
+#: jobs on 2 cores). Outputs do not depend on the thread count.
+SMALL_IMAGE_PIXELS = 256 * 256
 EXIT_FAILED = 2  # as for any documented error
 EXIT_INTERRUPTED = 130
 
@@ -157,6 +163,14 @@ def step_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
         yield on_step
     finally:
         bar.close()
+
+
+def coding_threads(pixels: int, requested: int | None) -> int | None:
+    """Threads for coding an image: ``requested`` (--threads) if given, else 1 for a small image
+    (:data:`SMALL_IMAGE_PIXELS`) and torch's default (None) for a larger one."""
+    if requested is not None:
+        return requested
+    return 1 if pixels <= SMALL_IMAGE_PIXELS else None
 
 
 @contextmanager

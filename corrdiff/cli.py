@@ -152,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 def _device_and_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
     parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                        help="CPU threads for torch (default: torch's, one per core)")
+                        help="CPU threads for torch (default: one for images up to 256x256 pixels, "
+                             "else torch's, one per core)")
 
 
 def _positive_int(text: str) -> int:
@@ -185,23 +186,23 @@ def _compress(args: argparse.Namespace) -> int:
         recons = output_paths(args.input, args.save_reconstruction, lambda p: p, ".png")
     jobs = [Job(path, out, rec) for path, out, rec in zip(args.input, outputs, recons)]
     check_jobs(jobs, "an image", [model_path], args.force)
-    with torch_threads(args.threads):
+    with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
-        _warn_untrained(codec, args.model, args.mode)
-        sampler = _sampler_option(codec, args) if codec is not None else None
-        return run_jobs("compress", jobs, lambda job, label: _compress_one(codec, args, sampler, job, label))
+    _warn_untrained(codec, args.model, args.mode)
+    sampler = _sampler_option(codec, args) if codec is not None else None
+    return run_jobs("compress", jobs, lambda job, label: _compress_one(codec, args, sampler, job, label))
 
 
 def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, job, label: str):
     """Encode one image, write its .cdf (and reconstruction), print its line."""
-    from corrdiff.batch import Done, step_progress
+    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.image_io import atomic_write, load_image, save_image
     from corrdiff.metrics import ms_ssim, psnr, to_uint8
 
     rgb = load_image(job.input)
     start = time.perf_counter()
     try:
-        with step_progress(label) as on_step:
+        with torch_threads(coding_threads(rgb.shape[0] * rgb.shape[1], args.threads)), step_progress(label) as on_step:
             result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler,
                                   on_step=on_step)
     except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler)
@@ -254,20 +255,23 @@ def _decompress(args: argparse.Namespace) -> int:
         check_gamma_scale(args.gamma_scale)  # before loading the model
     except ValueError as exc:
         raise UsageError(f"--gamma-scale: {exc}") from None
-    with torch_threads(args.threads):
+    with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
-        return run_jobs("decompress", jobs, lambda job, label: _decompress_one(codec, args, job, label))
+    return run_jobs("decompress", jobs, lambda job, label: _decompress_one(codec, args, job, label))
 
 
 def _decompress_one(codec, args: argparse.Namespace, job, label: str):
     """Decode one .cdf file, write its PNG, print its line."""
-    from corrdiff.batch import Done, step_progress
+    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.bitstream import unpack
     from corrdiff.image_io import save_image
     from corrdiff.metrics import to_uint8
 
     data = job.input.read_bytes()
+    header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)
+    threads = coding_threads(header.height * header.width, args.threads)
     start = time.perf_counter()
-    with step_progress(label) as on_step:
+    with torch_threads(threads), step_progress(label) as on_step:
         image = codec.decompress(data, mode=args.mode, gamma_scale=args.gamma_scale, on_step=on_step)
     seconds = time.perf_counter() - start
     rgb = to_uint8(image)
@@ -313,7 +317,8 @@ def _plot(args: argparse.Namespace) -> None:
         if args.bd_rate:
             print(bd_rate_table(files, metrics))
         if args.output or not args.bd_rate:
-            output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title, full_range=args.full_range)
+            output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title,
+                             full_range=args.full_range)
             print(f"wrote {output}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -61,7 +61,13 @@ def import_compressai_lean() -> None:
 import_compressai_lean()
 
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional  # noqa: E402
-from compressai.layers import GDN, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, subpel_conv3x3  # noqa: E402
+from compressai.layers import (  # noqa: E402
+    GDN,
+    ResidualBlock,
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    subpel_conv3x3,
+)
 
 __all__ = ["EntropyBottleneck", "GaussianConditional", "GDN", "ResidualBlock", "ResidualBlockUpsample",
            "ResidualBlockWithStride", "subpel_conv3x3"]

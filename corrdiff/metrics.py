@@ -396,8 +396,8 @@ class MetricSuite:
         if self.missing_weights:
             files = list(dict.fromkeys(e.filename for e in self.missing_weights.values()))
             folders = list(dict.fromkeys(f for e in self.missing_weights.values() for f in e.folders))
-            text += (f": no pretrained weights ({', '.join(files)} not in {', '.join(folders)}); to enable, put them in a "
-                     "folder passed as --weights-dir (docs/evaluation.md)")
+            text += (f": no pretrained weights ({', '.join(files)} not in {', '.join(folders)}); "
+                     "to enable, put them in a folder passed as --weights-dir (docs/evaluation.md)")
         others = {m: r for m, r in self.unavailable.items() if m not in self.missing_weights}
         if others:
             text += "; " + "; ".join(f"{m}: {r}" for m, r in others.items())

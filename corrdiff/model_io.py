@@ -130,7 +130,8 @@ def check_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU or driver found"
-            raise DeviceError(f"device {str(device)!r}: CUDA is not available on this machine ({why}); use --device cpu")
+            raise DeviceError(f"device {str(device)!r}: CUDA is not available on this machine ({why}); "
+                              "use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
                               f"numbered from 0")

@@ -155,6 +155,29 @@ def test_threads_option_is_applied_and_restored(tmp_path, pngs, model_file, caps
     assert info.value.code == 2 and "must be >= 1" in capsys.readouterr().err
 
 
+def test_small_images_are_coded_on_one_thread_by_default(tmp_path, pngs, model_file, capsys, monkeypatch):
+    """Without --threads a small image is coded on one thread (two that wait for each other on a busy
+    machine cost seconds); a larger one keeps torch's default."""
+    seen = []
+    real = corrdiff.CorrDiffCodec.encode
+
+    def encode(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert run(capsys, "compress", pngs[0], "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 1)[0] == 0
+        monkeypatch.setattr(batch, "SMALL_IMAGE_PIXELS", 0)  # as if the image were large
+        assert run(capsys, "compress", pngs[0], "-o", tmp_path / "b.cdf", "--model", model_file, "--steps", 1)[0] == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2]
+    assert batch.coding_threads(10**7, 3) == 3 and batch.coding_threads(64 * 64, None) == 1
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -191,7 +214,8 @@ def test_python_dash_m_corrdiff_is_the_command_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run([sys.executable, "-m", "corrdiff", "decompress", str(tmp_path / "missing.cdf")],
                           capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"corrdiff decompress: error: {tmp_path / 'missing.cdf'}: no such file"
+    expected = f"corrdiff decompress: error: {tmp_path / 'missing.cdf'}: no such file"
+    assert proc.returncode == 2 and proc.stderr.strip() == expected
 
 
 def test_every_input_failing_loads_no_model(tmp_path, model_file, capsys, monkeypatch):

@@ -425,7 +425,8 @@ def test_device_that_this_machine_lacks_is_named(tmp_path, png, model_file, caps
         assert code == 2 and "CUDA is not available" in err and "--device cpu" in err, err
         assert str(model_file) not in err  # the model file is fine
         assert_one_line_error(err, command)
-    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "o.cdf", "--model", model_file, "--device", "cdua")
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "o.cdf", "--model", model_file,
+                            "--device", "cdua")
     assert code == 2 and "unknown device 'cdua'" in err
 
 
