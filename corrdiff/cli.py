@@ -200,9 +200,10 @@ def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, job, la
     from corrdiff.metrics import ms_ssim, psnr, to_uint8
 
     rgb = load_image(job.input)
+    threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads)
     start = time.perf_counter()
     try:
-        with torch_threads(coding_threads(rgb.shape[0] * rgb.shape[1], args.threads)), step_progress(label) as on_step:
+        with torch_threads(threads), step_progress(label) as on_step:
             result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler,
                                   on_step=on_step)
     except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler)
