@@ -20,6 +20,7 @@ LIGHTNING_COMMANDS = {
     "validate": "run the validation loop of a config/checkpoint",
     "test": "run the test loop (metrics over a dataset, DDP-aware)",
 }
+DEVICE_HELP = "where the networks run: cpu (default), cuda, cuda:N or mps"
 EXIT_USAGE_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report an interrupted command
 
@@ -40,17 +41,22 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in LIGHTNING_COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
 
-    p = sub.add_parser("compress", help="compress an image (PNG/JPEG/WebP/...) to a .cdf file")
-    p.add_argument("input", type=Path)
-    p.add_argument("-o", "--output", type=Path, help="output file (default: INPUT with suffix .cdf)")
+    p = sub.add_parser("compress", help="compress images (PNG/JPEG/WebP/...) to .cdf files")
+    p.add_argument("input", type=Path, nargs="+", help="image file(s); several share one model load")
+    p.add_argument("-o", "--output", type=Path,
+                   help="output file (default: INPUT with suffix .cdf); with several inputs, a folder "
+                        "(created if missing) that receives NAME.cdf")
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (stored in the file)")
-    p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default="corrected")
+    p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default="corrected",
+                   help="corrected: diffusion steered by the sent gammas (default); diffusion: no gammas "
+                        "(most texture); e2e: the end-to-end decoder only, no sampling (fastest)")
     p.add_argument("--sampler", default=None, help="sampler name (ddim, ddim_quadratic, ddpm); default: the model's")
     p.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default 0)")
     p.add_argument("--save-reconstruction", type=Path, default=None, metavar="PNG",
-                   help="also write the reconstruction the decoder will produce (identical to decompress's)")
+                   help="also write the reconstruction the decoder will produce (identical to decompress's); "
+                        "with several inputs, a folder that receives NAME.png")
     p.add_argument("--gamma", action="append", default=[], metavar="KEY=VALUE",
                    help="how the encoder chooses the gammas (repeatable), e.g. granularity=auto (rate-distortion "
                         "choice of scalar, channel or tile maps), granularity=tile-64, solver=gradient, rho=0.5, "
@@ -60,12 +66,13 @@ def _parser() -> argparse.ArgumentParser:
                         "MSE + RHO * (missing high-frequency energy); e.g. 0.3 to 3 (same as --gamma solver=gradient "
                         "--gamma perceptual=hf --gamma rho=RHO)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("--device", default="cpu")
+    _device_and_threads(p)
 
-    p = sub.add_parser("decompress", help="decode a .cdf file to a PNG image")
-    p.add_argument("input", type=Path)
+    p = sub.add_parser("decompress", help="decode .cdf files to PNG images")
+    p.add_argument("input", type=Path, nargs="+", help=".cdf file(s); several share one model load")
     p.add_argument("-o", "--output", type=Path,
-                   help="output PNG (default: INPUT with suffix .decoded.png, so a photo.png beside photo.cdf is kept)")
+                   help="output PNG (default: INPUT with suffix .decoded.png, so a photo.png beside photo.cdf is "
+                        "kept); with several inputs, a folder (created if missing) that receives NAME.png")
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
     p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default=None,
                    help="decode as another mode for ablations (default: the file's)")
@@ -73,13 +80,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="scale s in [0, 1] of the received gammas: 1 = as encoded (most faithful), "
                         "0 = plain diffusion (most texture); between: a perception-distortion trade-off")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("--device", default="cpu")
+    _device_and_threads(p)
+
     p = sub.add_parser("demo", help="compress a bundled photo with the packaged model; compare with JPEG")
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
     p.add_argument("--image", default=None, help="another photo to use instead of the bundled one")
     p.add_argument("--out", default="corrdiff-demo", help="output folder (default: corrdiff-demo)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
 
     p = sub.add_parser("export", help="turn a training checkpoint into a slim model file for compress/decompress")
     p.add_argument("checkpoint", type=Path)
@@ -113,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save-images", action="store_true", help="also write every reconstruction as PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-f", "--force", action="store_true", help="overwrite results in --out")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
     p = sub.add_parser("plot", help="RD curves of result JSON files; --bd-rate prints a BD-rate table")
     p.add_argument("results", type=Path, nargs="+",
@@ -124,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="metric(s) to plot / tabulate; repeat or comma-separate (default: all in the files)")
     p.add_argument("--bd-rate", action="store_true", help="print BD-rate (%%) of every file against the first")
     p.add_argument("--title", default=None)
+    p.add_argument("--full-range", action="store_true",
+                   help="show every point (default: the bpp axis fits CorrDiff's points, baselines are clipped)")
 
     p = sub.add_parser("bench", help="benchmark: encode/decode time and memory vs size and peers, decode "
                        "profile, FLOP/s, training steps, gamma solvers (docs/benchmarks.md)")
@@ -148,6 +158,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _device_and_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help="CPU threads for torch (default: one for images up to 256x256 pixels, "
+                             "else torch's, one per core)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _export(args: argparse.Namespace) -> None:
     from corrdiff.image_io import check_output
     from corrdiff.model_io import export_checkpoint
@@ -158,68 +182,115 @@ def _export(args: argparse.Namespace) -> None:
     print(f"{args.checkpoint} -> {args.output}: {size / 1e6:.2f} MB, fingerprint {codec.fingerprint().hex()}")
 
 
-def _compress(args: argparse.Namespace) -> None:
-    from corrdiff.image_io import atomic_write, check_output, load_image, save_image
-    from corrdiff.metrics import ms_ssim, psnr, to_uint8
-    from corrdiff.model_io import load_model
+def _compress(args: argparse.Namespace) -> int:
+    from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
 
     model_path = _model_path(args.model)
-    output = check_output(args.output or args.input.with_suffix(".cdf"), [args.input, model_path], args.force)
+    outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".cdf"), ".cdf")
+    recons = [None] * len(args.input)
     if args.save_reconstruction is not None:
-        if args.save_reconstruction.resolve() == output.resolve():
-            raise UsageError(f"--save-reconstruction {args.save_reconstruction} is the .cdf output itself; choose another file")
-        check_output(args.save_reconstruction, [args.input, model_path], args.force)
+        if len(args.input) == 1 and args.save_reconstruction.resolve() == outputs[0].resolve():
+            raise UsageError(f"--save-reconstruction {args.save_reconstruction} is the .cdf output itself; "
+                             "choose another file")
+        recons = output_paths(args.input, args.save_reconstruction, lambda p: p, ".png")
     gamma = _gamma_options(args.gamma, args.sharpen)
-    rgb = load_image(args.input)
-    codec = load_model(args.model, map_location=args.device)
-    sampler = None
-    if args.sampler or args.eta is not None:
-        sampler = dict(codec.config["sampler"])
-        if args.sampler:
-            sampler = {"name": args.sampler}
-        if args.eta is not None:
-            sampler["eta"] = args.eta
+    jobs = [Job(path, out, rec) for path, out, rec in zip(args.input, outputs, recons)]
+    check_jobs(jobs, "an image", [model_path], args.force)
+    with torch_threads(args.threads or 1):  # loading is many small operations
+        codec = _load_for(jobs, args.model, args.device)
+    _warn_untrained(codec, args.model, args.mode)
+    sampler = _sampler_option(codec, args) if codec is not None else None
+    return run_jobs("compress", jobs, lambda job, label: _compress_one(codec, args, sampler, gamma, job, label))
+
+
+def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, job, label: str):
+    """Encode one image, write its .cdf (and reconstruction), print its line."""
+    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.image_io import atomic_write, load_image, save_image
+    from corrdiff.metrics import ms_ssim, psnr, to_uint8
+
+    rgb = load_image(job.input)
+    threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads)
     start = time.perf_counter()
     try:
-        result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler, gamma=gamma)
+        with torch_threads(threads), step_progress(label) as on_step:
+            result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler,
+                                  gamma=gamma, on_step=on_step)
     except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler, gamma)
         raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - start
     data, decoded = result.data, to_uint8(result.reconstruction)
-    atomic_write(output, data, overwrite=args.force)
-    if args.save_reconstruction is not None:
-        save_image(args.save_reconstruction, decoded, overwrite=args.force)
+    atomic_write(job.output, data, overwrite=args.force)
+    if job.reconstruction is not None:
+        save_image(job.reconstruction, decoded, overwrite=args.force)
     h, w = rgb.shape[:2]
-    print(f"{args.input} -> {output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
-          f"PSNR {psnr(rgb, decoded):.2f} dB, MS-SSIM {ms_ssim(rgb, decoded):.4f}, {seconds:.2f} s")
+    print(f"{job.input} -> {job.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
+          f"PSNR {psnr(rgb, decoded):.2f} dB, MS-SSIM {ms_ssim(rgb, decoded):.4f}, {seconds:.2f} s", flush=True)
+    return Done(len(data), h * w)
 
 
-def _decompress(args: argparse.Namespace) -> None:
-    from corrdiff import bitstream
-    from corrdiff.codec import check_gamma_scale
-    from corrdiff.image_io import check_output, save_image
+def _warn_untrained(codec, model: str, mode: str) -> None:
+    """One stderr line when ``mode`` uses the end-to-end decoder of a model that never trained it
+    (an export of a phase-1 checkpoint: its metadata lists the decoder as untrained)."""
+    if mode in ("corrected", "e2e") and "decoder" in getattr(codec, "metadata", {}).get("untrained", []):
+        print(f"corrdiff compress: warning: {model} is a phase-1 export: its end-to-end decoder was never trained, "
+              f"and mode {mode!r} uses it; train phase 2 (JointTraining) on it, or pass --mode diffusion",
+              file=sys.stderr)
+
+
+def _sampler_option(codec, args: argparse.Namespace) -> dict | None:
+    """The sampler that --sampler / --eta ask for (None: the model's)."""
+    if not args.sampler and args.eta is None:
+        return None
+    sampler = {"name": args.sampler} if args.sampler else dict(codec.config["sampler"])
+    if args.eta is not None:
+        sampler["eta"] = args.eta
+    return sampler
+
+
+def _load_for(jobs: list, model: str, device: str):
+    """The model, loaded once for all jobs (not at all when every job has already failed)."""
     from corrdiff.model_io import load_model
 
-    output = check_output(args.output or args.input.with_suffix(".decoded.png"), [args.input, _model_path(args.model)],
-                          args.force)
+    return load_model(model, map_location=device) if any(job.error is None for job in jobs) else None
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
+    from corrdiff.codec import check_gamma_scale
+
+    outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".decoded.png"), ".png")
+    jobs = [Job(path, out) for path, out in zip(args.input, outputs)]
+    check_jobs(jobs, "a .cdf file", [_model_path(args.model)], args.force)
     try:
         check_gamma_scale(args.gamma_scale)  # before loading the model
     except ValueError as exc:
         raise UsageError(f"--gamma-scale: {exc}") from None
-    if args.input.is_dir():
-        raise IsADirectoryError(f"{args.input}: is a directory, not a .cdf file")
-    if not args.input.is_file():
-        raise FileNotFoundError(f"{args.input}: no such file")
-    data = args.input.read_bytes()
-    codec = load_model(args.model, map_location=args.device)
+    with torch_threads(args.threads or 1):  # loading is many small operations
+        codec = _load_for(jobs, args.model, args.device)
+    return run_jobs("decompress", jobs, lambda job, label: _decompress_one(codec, args, job, label))
+
+
+def _decompress_one(codec, args: argparse.Namespace, job, label: str):
+    """Decode one .cdf file, write its PNG, print its line."""
+    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.bitstream import unpack
+    from corrdiff.image_io import save_image
+    from corrdiff.metrics import to_uint8
+
+    data = job.input.read_bytes()
+    header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)
+    threads = coding_threads(header.height * header.width, args.threads)
     start = time.perf_counter()
-    image = codec.decompress(data, mode=args.mode, gamma_scale=args.gamma_scale)
+    with torch_threads(threads), step_progress(label) as on_step:
+        image = codec.decompress(data, mode=args.mode, gamma_scale=args.gamma_scale, on_step=on_step)
     seconds = time.perf_counter() - start
-    rgb = (image[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy()
-    if bitstream.unpack(data).gray:  # gray in, gray out: a one-channel PNG
+    rgb = to_uint8(image)
+    if header.gray:  # gray in, gray out: a one-channel PNG
         rgb = rgb[..., 0]
-    save_image(output, rgb, overwrite=args.force)
-    print(f"{args.input} -> {output}: {rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s")
+    save_image(job.output, rgb, overwrite=args.force)
+    print(f"{job.input} -> {job.output}: {rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s", flush=True)
+    return Done(len(data), rgb.shape[0] * rgb.shape[1])
 
 
 def _gamma_options(pairs: list[str], sharpen: float | None) -> dict:
@@ -287,7 +358,8 @@ def _plot(args: argparse.Namespace) -> None:
         if args.bd_rate:
             print(bd_rate_table(files, metrics))
         if args.output or not args.bd_rate:
-            output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title)
+            output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title,
+                             full_range=args.full_range)
             print(f"wrote {output}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -348,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     from corrdiff.registry import UnknownComponentError
 
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except (CorrDiffError, UsageError, UnknownComponentError, OSError) as exc:
         # OSError: missing file, directory, permission denied, disk full, ... (atomic writes leave nothing behind)
         print(f"corrdiff {args.command}: error: {exc}", file=sys.stderr)
@@ -356,8 +428,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"corrdiff {args.command}: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return 0
+    return code or 0
+
+
+def run() -> None:
+    """The console entry point (``corrdiff``, ``python -m corrdiff``): :func:`main`, then the exit.
+
+    ``gc.freeze()`` first: at exit the interpreter would otherwise walk every object that torch and
+    its friends created (about a second of a 3-second ``corrdiff compress``, benchmarks/startup.py);
+    frozen objects are left to the operating system. Files are closed and synced by then.
+    """
+    import gc
+
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -351,13 +351,14 @@ class CorrDiffCodec(nn.Module):
         steps: int,
         seed: int,
         choose_gamma: Callable[[int, Tensor, Tensor], Tensor],
+        on_step: Callable[[int, int], None] | None = None,
     ) -> Tensor:
         """Run the (corrected) reverse process; returns the padded reconstruction in [-1, 1].
 
         ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma map for the unpadded image, shape
         (1, C or 1, H or 1, W or 1) (a spatial map is extended over the padding by edge
         replication); both encoder and decoder call this one loop, so their trajectories agree
-        to the bit.
+        to the bit. ``on_step(done, steps)``, if given, is called after each step (a progress bar).
 
         Memory: x0_e and the conditioning are computed once, in tiles on large images (see
         :attr:`tile_size`); across the steps only x_t, x0_e and the projected conditioning
@@ -390,6 +391,8 @@ class CorrDiffCodec(nn.Module):
             x0_c = apply_correction(x0_d, x0_e, gamma).clamp_(-1, 1)
             del x0_d
             x_t = sampler.step(x0_c, t, x_t, generator)
+            if on_step is not None:
+                on_step(i + 1, steps)
         assert x0_c is not None  # steps >= 1 outside e2e mode
         return x0_c
 
@@ -423,6 +426,7 @@ class CorrDiffCodec(nn.Module):
         mode: str = "corrected",
         sampler: Mapping[str, Any] | None = None,
         gamma: Mapping[str, Any] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> EncodeResult:
         """Compress an image; also return the encoder-side reconstruction.
 
@@ -432,9 +436,10 @@ class CorrDiffCodec(nn.Module):
         gray: the file says so and the decoder returns R = G = B.
 
         ``gamma``: overrides of the model's :class:`~corrdiff.correction.CorrectionConfig` for this
-        encode, e.g. ``{"granularity": "auto"}`` (per-step rate-distortion choice among scalar,
+        encode, e.g. ``{"granularity": "auto"}`` (rate-distortion choice among scalar,
         channel and tile maps) or ``{"solver": "gradient", "rho": 0.1, "perceptual": {"name": "hf"}}``
-        (trade fidelity for sharpness, weight-free).
+        (trade fidelity for sharpness, weight-free). ``on_step(done, steps)`` is called after each
+        sampling step.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -465,7 +470,7 @@ class CorrDiffCodec(nn.Module):
                 coded.append(choice.coded)
                 return choice.map
 
-            x0 = self._sample(y_hat, (h, w), mode, sampler_spec, steps, seed, choose_gamma)
+            x0 = self._sample(y_hat, (h, w), mode, sampler_spec, steps, seed, choose_gamma, on_step)
         finally:
             self.train(was_training)
         name, eta = _sampler_name_eta(sampler_spec)
@@ -511,7 +516,10 @@ class CorrDiffCodec(nn.Module):
         return bs, y_hat.to(self._device())
 
     @torch.no_grad()
-    def decompress(self, data: bytes, mode: str | None = None, gamma_scale: float = 1.0) -> Tensor:
+    def decompress(
+        self, data: bytes, mode: str | None = None, gamma_scale: float = 1.0,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
         """Decode a ``.cdf`` file to a (1, 3, H, W) image in [0, 1].
 
         Args:
@@ -520,6 +528,7 @@ class CorrDiffCodec(nn.Module):
             gamma_scale: s in [0, 1] multiplies the received gammas (s = 1 reproduces the encoder's
                 reconstruction exactly; s = 0 is plain diffusion; in between trades fidelity
                 for the diffusion model's texture). ValueError outside [0, 1] or NaN.
+            on_step: called as ``on_step(done, steps)`` after each sampling step (a progress bar).
         """
         check_gamma_scale(gamma_scale)
         bs, y_hat = self.read(data)
@@ -540,7 +549,7 @@ class CorrDiffCodec(nn.Module):
         self.eval()
         try:
             spec = {"name": bs.sampler, "eta": bs.eta}
-            x0 = self._sample(y_hat, (bs.height, bs.width), mode, spec, bs.steps, bs.seed, choose_gamma)
+            x0 = self._sample(y_hat, (bs.height, bs.width), mode, spec, bs.steps, bs.seed, choose_gamma, on_step)
         finally:
             self.train(was_training)
         if not bool(torch.isfinite(x0).all()):

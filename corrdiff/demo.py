@@ -3,7 +3,7 @@
 Writes, into the output folder: ``demo.cdf`` (the bitstream), ``demo.png`` (decoded),
 ``comparison.png`` (original | CorrDiff | the same file decoded with half the gammas
 (``--gamma-scale 0.5``), diffusion only (gamma = 0) and end-to-end only | JPEG at the same bpp,
-labelled), and prints bpp, PSNR, MS-SSIM, sharpness and encode/decode times.
+each labelled in a strip below it), and prints bpp, PSNR, MS-SSIM, sharpness and encode/decode times.
 """
 
 from __future__ import annotations
@@ -26,22 +26,24 @@ def demo_image_path() -> Path:
     return Path(str(resources.files("corrdiff") / "assets" / "demo.png"))
 
 
-def _labelled(rgb: np.ndarray, label: str) -> Image.Image:
-    img = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(img)
-    draw.rectangle((0, 0, 8 + 7 * len(label), 18), fill=(0, 0, 0))
-    draw.text((4, 4), label, fill=(255, 255, 255))
-    return img
+CAPTION_HEIGHT, GAP = 30, 8  # pixels: the label strip under the panels, the space between panels
 
 
 def side_by_side(panels: list[tuple[np.ndarray, str]]) -> bytes:
-    """Labelled panels next to each other, as PNG bytes."""
+    """Panels next to each other, each label centred in a white strip below its panel (never over the
+    image), as PNG bytes."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=18)
     h = max(p.shape[0] for p, _ in panels)
-    canvas = Image.new("RGB", (sum(p.shape[1] for p, _ in panels), h), (255, 255, 255))
+    width = sum(p.shape[1] for p, _ in panels) + GAP * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, h + CAPTION_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
     x = 0
     for rgb, label in panels:
-        canvas.paste(_labelled(rgb, label), (x, 0))
-        x += rgb.shape[1]
+        canvas.paste(Image.fromarray(rgb), (x, 0))
+        draw.text((x + rgb.shape[1] / 2, h + CAPTION_HEIGHT / 2), label, fill=(0, 0, 0), font=font, anchor="mm")
+        x += rgb.shape[1] + GAP
     return encode_png(np.asarray(canvas))
 
 

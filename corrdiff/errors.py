@@ -22,3 +22,7 @@ class ImageReadError(CorrDiffError, ValueError):
 
 class ModelLoadError(CorrDiffError, ValueError):
     """A model file or checkpoint cannot be loaded (not found, pickled payload, mismatched config/keys)."""
+
+
+class DeviceError(CorrDiffError, ValueError):
+    """A device (``--device``) that is unknown or not available on this machine (e.g. CUDA without a GPU)."""

@@ -12,7 +12,8 @@ For every image of a folder (docs/evaluation.md has the protocol)::
   mode from that file (``decompress(data, mode=...)``): the ablation at identical rate.
 * Baselines (Pillow): JPEG, WebP, and AVIF where Pillow writes it, at fixed qualities,
   and "bpp-matched": per image, the highest quality whose file is no larger than the
-  CorrDiff file of the same image (one matched point per CorrDiff point).
+  CorrDiff file of the same image (one matched point per model, i.e. per rate point, matching
+  its ``corrected`` file when that mode is evaluated, else the first mode's).
 * Outputs in ``out``: ``per_image.csv`` (one row per method, RD point and image), one JSON
   per method in CompressAI's ``eval_model`` schema ``{"name", "description", "results":
   {"bpp": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...], ...}}`` (one list entry per RD
@@ -21,8 +22,8 @@ For every image of a folder (docs/evaluation.md has the protocol)::
   ``index.json`` listing the method files.
 * A failed image is reported, skipped for every method (so all methods are scored on the
   same images) and counted in each JSON (``num_failed``, ``failed``).
-* Metrics whose pretrained weights are missing are listed in ``unavailable`` with the
-  reason (see :class:`corrdiff.metrics.MetricSuite`).
+* Metrics whose pretrained weights are missing are skipped, named in one line on stderr, and
+  listed in ``unavailable`` with the reason (see :class:`corrdiff.metrics.MetricSuite`).
 """
 
 from __future__ import annotations
@@ -214,11 +215,14 @@ def run_eval(
     suite = MetricSuite(metric_names, weights_dir=weights_dir, device=device,
                         random_weights_for_tests=random_weights_for_tests)
     warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
-    for metric, reason in suite.unavailable.items():
-        warn(f"corrdiff eval: {metric} unavailable: {reason}")
+    if suite.skipped_line():
+        warn(f"corrdiff eval: {suite.skipped_line()}")
     test_only = suite.test_only
     warning = f"TEST ONLY: {', '.join(test_only)} computed with RANDOM weights (meaningless). " if test_only else ""
 
+    # the bpp-matched baselines match one file per model (rate point): the 'corrected' one when evaluated
+    matched_mode = "corrected" if "corrected" in modes else modes[0]
+    matched_file = "corrected" if same_file else matched_mode
     steps_text = "" if steps is None else f", {steps} steps"
     methods: dict[str, _Method] = {}
     for mode in modes:
@@ -236,7 +240,7 @@ def run_eval(
             methods[f"{fmt}-matched"] = _Method(
                 f"{fmt}-matched", f"{label} (bpp-matched)",
                 f"{warning}Pillow {label}, per image the highest quality whose bpp does not exceed the "
-                f"{name} file's; one point per {name} point")
+                f"{name} '{matched_file}' file's; one point per {name} model (rate point)")
 
     failed: dict[str, str] = {}
     ok_images: list[str] = []
@@ -258,7 +262,7 @@ def run_eval(
                      "status": "ok"}
                 staged.append((method, point, r, decoded))
 
-            targets: list[tuple[str, float]] = []  # (point label for matching, bpp of the CorrDiff file)
+            targets: list[tuple[str, float]] = []  # (model label, bpp of its file that the baselines match)
             for model in loaded:
                 codec = model.codec
                 shared = None
@@ -282,7 +286,8 @@ def run_eval(
                         mismatch = int(np.abs(to_uint8(result.reconstruction).astype(int) - decoded).max())
                     row(f"corrdiff-{mode}", model.label, len(result.data), decoded, encoding_time=enc_time,
                         decoding_time=dec_time, decode_mismatch=mismatch)
-                    targets.append((f"{model.label}:{mode}", 8.0 * len(result.data) / pixels))
+                    if mode == matched_mode:  # with same_file, every mode's file is the 'corrected' one
+                        targets.append((model.label, 8.0 * len(result.data) / pixels))
             for fmt in baselines:
                 for q in qualities:
                     start = time.perf_counter()

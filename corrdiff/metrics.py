@@ -1,4 +1,4 @@
-"""Image quality metrics on 8-bit images, through torchmetrics (and piq) where they have them.
+"""Image quality metrics on 8-bit images; the pretrained ones through torchmetrics and piq (imported when used).
 
 All functions take (H, W, 3) uint8 arrays, so every method is scored on exactly what
 it would write to disk (8-bit-rounded).
@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
-from corrdiff.losses.distortion import ms_ssim_betas
+from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
 from corrdiff.losses.perceptual import PerceptualUnavailable
 
 
@@ -46,14 +45,14 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     """PSNR in dB over all pixels and channels, data range 255."""
-    return float(peak_signal_noise_ratio(to_tensor(test), to_tensor(reference), data_range=1.0))
+    error = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / error)) if error > 0 else float("inf")
 
 
 def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """MS-SSIM (RGB, averaged), with as many of the 5 scales as the image size allows."""
     betas = ms_ssim_betas(min(reference.shape[:2]))
-    return float(multiscale_structural_similarity_index_measure(
-        to_tensor(test), to_tensor(reference), data_range=1.0, betas=betas))
+    return float(ms_ssim_index(to_tensor(test), to_tensor(reference), betas))
 
 
 def laplacian(image: Tensor, padding: int = 0) -> Tensor:
@@ -124,9 +123,16 @@ def find_weights(filename: str, weights_dir: str | Path | None = None) -> Path:
     for path in paths:
         if path.is_file():
             return path
-    raise PerceptualUnavailable(
-        f"weights not found: {filename} (looked in {', '.join(str(p.parent) for p in paths)}; "
-        "pass --weights-dir, see docs/evaluation.md)")
+    raise WeightsNotFound(filename, paths)
+
+
+class WeightsNotFound(PerceptualUnavailable):
+    """A pretrained weight file is in none of the places searched (:func:`weight_search_paths`)."""
+
+    def __init__(self, filename: str, paths: list[Path]):
+        self.filename, self.folders = filename, list(dict.fromkeys(str(p.parent) for p in paths))
+        super().__init__(f"weights not found: {filename} (looked in {', '.join(self.folders)}; "
+                         "pass --weights-dir, see docs/evaluation.md)")
 
 
 def _load_plain_state_dict(path: Path) -> dict[str, Tensor]:
@@ -341,6 +347,8 @@ class MetricSuite:
     random_weights_for_tests: bool = False
     unavailable: dict[str, str] = field(default_factory=dict, init=False)
     patch_fid: PatchFID | None = field(default=None, init=False)
+    #: metric -> the weight file it lacks (the metrics of :attr:`unavailable` that a file would enable)
+    missing_weights: dict[str, WeightsNotFound] = field(default_factory=dict, init=False)
 
     def __post_init__(self):
         names = list(ALL_METRICS if self.metrics is None else self.metrics)
@@ -371,10 +379,29 @@ class MetricSuite:
                                               device=self.device)
             except PerceptualUnavailable as exc:
                 self.unavailable[name] = str(exc)
+                if isinstance(exc, WeightsNotFound):
+                    self.missing_weights[name] = exc
         if self.patch_fid is None:
             for name in DATASET_METRICS:
                 if name in self.names and name not in self.unavailable:
                     self.unavailable[name] = "FID/KID's feature network is unavailable"
+                    if "fid" in self.missing_weights:
+                        self.missing_weights[name] = self.missing_weights["fid"]
+
+    def skipped_line(self) -> str | None:
+        """One line naming the metrics that will not be computed and how to enable them (None: none skipped)."""
+        if not self.unavailable:
+            return None
+        text = f"skipped {', '.join(self.unavailable)}"
+        if self.missing_weights:
+            files = list(dict.fromkeys(e.filename for e in self.missing_weights.values()))
+            folders = list(dict.fromkeys(f for e in self.missing_weights.values() for f in e.folders))
+            text += (f": no pretrained weights ({', '.join(files)} not in {', '.join(folders)}); "
+                     "to enable, put them in a folder passed as --weights-dir (docs/evaluation.md)")
+        others = {m: r for m, r in self.unavailable.items() if m not in self.missing_weights}
+        if others:
+            text += "; " + "; ".join(f"{m}: {r}" for m, r in others.items())
+        return text
 
     def _network_metric(self, net: nn.Module, signed: bool) -> Callable[[np.ndarray, np.ndarray], float]:
         net = net.to(self.device)

@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models.utils import update_registered_buffers
 
 from corrdiff.codec import CorrDiffCodec
-from corrdiff.errors import ModelLoadError
+from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
+from corrdiff.bitstream import MAGIC as CDF_MAGIC
+from corrdiff.errors import DeviceError, ModelLoadError
 from corrdiff.image_io import atomic_write
 
 FORMAT = "corrdiff-model"
 FORMAT_VERSION = 1
 PACKAGED = {"default": "default.pt"}
 _ENTROPY_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format
 
 
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.",)) -> dict:
@@ -54,9 +55,9 @@ def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor
         raise ModelLoadError(f"weights must be tensors; not a tensor: {_few(not_tensors)}")
     for name, module in codec.named_modules():
         if isinstance(module, (EntropyBottleneck, GaussianConditional)):
-            names = [b for b in _ENTROPY_BUFFERS if f"{name}.{b}" in state_dict]
-            if names:
-                update_registered_buffers(module, name, names, state_dict, policy="resize")
+            for buffer in _ENTROPY_BUFFERS:  # tables of the size they were built with, not the empty ones
+                if f"{name}.{buffer}" in state_dict:
+                    getattr(module, buffer).resize_(state_dict[f"{name}.{buffer}"].shape)
     expected = codec.state_dict()
     wrong = [f"{k} {tuple(v.shape)} (config: {tuple(expected[k].shape)})"
              for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
@@ -119,15 +120,71 @@ def packaged_model_path(name: str) -> Path:
     return path
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, or DeviceError saying why this machine cannot use it
+    (an unknown name, CUDA or MPS not available, a GPU index beyond the GPUs found)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"unknown device {str(device)!r} (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU or driver found"
+            raise DeviceError(f"device {str(device)!r}: CUDA is not available on this machine ({why}); "
+                              "use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                              f"numbered from 0")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {str(device)!r}: MPS (Apple GPU) is not available on this machine; use --device cpu")
+    return dev
+
+
+#: leading bytes of files passed by mistake where a model or checkpoint belongs, and what they are
+_FILE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"BM", "a BMP image"),
+    (CDF_MAGIC, "a compressed corrdiff file (.cdf)"),
+)
+
+
+def describe_file(head: bytes) -> str:
+    """What a file starting with ``head`` (its first 16 bytes or more) looks like, for error messages."""
+    if not head:
+        return "an empty file"
+    for signature, kind in _FILE_SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[4:8] == b"ftyp":
+        return "an AVIF/HEIF image or an MP4 video"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "a file of an unknown format"
+
+
+def _head(path: Path, size: int = 16) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
 def load_model(name_or_path: str | os.PathLike = "default", map_location: str | torch.device = "cpu") -> CorrDiffCodec:
-    """Load a model file (or a packaged model by name, e.g. ``"default"``) as an eval-mode codec."""
+    """Load a model file (or a packaged model by name, e.g. ``"default"``) as an eval-mode codec.
+
+    ``map_location``: the device, checked first (DeviceError if this machine lacks it).
+    """
+    map_location = check_device(map_location)
     key = str(name_or_path)
     path = packaged_model_path(key) if key in PACKAGED else Path(key)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file (give a path or one of: {', '.join(PACKAGED)})")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":
-            raise ModelLoadError(f"{path}: not a model file (expected a torch zip archive written by corrdiff)")
+    head = _head(path)
+    if not head.startswith(ZIP_MAGIC):
+        raise ModelLoadError(f"{path}: not a model file: it looks like {describe_file(head)} (a model file is "
+                             "a torch zip archive written by `corrdiff export`)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -182,17 +239,34 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such checkpoint")
+    head = _head(path)
+    if not head.startswith(ZIP_MAGIC) and not head.startswith(b"\x80"):  # torch's zip or legacy pickle format
+        raise ModelLoadError(f"{path}: not a Lightning checkpoint: it looks like {describe_file(head)} "
+                             "(export takes the .ckpt file that `corrdiff fit` writes)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ModelLoadError(f"{path}: refused: the checkpoint carries pickled objects ({_first_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle: RuntimeError, IndexError, TypeError, ...
         raise ModelLoadError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+    if isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT:
+        raise ModelLoadError(f"{path}: this is an exported corrdiff model already, not a training checkpoint; "
+                             "use it as it is (--model)")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelLoadError(f"{path}: not a Lightning checkpoint (no state_dict)")
     if "codec_config" not in checkpoint.get("hyper_parameters", {}):
         raise ModelLoadError(f"{path}: not a checkpoint of corrdiff's ScoreTraining/JointTraining (no codec_config)")
     return checkpoint
+
+
+def untrained_components(hyper_parameters: Mapping[str, Any]) -> list[str]:
+    """Components a checkpoint certainly never trained: a phase-1 run (ScoreTraining, which freezes
+    the end-to-end decoder; JointTraining's arguments such as ``distortion_weight`` are absent) that
+    started from scratch (no ``init_from``) leaves the decoder at its random initialisation. Other
+    histories (e.g. phase 1 started from a trained model) are not known: nothing is listed."""
+    if "distortion_weight" not in hyper_parameters and not hyper_parameters.get("init_from"):
+        return ["decoder"]
+    return []
 
 
 def export_checkpoint(
@@ -221,6 +295,7 @@ def export_checkpoint(
         "global_step": checkpoint.get("global_step"),
         "epoch": checkpoint.get("epoch"),
         "ema": bool(ema),
+        "untrained": untrained_components(checkpoint["hyper_parameters"]),
     }
     save_model(codec, output, metadata=metadata, half=half)
     return load_model(output)

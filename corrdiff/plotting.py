@@ -1,7 +1,9 @@
 """RD curves and Bjøntegaard-delta rates from result files in CompressAI's JSON schema.
 
-* :func:`plot_rd`: one panel per metric (bpp on x), one line per method, each line labelled
-  at its end in its own colour (no legend to hunt through); classical codecs dashed.
+* :func:`plot_rd`: one panel per metric (bpp on x), one curve per method (files of one name, e.g. a
+  ladder evaluated model by model, form one curve), one legend beside the panels; classical codecs
+  dashed (bpp-matched dotted). Axes fit CorrDiff's bpp range and the visible values without outliers
+  (drawn on the panel's edge with their value); ``full_range`` shows every point.
 * :func:`bd_rate`: Bjøntegaard delta rate (G. Bjøntegaard, VCEG-M33, 2001; VCEG-AI11, 2008),
   with the piecewise cubic (PCHIP, Fritsch-Carlson) interpolation that JVET/AOM common
   test conditions use instead of the original cubic polynomial fit::
@@ -221,28 +223,106 @@ def bd_rate_table(files: Sequence[dict[str, Any]], metrics: Sequence[str] | None
 
 
 # ----------------------------------------------------------------------------- plot
-def _spread(values: list[float], gap: float) -> list[float]:
-    """Nudge sorted label positions apart so neighbours are at least ``gap`` apart (keeps the mean)."""
-    order = np.argsort(values)
-    pos = np.array(values, float)[order]
-    for _ in range(50):
-        moved = False
-        for i in range(1, len(pos)):
-            overlap = gap - (pos[i] - pos[i - 1])
-            if overlap > 1e-9:
-                pos[i - 1] -= overlap / 2
-                pos[i] += overlap / 2
-                moved = True
-        if not moved:
-            break
-    out = np.empty_like(pos)
-    out[order] = pos
-    return out.tolist()
+#: a value counts as an outlier beyond this many bulk widths from the bulk (see :func:`y_view`)
+OUTLIER_FACTOR = 8.0
+
+
+def is_classical(name: str) -> bool:
+    """Whether a method name is a classical codec (JPEG, WebP, ...): drawn dashed, not ours."""
+    return any(c in name.lower() for c in CLASSICAL)
+
+
+def rd_curves(files: Sequence[dict[str, Any]], metric: str) -> dict[str, list[tuple[float, float]]]:
+    """Method name -> its (bpp, value) points sorted by bpp. Files of one name (e.g. the models of one
+    ladder evaluated in separate runs) form one curve; missing and non-finite values are left out."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for f in files:
+        res = f["results"]
+        if metric not in res:
+            continue
+        points = curves.setdefault(f["name"], [])
+        points += [(float(b), float(v)) for b, v in zip(res["bpp"], res[metric])
+                   if b is not None and v is not None and math.isfinite(float(b)) and math.isfinite(float(v))]
+    return {name: sorted(set(points)) for name, points in curves.items() if points}  # repeated points once
+
+
+def x_view(curves: dict[str, list[tuple[float, float]]], full_range: bool = False) -> tuple[float, float]:
+    """The bpp range to show: every point with ``full_range`` or when all methods are classical;
+    else CorrDiff's (the non-classical methods') range with a margin, baselines clipped to it."""
+    ours = [x for name, pts in curves.items() if not is_classical(name) for x, _ in pts]
+    xs = ours if ours and not full_range else [x for pts in curves.values() for x, _ in pts]
+    lo, hi = min(xs), max(xs)
+    pad = 0.25 * (hi - lo) + 0.15 * hi or 0.05
+    return max(0.0, lo - pad), hi + pad
+
+
+def y_view(values: Sequence[float]) -> tuple[float, float]:
+    """The value range to show, robust to outliers, with a margin of 8 %.
+
+    The bulk is the narrowest interval holding half of the values; its width counts as at least the
+    median's magnitude (so that values near a tight cluster stay). Values more than
+    :data:`OUTLIER_FACTOR` widths beyond the bulk are outliers: left out of the range (the plot draws
+    them on the panel's edge with their value), so one diverged model does not flatten a panel.
+    """
+    v = np.sort(np.asarray(values, float))
+    kept = v
+    if len(v) >= 5:
+        k = math.ceil(len(v) / 2)
+        widths = v[k - 1:] - v[: len(v) - k + 1]
+        i = int(np.argmin(widths))
+        width = max(widths[i], abs(float(np.median(v)))) or v[-1] - v[0]
+        kept = v[(v >= v[i] - OUTLIER_FACTOR * width) & (v <= v[i + k - 1] + OUTLIER_FACTOR * width)]
+    lo, hi = float(kept.min()), float(kept.max())
+    pad = 0.08 * (hi - lo) or 0.05 * abs(hi) or 0.05
+    return lo - pad, hi + pad
+
+
+def _visible_values(curves: dict[str, list[tuple[float, float]]], x0: float, x1: float) -> list[float]:
+    """Values of the points inside the bpp view, and of each curve where it crosses the view's edges."""
+    values = []
+    for pts in curves.values():
+        xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        values += ys[(xs >= x0) & (xs <= x1)].tolist()
+        if len(xs) > 1 and len(np.unique(xs)) == len(xs):
+            values += [float(np.interp(edge, xs, ys)) for edge in (x0, x1) if xs[0] < edge < xs[-1]]
+    return values
+
+
+def _family(name: str) -> str:
+    return name.replace(" (bpp-matched)", "")
+
+
+def _draw_curve(ax, pts: list[tuple[float, float]], name: str, colour: str, xlim: tuple[float, float],
+                ylim: tuple[float, float]):
+    """One method: a line through its points in bpp order (markers only when points share a bpp, as
+    in an ablation at one rate); points of the bpp view beyond ``ylim`` sit on the panel's edge as
+    triangles with their value. Returns the line for the legend."""
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    one_curve = len(set(xs)) == len(xs)
+    style = (":" if "matched" in name.lower() else "--") if is_classical(name) else "-"
+    (line,) = ax.plot(xs, ys, linestyle=style if one_curve else "none", marker="o",
+                      markersize=4 if not is_classical(name) else 3, linewidth=1.6, color=colour, label=name)
+    lo, hi = ylim
+    outliers: dict[tuple[float, bool], list[float]] = {}  # (bpp, above) -> values: one label per place
+    for x, y in pts:
+        if xlim[0] <= x <= xlim[1] and not lo <= y <= hi:
+            outliers.setdefault((x, y > hi), []).append(y)
+    for (x, above), values in outliers.items():
+        edge = hi if above else lo
+        ax.plot([x], [edge], marker="^" if above else "v", color=colour, markersize=6, clip_on=False)
+        ax.annotate(", ".join(f"{y:.3g}" for y in sorted(values)), (x, edge), xytext=(5, -10 if above else 4),
+                    textcoords="offset points", color=colour, fontsize=7, annotation_clip=False)
+    return line
 
 
 def plot_rd(files: Sequence[dict[str, Any]], output: str | Path, metrics: Sequence[str] | None = None,
-            title: str | None = None, dpi: int = 150) -> Path:
-    """Write RD curves (bpp vs each metric) of the loaded result files to ``output`` (PNG/PDF/SVG)."""
+            title: str | None = None, dpi: int = 150, full_range: bool = False) -> Path:
+    """Write RD curves (bpp vs each metric) of the loaded result files to ``output`` (PNG/PDF/SVG).
+
+    One panel per metric, one curve per method name (points sorted by bpp), one legend for all
+    panels. By default the bpp axis spans CorrDiff's points (:func:`x_view`; ``full_range``: all
+    points) and each value axis the visible points without outliers (:func:`y_view`).
+    """
     from matplotlib.figure import Figure  # no pyplot: no global backend, works headless (Agg)
 
     metrics = list(metrics or metrics_in(files))
@@ -253,43 +333,29 @@ def plot_rd(files: Sequence[dict[str, Any]], output: str | Path, metrics: Sequen
         raise ValueError(f"metric(s) {missing} in none of the files; available: {', '.join(metrics_in(files))}")
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(5.2 * cols, 3.9 * rows), layout="constrained")
-    colours = [f"C{i % 10}" for i in range(len(files))]
+    fig = Figure(figsize=(4.6 * cols + 2.2, 3.6 * rows), layout="constrained")
+    # a bpp-matched baseline takes its codec's colour (and a dotted line)
+    families = list(dict.fromkeys(_family(f["name"]) for f in files))
+    colours = {f["name"]: f"C{families.index(_family(f['name'])) % 10}" for f in files}
+    legend: dict[str, Any] = {}
     for index, metric in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, index + 1)
-        ends: list[tuple[float, float, str, str]] = []
-        for f, colour in zip(files, colours):
-            res = f["results"]
-            if metric not in res:
-                continue
-            pts = sorted((float(b), float(v)) for b, v in zip(res["bpp"], res[metric])
-                         if b is not None and v is not None and math.isfinite(float(v)))
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            dashed = any(c in f["name"].lower() for c in CLASSICAL)
-            ax.plot(xs, ys, linestyle="--" if dashed else "-", marker="o", markersize=3.5, linewidth=1.4,
-                    color=colour)
-            ends.append((xs[-1], ys[-1], f["name"], colour))
+        curves = rd_curves(files, metric)
         better = ("1 = as sharp as the original" if metric == "hf-ratio"
                   else "lower is better" if lower_is_better(metric) else "higher is better")
         ax.set_xlabel("bits per pixel (bpp)")
         ax.set_ylabel(f"{metric} ({better})")
         ax.grid(True, alpha=0.3)
-        if not ends:
+        if not curves:
             ax.text(0.5, 0.5, f"no data for {metric}", transform=ax.transAxes, ha="center")
             continue
-        # direct labels at the line ends: widen the x range to make room, then de-overlap in y
-        x0, x1 = ax.get_xlim()
-        ax.set_xlim(x0, x1 + 0.45 * (x1 - x0 if x1 > x0 else 1.0))
-        y0, y1 = ax.get_ylim()
-        span = (y1 - y0) or 1.0
-        ys = _spread([e[1] for e in ends], gap=0.06 * span)
-        for (x, y, name, colour), y_label in zip(ends, ys):
-            ax.annotate(name, xy=(x, y), xytext=(x + 0.03 * (x1 - x0 if x1 > x0 else 1.0), y_label),
-                        color=colour, fontsize=8, va="center", ha="left",
-                        arrowprops={"arrowstyle": "-", "color": colour, "alpha": 0.5, "linewidth": 0.6})
-        ax.set_ylim(min(y0, min(ys) - 0.03 * span), max(y1, max(ys) + 0.03 * span))
+        x0, x1 = x_view(curves, full_range)
+        ylim = y_view(_visible_values(curves, x0, x1) or [v for pts in curves.values() for _, v in pts])
+        for name, pts in curves.items():
+            legend.setdefault(name, _draw_curve(ax, pts, name, colours[name], (x0, x1), ylim))
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(*ylim)
+    fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     output = Path(output)
@@ -300,4 +366,4 @@ def plot_rd(files: Sequence[dict[str, Any]], output: str | Path, metrics: Sequen
 
 __all__ = ["bd_rate", "bd_metric", "bd_rate_table", "expand_paths", "load_results", "metrics_in", "pchip_eval",
            "pchip_integral",
-           "pchip_slopes", "plot_rd"]
+           "pchip_slopes", "plot_rd", "rd_curves", "x_view", "y_view"]

@@ -437,3 +437,93 @@ def test_bad_gamma_options_are_exit_2_before_loading(tmp_path, png, capsys, opti
                             "--gamma", option)
     assert code == 2 and message in err
     assert_one_line_error(err, "compress")
+
+
+# --------------------------------------------------------------------------- issue 13, item 7: say what is wrong
+def test_device_that_this_machine_lacks_is_named(tmp_path, png, model_file, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for command, source in (("compress", png), ("decompress", png)):
+        code, _, err = run_main(capsys, command, source, "-o", tmp_path / "o.x", "--model", model_file,
+                                "--device", "cuda")
+        assert code == 2 and "CUDA is not available" in err and "--device cpu" in err, err
+        assert str(model_file) not in err  # the model file is fine
+        assert_one_line_error(err, command)
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "o.cdf", "--model", model_file,
+                            "--device", "cdua")
+    assert code == 2 and "unknown device 'cdua'" in err
+
+
+def test_export_and_model_say_what_the_wrong_file_is(tmp_path, png, model_file, capsys):
+    code, _, err = run_main(capsys, "export", png, "-o", tmp_path / "m.pt")
+    assert code == 2 and "not a Lightning checkpoint" in err and "PNG image" in err and "pickled" not in err
+    cdf = tmp_path / "x.cdf"
+    assert run_main(capsys, "compress", png, "-o", cdf, "--model", model_file, "--mode", "e2e")[0] == 0
+    code, _, err = run_main(capsys, "export", cdf, "-o", tmp_path / "m.pt")
+    assert code == 2 and "compressed corrdiff file" in err
+    code, _, err = run_main(capsys, "export", model_file, "-o", tmp_path / "m.pt")
+    assert code == 2 and "exported corrdiff model already" in err
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "y.cdf", "--model", png)
+    assert code == 2 and "not a model file: it looks like a PNG image" in err
+    assert_one_line_error(err, "compress")
+
+
+def test_help_texts_of_mode_device_threads_and_demo(capsys):
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the end-to-end decoder only" in out and "cpu (default), cuda" in out and "CPU threads" in out
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sampling steps (default: the model's" in out and "seed of the initial noise" in out
+
+
+# --------------------------------------------------------------------------- issue 13, item 8: quick, quiet start-up
+def test_ms_ssim_of_sizes_torchmetrics_refused(tmp_path, natural_images, model_file, capsys):
+    """An 81..98 or 161..175 pixel side made torchmetrics' MS-SSIM raise after the whole encode."""
+    rgb = np.ascontiguousarray(np.tile(natural_images["astronaut"], (2, 2, 1))[:90, :90])
+    png = write_png(tmp_path / "n.png", rgb)
+    code, out, err = run_main(capsys, "compress", png, "-o", tmp_path / "n.cdf", "--model", model_file, "--mode", "e2e")
+    assert code == 0 and "MS-SSIM 0." in out, err
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 200, 180), (1, 3, 32, 48), (1, 3, 24, 19)])
+def test_ms_ssim_equals_torchmetrics(shape):
+    import torch
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as reference
+
+    from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
+
+    a = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    b = (a + 0.2 * torch.randn(shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    betas = ms_ssim_betas(min(shape[-2:]))
+    ours_input, their_input = a.clone().requires_grad_(), a.clone().requires_grad_()
+    ours, theirs = ms_ssim_index(b, ours_input, betas), reference(b, their_input, data_range=1.0, betas=betas)
+    ours.backward()
+    theirs.backward()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert torch.allclose(ours_input.grad, their_input.grad, atol=1e-7)
+
+
+FRESH_PROCESS = """
+import json, sys, warnings
+from corrdiff.cli import main
+for argv in (["compress", sys.argv[1], "-o", sys.argv[2], "--model", sys.argv[3], "--steps", "1"],
+             ["decompress", sys.argv[2], "-o", sys.argv[4], "--model", sys.argv[3]]):
+    assert main(argv) == 0
+extras = ("torchmetrics", "torch_geometric", "lightning", "pytorch_lightning", "matplotlib", "torchvision", "wandb",
+          "scipy.signal", "torch._dynamo")
+print(json.dumps(sorted(m for m in extras if m in sys.modules)))
+"""
+
+
+def test_file_tools_import_no_extras_and_print_no_warnings(tmp_path, png, model_file):
+    """compress/decompress load only what coding needs (seconds of start-up) and print no third-party warnings."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "default"}
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(png), str(tmp_path / "f.cdf"), str(model_file),
+                           str(tmp_path / "f.png")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -9,7 +9,7 @@ import pytest
 
 import corrdiff
 from corrdiff.cli import main as cli_main
-from corrdiff.demo import demo_image_path
+from corrdiff.demo import CAPTION_HEIGHT, GAP, demo_image_path, side_by_side
 from corrdiff.image_io import load_image
 from corrdiff.metrics import psnr, to_tensor, to_uint8
 from corrdiff.model_io import packaged_model_path
@@ -74,4 +74,20 @@ def test_demo_writes_files_and_prints_figures(tmp_path, capsys):
     for name in ("demo.cdf", "demo.png", "comparison.png"):
         assert (tmp_path / name).stat().st_size > 0
     comparison = load_image(tmp_path / "comparison.png")
-    assert comparison.shape == (512, 6 * 768, 3)  # original, CorrDiff, gamma x 0.5, diffusion, e2e, JPEG
+    # original, CorrDiff, gamma x 0.5, diffusion, e2e, JPEG; labels in a strip below
+    assert comparison.shape == (512 + CAPTION_HEIGHT, 6 * 768 + 5 * GAP, 3)
+
+
+def test_demo_labels_do_not_cover_the_images():
+    """Issue 13: the panel labels sat on the images' corners; now they are in a strip below."""
+    import io
+
+    from PIL import Image
+
+    panels = [(np.full((40, 60, 3), 90 * i, np.uint8), f"panel {i}") for i in range(3)]
+    canvas = np.asarray(Image.open(io.BytesIO(side_by_side(panels))).convert("RGB"))
+    assert canvas.shape == (40 + CAPTION_HEIGHT, 3 * 60 + 2 * GAP, 3)
+    for i, (rgb, _) in enumerate(panels):
+        x = i * (60 + GAP)
+        assert np.array_equal(canvas[:40, x:x + 60], rgb)  # every image pixel as it was
+    assert (canvas[40:] < 128).any()  # the labels are drawn in the strip

@@ -97,13 +97,13 @@ def test_eval_writes_csv_and_compressai_json(eval_run):
         assert "broken.png" in summary["failed"]
     assert len(load(out, "corrdiff-corrected")["points"]) == 1  # one model = one point
     assert len(load(out, "jpeg")["points"]) == len(QUALITIES)
-    assert len(load(out, "jpeg-matched")["points"]) == len(MODES)  # one matched point per CorrDiff point
+    assert load(out, "jpeg-matched")["points"] == ["tiny"]  # one matched point per model, not per mode (item 11)
     assert "corrdiff-corrected" in log and "broken.png" in log  # the table and the failure are reported
 
     rows = read_csv(out / "per_image.csv")
     assert list(rows[0])[:7] == ["method", "point", "image", "width", "height", "bytes", "bpp"]
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 3 * (len(MODES) + 2 * (len(QUALITIES) + len(MODES)))
+    assert len(ok) == 3 * (len(MODES) + 2 * (len(QUALITIES) + 1))
     assert [r["image"] for r in rows if r["status"].startswith("failed")] == ["broken.png"]
 
 
@@ -148,8 +148,7 @@ def test_matched_baselines_are_the_highest_quality_not_above_the_target(eval_run
         assert summary["over_target"] == over
     for r in matched:
         fmt, quality, target = r["method"].split("-")[0], int(r["quality"]), float(r["target_bpp"])
-        mode = r["point"].split(":")[1]
-        (ours,) = [o for o in rows if o["method"] == f"corrdiff-{mode}" and o["image"] == r["image"]]
+        (ours,) = [o for o in rows if o["method"] == "corrdiff-corrected" and o["image"] == r["image"]]
         assert target == pytest.approx(float(ours["bpp"]), rel=1e-5)
         rgb = np.asarray(Image.open(photos / r["image"]).convert("RGB"))
         if quality > 1:
@@ -170,6 +169,20 @@ def test_unavailable_metrics_are_reported_not_computed(eval_run):
     rows = read_csv(out / "per_image.csv")
     assert "lpips-alex" not in rows[0] and "lpips-alex" in rows[0]["unavailable"]
     assert "test_only_random_weights" not in summary
+    # one line says what was skipped and how to enable it (issue 13, item 11)
+    skipped = [line for line in log.splitlines() if "lpips" in line]
+    assert len(skipped) == 1 and "skipped lpips-alex, lpips-vgg, dists, fid, kid" in skipped[0]
+    assert "--weights-dir" in skipped[0] and WEIGHT_FILES["vgg16"] in skipped[0]
+
+
+def test_matched_baselines_match_the_corrected_file_once_per_model(eval_run):
+    out, _, _ = eval_run
+    rows = read_csv(out / "per_image.csv")
+    for image in {r["image"] for r in rows if r["status"] == "ok"}:
+        (corrected,) = [r for r in rows if r["method"] == "corrdiff-corrected" and r["image"] == image]
+        matched = [r for r in rows if r["method"] == "jpeg-matched" and r["image"] == image]
+        assert len(matched) == 1 and matched[0]["point"] == "tiny"
+        assert float(matched[0]["target_bpp"]) == pytest.approx(float(corrected["bpp"]), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- pretrained metrics, test-only paths
@@ -287,6 +300,50 @@ def test_plot_and_bd_rate_commands(eval_run, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "-10.00" in text and "TEST" in text
     assert main(["plot", str(tmp_path / "ref.json"), "-m", "lpips-alex", "-o", str(tmp_path / "x.png")]) == 2
+
+
+def _plotted_axes(monkeypatch, argv) -> list:
+    """Run ``corrdiff plot ARGV`` and return the figure's panels (savefig captured)."""
+    from matplotlib.figure import Figure
+
+    figures = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
+    assert main([str(a) for a in argv]) == 0
+    return [ax for ax in figures[0].axes]
+
+
+def test_plot_fits_corrdiff_draws_one_curve_per_method_and_clips_outliers(tmp_path, monkeypatch, capsys):
+    """Issue 13, item 12: axes fit CorrDiff's range, a ladder evaluated model by model is one curve,
+    an outlier does not flatten its panel."""
+    def write(name: str, key: str, bpp: list, psnr: list, hf: list) -> Path:
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps({"name": name, "results": {"bpp": bpp, "psnr-rgb": psnr, "hf-ratio": hf}}))
+        return path
+
+    rungs = [write("CorrDiff (corrected)", f"rung{i}", [b], [p], [h])  # one eval run per model of the ladder
+             for i, (b, p, h) in enumerate([(0.22, 29.6, 0.18), (0.11, 28.2, 0.13), (0.16, 29.1, 0.15)])]
+    diffusion = write("CorrDiff (diffusion)", "diffusion", [0.11, 0.16, 0.22], [27.4, 28.3, 29.0], [7.9, 0.26, 0.29])
+    jpeg = write("JPEG", "jpeg", [0.14, 0.22, 0.35, 0.64, 1.73], [25.0, 28.6, 31.0, 34.0, 38.8],
+                 [0.6, 0.55, 0.57, 0.73, 0.91])
+    psnr_ax, hf_ax = _plotted_axes(monkeypatch, ["plot", *rungs, diffusion, jpeg, "-o", tmp_path / "rd.png"])
+    assert psnr_ax.get_xlim()[1] < 0.4  # CorrDiff's range, not JPEG q90's 1.7 bpp
+    (ladder,) = [line for line in psnr_ax.get_lines() if line.get_label() == "CorrDiff (corrected)"]
+    assert list(ladder.get_xdata()) == [0.11, 0.16, 0.22] and ladder.get_linestyle() == "-"
+    assert hf_ax.get_ylim()[1] < 1.5  # the 7.9 outlier is drawn on the edge, not given the panel
+    assert any("7.9" in text.get_text() for text in hf_ax.texts)
+    psnr_ax, _ = _plotted_axes(monkeypatch, ["plot", *rungs, jpeg, "--full-range", "-o", tmp_path / "full.png"])
+    assert psnr_ax.get_xlim()[1] > 1.73
+
+
+def test_y_view_keeps_a_spread_and_drops_far_outliers():
+    from corrdiff.plotting import y_view
+
+    spread = [0.14, 0.14, 0.15, 0.16, 0.17, 0.41, 0.6, 0.55]
+    lo, hi = y_view(spread + [61.0, 69.4, 940.0])
+    assert lo < 0.14 and 0.6 < hi < 1.0
+    lo, hi = y_view([23.2, 25.0, 28.2, 29.6, 33.9, 38.8])  # no outlier: everything shown
+    assert lo < 23.2 and hi > 38.8
 
 
 def test_compressai_plot_utility_reads_our_json(eval_run, tmp_path):

@@ -302,3 +302,24 @@ def test_sweep_metrics_are_logged(photos):
     trainer = _trainer(limit_val_batches=1)
     trainer.validate(model, _data(photos))
     assert wanted and wanted <= set(trainer.callback_metrics), (wanted, sorted(trainer.callback_metrics))
+
+
+def test_phase1_export_warns_when_compressing_with_its_untrained_decoder(phase1_checkpoint, tmp_path, capsys):
+    """Issue 13: a phase-1 export records that its end-to-end decoder is untrained; corrected and e2e
+    compression say so, diffusion mode (which does not use the decoder) does not."""
+    from corrdiff.model_io import untrained_components
+
+    model = tmp_path / "phase1.pt"
+    export_checkpoint(phase1_checkpoint, model)
+    assert load_model(model).metadata["untrained"] == ["decoder"]
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    capsys.readouterr()
+    for mode, warned in (("corrected", True), ("e2e", True), ("diffusion", False)):
+        assert cli_main(["compress", str(image), "-o", str(tmp_path / f"{mode}.cdf"), "--model", str(model),
+                         "--mode", mode, "--steps", "1"]) == 0
+        err = capsys.readouterr().err
+        assert ("end-to-end decoder was never trained" in err) == warned, err
+    # phase 2, or phase 1 continued from a trained model: nothing is known to be untrained
+    assert untrained_components({"distortion_weight": 400.0, "init_from": "phase1.ckpt"}) == []
+    assert untrained_components({"lmbda": 0.05, "init_from": "models/default.pt"}) == []

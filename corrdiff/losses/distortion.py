@@ -1,19 +1,23 @@
 """Distortion d(x, x_hat) for images in [-1, 1]: ``mse`` or ``ms_ssim`` (1 - MS-SSIM).
 
-MS-SSIM: Wang, Simoncelli, Bovik 2003, via torchmetrics; the number of scales is reduced
-for small crops (each scale halves the image; the 11-tap window must fit the coarsest).
+MS-SSIM: Wang, Simoncelli, Bovik 2003, with torchmetrics' conventions (11-tap Gaussian window,
+sigma 1.5, reflection padding; tests check equality with torchmetrics), implemented here so that
+``corrdiff compress`` need not import torchmetrics (seconds of start-up). The number of scales is
+reduced for small crops (each scale halves the image; the 11-tap window must fit the coarsest).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from corrdiff.registry import split_spec
 
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
 def ms_ssim_betas(size: int, kernel_size: int = 11) -> tuple[float, ...]:
@@ -25,6 +29,47 @@ def ms_ssim_betas(size: int, kernel_size: int = 11) -> tuple[float, ...]:
     return tuple(b / sum(betas) for b in betas)
 
 
+def gaussian_window(channels: int, like: Tensor, size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """The normalised 2-D Gaussian window, one copy per channel: (channels, 1, size, size)."""
+    offsets = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    g = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    g = g / g.sum()
+    return torch.outer(g, g).expand(channels, 1, size, size)
+
+
+def ssim_and_contrast(a: Tensor, b: Tensor, window: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image: SSIM averaged over the (reflection-padded) image, and the contrast-structure term
+    averaged over the unpadded image (torchmetrics' convention). Data range 1."""
+    pad = (window.shape[-1] - 1) // 2
+    a, b = (F.pad(t, (pad, pad, pad, pad), mode="reflect") for t in (a, b))
+    n = a.shape[0]
+    mu_a, mu_b, aa, bb, ab = F.conv2d(torch.cat((a, b, a * a, b * b, a * b)), window, groups=a.shape[1]).split(n)
+    var_a = (aa - mu_a ** 2).clamp(min=0)
+    var_b = (bb - mu_b ** 2).clamp(min=0)
+    cov = ab - mu_a * mu_b
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    contrast = (2 * cov + c2) / (var_a + var_b + c2)
+    ssim = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1) * contrast
+    contrast = contrast[..., pad:-pad, pad:-pad]
+    return ssim.flatten(1).mean(1), contrast.flatten(1).mean(1)
+
+
+def ms_ssim_index(a: Tensor, b: Tensor, betas: tuple[float, ...] = MS_SSIM_BETAS) -> Tensor:
+    """MS-SSIM of two (B, C, H, W) images in [0, 1], averaged over the batch (one scale per beta).
+
+    The contrast terms of the finer scales and the SSIM of the coarsest, weighted by ``betas``.
+    Differentiable (the ``ms_ssim`` training distortion uses it).
+    """
+    window = gaussian_window(a.shape[1], a)
+    terms = []
+    for scale in range(len(betas)):
+        ssim, contrast = ssim_and_contrast(a, b, window)
+        terms.append(contrast if scale < len(betas) - 1 else ssim)
+        a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    weights = torch.tensor(betas, dtype=a.dtype, device=a.device).view(-1, 1)
+    return (torch.stack(terms) ** weights).prod(0).mean()
+
+
 def mse(x: Tensor, x_hat: Tensor) -> Tensor:
     """Mean squared error on the [0, 1] scale (so the value matches PSNR's convention)."""
     return ((x.float() - x_hat.float()) / 2).pow(2).mean()
@@ -34,7 +79,7 @@ def ms_ssim_loss(x: Tensor, x_hat: Tensor) -> Tensor:
     """1 - MS-SSIM on the [0, 1] scale."""
     a, b = ((x.float() + 1) / 2), ((x_hat.float() + 1) / 2).clamp(0, 1)
     betas = ms_ssim_betas(min(x.shape[-2:]))
-    return 1 - multiscale_structural_similarity_index_measure(b, a, data_range=1.0, betas=betas)
+    return 1 - ms_ssim_index(b, a, betas)
 
 
 DISTORTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": mse, "ms_ssim": ms_ssim_loss}
@@ -47,4 +92,4 @@ def build_distortion(spec: Mapping[str, Any] | str) -> Callable[[Tensor, Tensor]
     return DISTORTIONS[name]
 
 
-__all__ = ["build_distortion", "mse", "ms_ssim_loss", "ms_ssim_betas"]
+__all__ = ["build_distortion", "mse", "ms_ssim_loss", "ms_ssim_betas", "ms_ssim_index"]

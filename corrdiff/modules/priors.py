@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.registry import PRIORS
 
 MEAN_GRID = 2.0**-8

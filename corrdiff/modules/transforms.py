@@ -24,15 +24,9 @@ by the support of the gradient.
 
 from __future__ import annotations
 
-from compressai.layers import (
-    GDN,
-    ResidualBlock,
-    ResidualBlockUpsample,
-    ResidualBlockWithStride,
-    subpel_conv3x3,
-)
 from torch import nn
 
+from corrdiff.compressai_parts import GDN, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, subpel_conv3x3
 from corrdiff.registry import DECODERS, ENCODERS
 
 STRIDE = 16
