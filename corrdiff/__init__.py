@@ -14,7 +14,8 @@ import importlib
 from typing import Any
 
 from corrdiff import registry
-from corrdiff.errors import BitstreamError, CorrDiffError, ImageReadError, ModelLoadError, ModelMismatchError
+from corrdiff.errors import (BitstreamError, CorrDiffError, EntropyCoderError, ImageReadError, ModelLoadError,
+                             ModelMismatchError)
 
 __version__ = "0.1.0"
 
@@ -27,7 +28,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "registry", "BitstreamError", "CorrDiffError", "ImageReadError", "ModelLoadError", "ModelMismatchError",
+    "registry", "BitstreamError", "CorrDiffError", "EntropyCoderError", "ImageReadError", "ModelLoadError", "ModelMismatchError",
     "__version__", *_LAZY,
 ]
 

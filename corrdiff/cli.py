@@ -10,7 +10,10 @@ one line to stderr and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -144,7 +147,7 @@ def _export(args: argparse.Namespace) -> None:
     from corrdiff.model_io import export_checkpoint
 
     check_output(args.output, [args.checkpoint], args.force)
-    codec = export_checkpoint(args.checkpoint, args.output, half=args.half)
+    codec = export_checkpoint(args.checkpoint, args.output, half=args.half, overwrite=args.force)
     size = args.output.stat().st_size
     print(f"{args.checkpoint} -> {args.output}: {size / 1e6:.2f} MB, fingerprint {codec.fingerprint().hex()}")
 
@@ -211,9 +214,9 @@ def _decompress(args: argparse.Namespace) -> None:
 
 def _model_path(model: str) -> Path:
     """The file behind ``--model``: a packaged model's asset, or the path given."""
-    from corrdiff.model_io import PACKAGED, packaged_model_path
+    from corrdiff.model_io import model_path
 
-    return packaged_model_path(model) if model in PACKAGED else Path(model)
+    return model_path(model)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -257,13 +260,10 @@ def _bench(args: argparse.Namespace) -> None:
 
     from corrdiff.benchmark import (BenchSettings, parse_size, parse_sizes, parse_skip, quick_settings,
                                     run_benchmark)
-    from corrdiff.image_io import atomic_write
+    from corrdiff.image_io import atomic_write, check_output
 
     if args.json is not None:  # refuse before minutes of work, not after
-        if args.json.exists() and not args.force:
-            raise FileExistsError(f"{args.json} exists; pass --force to overwrite")
-        if not args.json.parent.is_dir():
-            raise FileNotFoundError(f"{args.json.parent}: no such folder for --json")
+        check_output(args.json, [], args.force)
     try:
         options = {"skip": parse_skip(args.skip)}
         if args.model is not None:
@@ -291,6 +291,41 @@ COMMANDS = {"compress": _compress, "decompress": _decompress, "export": _export,
             "plot": _plot, "bench": _bench}
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised so that the command unwinds like on Ctrl-C (temporary files removed)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _termination_as_exception():
+    """SIGTERM and SIGHUP raise :class:`Terminated` while the block runs (main thread; ignored signals stay ignored)."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                previous[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _what_was_written(since: int) -> str:
+    """The truth about outputs when a command is interrupted: those it completed, or none."""
+    from corrdiff.image_io import committed_outputs
+
+    done = [str(p) for p in committed_outputs[since:]]
+    if not done:
+        return "no output written"
+    more = f" (+{len(done) - 3} more)" if len(done) > 3 else ""
+    return f"wrote {', '.join(done[:3])}{more} before stopping; nothing else was written"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
@@ -298,6 +333,26 @@ def main(argv: list[str] | None = None) -> int:
 
         run_lightning_cli(argv)
         return 0
+    name = argv[0] if argv and argv[0] in COMMANDS else "command"
+    since = 0
+    try:  # everything, imports included: a Ctrl-C at any point is one line and exit 130
+        from corrdiff.image_io import committed_outputs
+
+        since = len(committed_outputs)
+        with _termination_as_exception():
+            return _run(argv)
+    except KeyboardInterrupt:
+        print(f"corrdiff {name}: interrupted; {_what_was_written(since)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated as exc:
+        signum = exc.args[0]
+        print(f"corrdiff {name}: terminated by {signal.Signals(signum).name}; {_what_was_written(since)}",
+              file=sys.stderr)
+        return 128 + signum
+
+
+def _run(argv: list[str]) -> int:
+    """Parse ``argv`` and run the file command: 0, or 2 with one line on stderr for a documented error."""
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
@@ -312,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         # OSError: missing file, directory, permission denied, disk full, ... (atomic writes leave nothing behind)
         print(f"corrdiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE_ERROR
-    except KeyboardInterrupt:
-        print(f"corrdiff {args.command}: interrupted; no output written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"corrdiff {args.command}: error: out of memory", file=sys.stderr)
+        return EXIT_USAGE_ERROR
     return 0
 
 

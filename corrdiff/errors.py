@@ -22,3 +22,8 @@ class ImageReadError(CorrDiffError, ValueError):
 
 class ModelLoadError(CorrDiffError, ValueError):
     """A model file or checkpoint cannot be loaded (not found, pickled payload, mismatched config/keys)."""
+
+
+class EntropyCoderError(CorrDiffError, ValueError):
+    """The model gave the entropy coder values it cannot code: non-finite scales, means or latents,
+    or latents beyond the coder's range (a damaged or diverged model, or a hostile stream)."""
