@@ -172,7 +172,7 @@ def _config(payload: dict, rng: random.Random) -> str:
     elif op == "prediction":
         config["score_net"]["prediction"] = rng.choice(("x0", "v", "eps", "bogus"))
     elif op == "groups":
-        config["correction"]["groups"] = rng.choice((0, 3, 99))
+        config["correction"]["granularity"] = rng.choice(("channel", "bogus", 3))
     elif op == "unknown":
         config["encoder"]["name"] = "no-such-encoder"
     elif op == "not_json":
@@ -323,7 +323,7 @@ def prepare(folder: Path) -> tuple[dict, Path, bytes]:
     yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
     rgb = np.stack([yy * 4, xx * 4, (yy + xx) * 2], axis=2) + rng.integers(0, 40, (IMAGE_SIZE, IMAGE_SIZE, 3))
     Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(image)
-    reference = codec.compress(torch.from_numpy(np.asarray(Image.open(image))).permute(2, 0, 1) / 255.0, steps=1)
+    reference = codec.compress(np.array(Image.open(image)), steps=1)
     return torch.load(folder / "base.pt", weights_only=True), image, reference
 
 

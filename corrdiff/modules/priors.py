@@ -89,7 +89,7 @@ def check_symbols(x: Tensor, means: Tensor, what: str) -> None:
     if not bool(torch.isfinite(offsets).all()):
         raise EntropyCoderError(f"the model produced NaN or infinite values in the latent {what}: the model "
                                 "file is damaged or its training diverged; nothing was coded")
-    worst = float(offsets.abs().max()) if offsets.numel() else 0.0
+    worst = float(offsets.abs().max().round())  # the largest |symbol| the coder would see
     if worst > MAX_SYMBOL:
         raise EntropyCoderError(f"the latent {what} reaches {worst:.3g} quantisation steps from its mean, beyond the "
                                 f"entropy coder's range of {MAX_SYMBOL}: the model file is damaged; nothing was coded")
