@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -295,24 +296,61 @@ class Terminated(BaseException):
     """SIGTERM or SIGHUP, raised so that the command unwinds like on Ctrl-C (temporary files removed)."""
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated(signum)
+class _Signals:
+    """SIGINT raises KeyboardInterrupt and SIGTERM/SIGHUP raise :class:`Terminated` while a command runs.
 
+    Each signal is also recorded in :attr:`received`: CPython cannot raise from a handler that runs
+    inside a callback (a weakref's, a ``__del__``, an import lock's), prints "Exception ignored" and
+    goes on, so :func:`main` raises it again when the command returns (and such reports are
+    silenced). Once :attr:`over` is set, signals are ignored: the command's status stands. Signals
+    that are ignored already (SIG_IGN, e.g. SIGHUP under nohup) stay ignored; only the main thread
+    handles any.
+    """
 
-@contextlib.contextmanager
-def _termination_as_exception():
-    """SIGTERM and SIGHUP raise :class:`Terminated` while the block runs (main thread; ignored signals stay ignored)."""
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
-            sig = getattr(signal, name, None)
-            if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
-                previous[sig] = signal.signal(sig, _raise_terminated)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.over = False
+
+    def handle(self, signum, frame) -> None:
+        if self.over:
+            return
+        self.received.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+    def ignore_from_now(self) -> None:
+        """The process is ending with its status decided: ignore the signals at the OS level (SIG_IGN), which
+        the interpreter's teardown keeps (it resets Python handlers to the default action, ending by the signal)."""
+        self.over = True
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                sig = getattr(signal, name, None)
+                if sig is not None and signal.getsignal(sig) == self.handle:
+                    signal.signal(sig, signal.SIG_IGN)
+
+    @contextlib.contextmanager
+    def installed(self, restore: bool = True):
+        """Handle the signals in the block; ``restore=False`` keeps the handler after it (the process is ending)."""
+        previous, hook = {}, sys.unraisablehook
+
+        def unraisable(info):
+            if not isinstance(info.exc_value, (KeyboardInterrupt, Terminated)):
+                hook(info)
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                sig = getattr(signal, name, None)
+                if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                    previous[sig] = signal.signal(sig, self.handle)
+            sys.unraisablehook = unraisable
+        try:
+            yield self
+        finally:
+            if restore:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                sys.unraisablehook = hook
 
 
 def _what_was_written(since: int) -> str:
@@ -327,6 +365,15 @@ def _what_was_written(since: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status (0, 2 for a documented error, 128 + N after signal N).
+
+    Called as the program (``argv`` None), the status is final once the command is over: signals
+    that arrive while the interpreter tears down (seconds with torch loaded) are ignored instead of
+    ending the process by the signal, and an interrupted command ends the process at once
+    (``os._exit`` after flushing), since CPython would otherwise end it by SIGINT when the interrupt
+    landed in code that C runs through ``PyRun_*`` (an import of torch), whatever main returned.
+    """
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from corrdiff.training.cli import run_lightning_cli
@@ -334,21 +381,34 @@ def main(argv: list[str] | None = None) -> int:
         run_lightning_cli(argv)
         return 0
     name = argv[0] if argv and argv[0] in COMMANDS else "command"
-    since = 0
+    since, signals = 0, _Signals()
     try:  # everything, imports included: a Ctrl-C at any point is one line and exit 130
         from corrdiff.image_io import committed_outputs
 
         since = len(committed_outputs)
-        with _termination_as_exception():
-            return _run(argv)
+        with signals.installed(restore=not entry):
+            code = _run(argv)
+            if signals.received:  # a signal whose exception a callback swallowed
+                raise KeyboardInterrupt if signals.received[0] == signal.SIGINT else Terminated(signals.received[0])
+            signals.over = True
+            if entry:
+                signals.ignore_from_now()
+        return code
     except KeyboardInterrupt:
+        signals.over = True
         print(f"corrdiff {name}: interrupted; {_what_was_written(since)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
     except Terminated as exc:
+        signals.over = True
         signum = exc.args[0]
         print(f"corrdiff {name}: terminated by {signal.Signals(signum).name}; {_what_was_written(since)}",
               file=sys.stderr)
-        return 128 + signum
+        code = 128 + signum
+    if entry:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _run(argv: list[str]) -> int:

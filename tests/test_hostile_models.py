@@ -578,6 +578,7 @@ def test_sigterm_mid_write_removes_the_temporary_file_and_says_so(tmp_path, png,
     assert not out.exists() and not temp_files(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigkill_leaves_a_temporary_file_that_the_next_run_removes(tmp_path, png, model_file):
     """Only SIGKILL (or a power cut) can leave a temporary file; the next write of that output removes it."""
