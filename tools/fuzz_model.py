@@ -151,7 +151,12 @@ def _scale_table(payload: dict, rng: random.Random) -> str:
 
 
 def _config(payload: dict, rng: random.Random) -> str:
-    config = json.loads(payload["config"])
+    try:
+        config = json.loads(payload["config"])
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):  # a first mutation broke it already
+        return "config:unchanged"
     op = rng.choice(("schedule", "steps", "latent_channels", "hyper_channels", "narrow_hyper", "scale_levels",
                      "sampler", "prediction", "groups", "unknown", "not_json", "not_dict", "huge", "scale_range"))
     if op == "schedule":  # same shapes, another model: only the fingerprint tells
@@ -376,8 +381,9 @@ def campaign(args: argparse.Namespace, deadline: float) -> list[dict]:
             line = proc.stdout.readline()
             if not line:
                 code = proc.wait()
-                if code != 0:
-                    records.append({"i": current, "ops": ops, "outcomes": {"worker": f"failure:crash(exit {code})"}})
+                if code != 0:  # killed by a signal (a crash), or an exception out of the case (a traceback)
+                    kind = f"crash(signal {-code})" if code < 0 else f"traceback(exit {code})"
+                    records.append({"i": current, "ops": ops, "outcomes": {"worker": f"failure:{kind}"}})
                 next_index = current + 1 if code != 0 else args.cases
                 break
             if line.startswith("ready"):
@@ -389,6 +395,7 @@ def campaign(args: argparse.Namespace, deadline: float) -> list[dict]:
                 continue
             records.append(record)
             current = next_index = record["i"] + 1
+            ops = []  # until the next case is announced (a failure while writing it has none)
         sel.close()
     return records
 
@@ -435,6 +442,7 @@ def summarise(records: list[dict]) -> dict:
         "ok": sum(o == "ok" for o in outcomes),
         "refused": sum(o.startswith("refused") for o in outcomes),
         "crashed": sum("crash" in o for o in outcomes),
+        "tracebacks": sum("traceback" in o for o in outcomes),
         "hung": sum("hang" in o for o in outcomes),
         "failures": len(failures),
         "decoded": sum(r["outcomes"].get("decompress") == "ok" for r in records),
@@ -475,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
                    memory_gib=args.memory_gib, timeout_s=args.timeout)
     t = summary["totals"]
     print(f"model cases: {t['cases']} in {summary['minutes']} min (seed {args.seed}); commands {t['commands']}: "
-          f"ok {t['ok']}, refused {t['refused']}; decoded {t['decoded']}; crashed {t['crashed']}, hung {t['hung']}; "
+          f"ok {t['ok']}, refused {t['refused']}; decoded {t['decoded']}; crashed {t['crashed']}, hung {t['hung']}, "
+          f"tracebacks {t['tracebacks']}; "
           f"failures {t['failures']}")
     print("  mutations: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["mutations"].items())))
     for kind, n in sorted(summary["counts"].items(), key=lambda kv: (-kv[1], kv[0])):
