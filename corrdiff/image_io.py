@@ -301,7 +301,7 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, OSError):
+    except (OverflowError, OSError):  # another user's process (EPERM), or not a PID: leave its file alone
         return True
     return True
 

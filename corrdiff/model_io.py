@@ -275,8 +275,8 @@ def _table_problem(module: nn.Module, rows: int) -> str | None:
     for bad, what in checks:
         if bool(bad.any()):
             return f"row {int(bad.nonzero()[0])}: {what}"
-    scales = getattr(module, "scale_table", None)
     if isinstance(module, GaussianConditional):
+        scales = module.scale_table
         if not bool(torch.isfinite(scales).all()) or bool((scales <= 0).any()) or bool((scales[1:] <= scales[:-1]).any()):
             return "scale_table must be finite, positive and strictly increasing"
     return None
