@@ -336,7 +336,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(1)
-    folder = Path(tempfile.mkdtemp(prefix="corrdiff-fuzz-model-"))
+    folder = Path(args.folder)
     base, image, reference = prepare(folder)
     print("ready", flush=True)
     for index in range(args.start, args.end):
@@ -353,7 +353,7 @@ def limit_memory(gib: float) -> None:
 
 def _start_worker(args: argparse.Namespace, start: int) -> subprocess.Popen:
     cmd = [sys.executable, "-W", "ignore", __file__, "--worker", "--seed", str(args.seed), "--start", str(start),
-           "--end", str(args.cases)]
+           "--end", str(args.cases), "--folder", args.folder]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env,
                             preexec_fn=lambda: limit_memory(args.memory_gib))
@@ -402,7 +402,7 @@ def campaign(args: argparse.Namespace, deadline: float) -> list[dict]:
 
 def fresh_campaign(args: argparse.Namespace, deadline: float) -> list[dict]:
     """Every command its own ``python -m corrdiff.cli`` process (exit status and signals as a shell sees them)."""
-    folder = Path(tempfile.mkdtemp(prefix="corrdiff-fuzz-model-"))
+    folder = Path(args.folder)
     base, image, reference = prepare(folder)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -464,11 +464,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--end", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--folder", default=None, help=argparse.SUPPRESS)  # the workers' scratch folder
     args = p.parse_args(argv)
     if args.worker:
         args.end = args.end or args.start + 1
         worker(args)
         return 0
+    with tempfile.TemporaryDirectory(prefix="corrdiff-fuzz-model-") as scratch:
+        args.folder = scratch
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """A replay or a campaign, with ``args.folder`` as scratch space; exit status 1 if any case failed."""
     if args.replay is not None:
         args.start, args.end = args.replay, args.replay + 1
         worker(args)
