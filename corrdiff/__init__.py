@@ -14,7 +14,8 @@ import importlib
 from typing import Any
 
 from corrdiff import registry
-from corrdiff.errors import (BitstreamError, CorrDiffError, DeviceError, ImageReadError, ModelLoadError,
+from corrdiff.errors import (BitstreamError, CorrDiffError, DeviceError, EntropyCoderError, ImageReadError,
+                             ModelLoadError,
                              ModelMismatchError)
 
 __version__ = "0.1.0"
@@ -28,8 +29,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "registry", "BitstreamError", "CorrDiffError", "DeviceError", "ImageReadError", "ModelLoadError",
-    "ModelMismatchError",
+    "registry", "BitstreamError", "CorrDiffError", "DeviceError", "EntropyCoderError", "ImageReadError",
+    "ModelLoadError", "ModelMismatchError",
     "__version__", *_LAZY,
 ]
 

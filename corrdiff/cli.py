@@ -10,8 +10,12 @@ one line to stderr and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,7 +181,7 @@ def _export(args: argparse.Namespace) -> None:
     from corrdiff.model_io import export_checkpoint
 
     check_output(args.output, [args.checkpoint], args.force)
-    codec = export_checkpoint(args.checkpoint, args.output, half=args.half)
+    codec = export_checkpoint(args.checkpoint, args.output, half=args.half, overwrite=args.force)
     size = args.output.stat().st_size
     print(f"{args.checkpoint} -> {args.output}: {size / 1e6:.2f} MB, fingerprint {codec.fingerprint().hex()}")
 
@@ -323,9 +327,9 @@ def _gamma_options(pairs: list[str], sharpen: float | None) -> dict:
 
 def _model_path(model: str) -> Path:
     """The file behind ``--model``: a packaged model's asset, or the path given."""
-    from corrdiff.model_io import PACKAGED, packaged_model_path
+    from corrdiff.model_io import model_path
 
-    return packaged_model_path(model) if model in PACKAGED else Path(model)
+    return model_path(model)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -370,13 +374,10 @@ def _bench(args: argparse.Namespace) -> None:
 
     from corrdiff.benchmark import (BenchSettings, parse_size, parse_sizes, parse_skip, quick_settings,
                                     run_benchmark)
-    from corrdiff.image_io import atomic_write
+    from corrdiff.image_io import atomic_write, check_output
 
     if args.json is not None:  # refuse before minutes of work, not after
-        if args.json.exists() and not args.force:
-            raise FileExistsError(f"{args.json} exists; pass --force to overwrite")
-        if not args.json.parent.is_dir():
-            raise FileNotFoundError(f"{args.json.parent}: no such folder for --json")
+        check_output(args.json, [], args.force)
     try:
         options = {"skip": parse_skip(args.skip)}
         if args.model is not None:
@@ -404,13 +405,127 @@ COMMANDS = {"compress": _compress, "decompress": _decompress, "export": _export,
             "plot": _plot, "bench": _bench}
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised so that the command unwinds like on Ctrl-C (temporary files removed)."""
+
+
+class _Signals:
+    """SIGINT raises KeyboardInterrupt and SIGTERM/SIGHUP raise :class:`Terminated` while a command runs.
+
+    Each signal is also recorded in :attr:`received`: CPython cannot raise from a handler that runs
+    inside a callback (a weakref's, a ``__del__``, an import lock's), prints "Exception ignored" and
+    goes on, so :func:`main` raises it again when the command returns (and such reports are
+    silenced). Once :attr:`over` is set, signals are ignored: the command's status stands. Signals
+    that are ignored already (SIG_IGN, e.g. SIGHUP under nohup) stay ignored; only the main thread
+    handles any.
+    """
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.over = False
+
+    def handle(self, signum, frame) -> None:
+        if self.over:
+            return
+        self.received.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+    def ignore_from_now(self) -> None:
+        """The process is ending with its status decided: ignore the signals at the OS level (SIG_IGN), which
+        the interpreter's teardown keeps (it resets Python handlers to the default action, ending by the signal)."""
+        self.over = True
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                sig = getattr(signal, name, None)
+                if sig is not None and signal.getsignal(sig) == self.handle:
+                    signal.signal(sig, signal.SIG_IGN)
+
+    @contextlib.contextmanager
+    def installed(self, restore: bool = True):
+        """Handle the signals in the block; ``restore=False`` keeps the handler after it (the process is ending)."""
+        previous, hook = {}, sys.unraisablehook
+
+        def unraisable(info):
+            if not isinstance(info.exc_value, (KeyboardInterrupt, Terminated)):
+                hook(info)
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.NAMES:
+                sig = getattr(signal, name, None)
+                if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                    previous[sig] = signal.signal(sig, self.handle)
+            sys.unraisablehook = unraisable
+        try:
+            yield self
+        finally:
+            if restore:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                sys.unraisablehook = hook
+
+
+def _what_was_written(since: int) -> str:
+    """The truth about outputs when a command is interrupted: those it completed, or none."""
+    from corrdiff.image_io import committed_outputs
+
+    done = [str(p) for p in committed_outputs[since:]]
+    if not done:
+        return "no output written"
+    more = f" (+{len(done) - 3} more)" if len(done) > 3 else ""
+    return f"wrote {', '.join(done[:3])}{more} before stopping; nothing else was written"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit status (0, 2 for a documented error, 128 + N after signal N).
+
+    Called as the program (``argv`` None), the status is final once the command is over: signals
+    that arrive while the interpreter tears down (seconds with torch loaded) are ignored instead of
+    ending the process by the signal, and an interrupted command ends the process at once
+    (``os._exit`` after flushing), since CPython would otherwise end it by SIGINT when the interrupt
+    landed in code that C runs through ``PyRun_*`` (an import of torch), whatever main returned.
+    """
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from corrdiff.training.cli import run_lightning_cli
 
         run_lightning_cli(argv)
         return 0
+    name = argv[0] if argv and argv[0] in COMMANDS else "command"
+    since, signals = 0, _Signals()
+    try:  # everything, imports included: a Ctrl-C at any point is one line and exit 130
+        from corrdiff.image_io import committed_outputs
+
+        since = len(committed_outputs)
+        with signals.installed(restore=not entry):
+            code = _run(argv)
+            if signals.received:  # a signal whose exception a callback swallowed
+                raise KeyboardInterrupt if signals.received[0] == signal.SIGINT else Terminated(signals.received[0])
+            signals.over = True
+            if entry:
+                signals.ignore_from_now()
+        return code
+    except KeyboardInterrupt:
+        signals.over = True
+        print(f"corrdiff {name}: interrupted; {_what_was_written(since)}", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except Terminated as exc:
+        signals.over = True
+        signum = exc.args[0]
+        print(f"corrdiff {name}: terminated by {signal.Signals(signum).name}; {_what_was_written(since)}",
+              file=sys.stderr)
+        code = 128 + signum
+    if entry:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(argv: list[str]) -> int:
+    """Parse ``argv`` and run the file command: 0, or 2 with one line on stderr for a documented error."""
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
@@ -425,9 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         # OSError: missing file, directory, permission denied, disk full, ... (atomic writes leave nothing behind)
         print(f"corrdiff {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE_ERROR
-    except KeyboardInterrupt:
-        print(f"corrdiff {args.command}: interrupted; no output written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"corrdiff {args.command}: error: out of memory", file=sys.stderr)
+        return EXIT_USAGE_ERROR
     return code or 0
 
 

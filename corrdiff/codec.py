@@ -54,6 +54,7 @@ from corrdiff import bitstream
 from corrdiff.correction import CorrectionConfig, GammaSolver, apply_correction, gamma_map, quantize_gamma, step_gammas
 from corrdiff.errors import BitstreamError, ModelMismatchError
 from corrdiff.image_io import as_image_tensor
+from corrdiff.modules.priors import max_stream_bytes
 from corrdiff.modules.samplers import seeded_noise, x0_from_output
 from corrdiff.modules.tiling import map_tiles
 from corrdiff.modules.transforms import STRIDE, check_stride
@@ -277,12 +278,7 @@ class CorrDiffCodec(nn.Module):
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> bytes:
         """First 8 bytes of SHA-256 over the config (canonical JSON) and every saved tensor."""
-        digest = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-        for key, tensor in sorted(self.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
-            digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return digest.digest()[: bitstream.FINGERPRINT_BYTES]
+        return fingerprint_of(self.config, self.state_dict())
 
     # ------------------------------------------------------------------ compression
     def _pad(self, x: Tensor) -> Tensor:
@@ -490,8 +486,9 @@ class CorrDiffCodec(nn.Module):
         """Parse a file and entropy-decode its latent: (header, y_hat). Checks the model fingerprint.
 
         Refuses (BitstreamError), before any tensor is allocated, an image larger than
-        :attr:`max_decode_pixels`; the entropy decoder's input is padded so that a damaged or
-        forged stream cannot make it read past its buffer (see :func:`range_decoder_padding`).
+        :attr:`max_decode_pixels` and a stream longer than the encoder can write for the symbols it
+        must decode (:meth:`_check_stream_lengths`); the entropy decoder's input is padded so that a
+        damaged or forged stream cannot make it read past its buffer (see :func:`range_decoder_padding`).
         """
         bs = bitstream.unpack(data)
         if bs.height * bs.width > self.max_decode_pixels:
@@ -507,6 +504,7 @@ class CorrDiffCodec(nn.Module):
             )
         if len(bs.streams) != len(self.prior.streams):
             raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(self.prior.streams)}")
+        self._check_stream_lengths(bs)
         _bound_range_decoders(self.prior)
         try:
             with torch.no_grad():
@@ -514,6 +512,19 @@ class CorrDiffCodec(nn.Module):
         except (RuntimeError, ValueError, IndexError) as exc:
             raise BitstreamError(f"entropy-coded data is invalid ({exc})") from None
         return bs, y_hat.to(self._device())
+
+    def _check_stream_lengths(self, bs: bitstream.Bitstream) -> None:
+        """BitstreamError for a stream longer than :func:`~corrdiff.modules.priors.max_stream_bytes` of the
+        symbols it codes (a proven bound on what the encoder writes), before any padding or decoding:
+        so the padding and copies of the decoder are bounded by the header's size, not the file's."""
+        counts = getattr(self.prior, "stream_symbols", None)
+        if counts is None:  # a third-party prior that does not declare its symbol counts
+            return
+        for name, stream, count in zip(self.prior.streams, bs.streams, counts(self._latent_hw(bs.height, bs.width))):
+            limit = max_stream_bytes(count)
+            if len(stream) > limit:
+                raise BitstreamError(f"stream {name} holds {len(stream)} bytes, more than the {limit} bytes that its "
+                                     f"{count} symbols can take: the file is damaged or forged")
 
     @torch.no_grad()
     def decompress(
@@ -570,6 +581,16 @@ class CorrDiffCodec(nn.Module):
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+def fingerprint_of(config: Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> bytes:
+    """:meth:`CorrDiffCodec.fingerprint` of a codec with this config and these weights."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for key, tensor in sorted(state_dict.items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.digest()[: bitstream.FINGERPRINT_BYTES]
 
 
 def check_gamma_scale(gamma_scale: float) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from corrdiff.baselines import encode_at_bpp
-from corrdiff.image_io import atomic_write, encode_png, load_image
+from corrdiff.image_io import OutputGuard, atomic_write, encode_png, load_image
 from corrdiff.metrics import high_frequency_ratio, ms_ssim, psnr, to_tensor, to_uint8
-from corrdiff.model_io import load_model
+from corrdiff.model_io import load_model, model_path
 
 
 def demo_image_path() -> Path:
@@ -52,6 +52,8 @@ def run_demo(model: str = "default", image: str | None = None, out: str = "corrd
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = Path(image) if image else demo_image_path()
+    guard = OutputGuard([source, model_path(model)], force=True)  # replaces its results, never an input
+    cdf_path, png_path, comparison_path = (guard.check(out_dir / n) for n in ("demo.cdf", "demo.png", "comparison.png"))
     rgb = load_image(source)
     codec = load_model(model)
     h, w = rgb.shape[:2]
@@ -70,9 +72,9 @@ def run_demo(model: str = "default", image: str | None = None, out: str = "corrd
         (to_uint8(codec.decompress(data, mode="e2e")), "end-to-end only"),
     ]
 
-    atomic_write(out_dir / "demo.cdf", data)
-    atomic_write(out_dir / "demo.png", encode_png(decoded))
-    atomic_write(out_dir / "comparison.png", side_by_side([
+    atomic_write(cdf_path, data)
+    atomic_write(png_path, encode_png(decoded))
+    atomic_write(comparison_path, side_by_side([
         (rgb, "original"),
         (decoded, f"CorrDiff {bpp:.3f} bpp"),
         *variants,

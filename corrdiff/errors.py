@@ -26,3 +26,8 @@ class ModelLoadError(CorrDiffError, ValueError):
 
 class DeviceError(CorrDiffError, ValueError):
     """A device (``--device``) that is unknown or not available on this machine (e.g. CUDA without a GPU)."""
+
+
+class EntropyCoderError(CorrDiffError, ValueError):
+    """The model gave the entropy coder values it cannot code: non-finite scales, means or latents,
+    or latents beyond the coder's range (a damaged or diverged model, or a hostile stream)."""

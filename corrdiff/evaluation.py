@@ -42,7 +42,7 @@ import numpy as np
 
 from corrdiff import baselines as classical
 from corrdiff.errors import CorrDiffError
-from corrdiff.image_io import atomic_write, encode_png, load_image
+from corrdiff.image_io import OutputGuard, atomic_write, encode_png, load_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 75, 90)
@@ -193,7 +193,10 @@ def run_eval(
         raise FileExistsError(f"{out} holds results already; pass --force to overwrite")
     out.mkdir(parents=True, exist_ok=True)
 
-    from corrdiff.model_io import load_model
+    from corrdiff.model_io import load_model, model_path
+
+    # results are replaced (the --force check above is per folder), inputs never: images, model files
+    guard = OutputGuard([*files, *(model_path(m) for m in models if not isinstance(m, CorrDiffCodec))], force=True)
 
     loaded: list[_Model] = []
     for i, source in enumerate(models):
@@ -317,7 +320,7 @@ def run_eval(
             if save_images:
                 folder = out / "reconstructions" / method / point.replace(":", "-")
                 folder.mkdir(parents=True, exist_ok=True)
-                atomic_write(folder / (Path(image_name).with_suffix("").as_posix().replace("/", "__") + ".png"),
+                atomic_write(guard.check(folder / (Path(image_name).with_suffix("").as_posix().replace("/", "__") + ".png")),
                              encode_png(decoded))
         if suite.patch_fid is not None:
             for key, feats in features:
@@ -343,7 +346,7 @@ def run_eval(
 
     # ------------------------------------------------------------------ write
     metric_cols = suite.image_metrics
-    _write_csv(out / "per_image.csv", methods, metric_cols, failed, suite.unavailable)
+    _write_csv(guard.check(out / "per_image.csv"), methods, metric_cols, failed, suite.unavailable)
     settings = {
         "data_dir": str(data_dir), "images": ok_images, "steps": steps, "seed": seed, "same_file": same_file,
         "models": [{"label": m.label, "source": m.source, "fingerprint": m.codec.fingerprint().hex(),
@@ -354,11 +357,11 @@ def run_eval(
     for method in methods.values():
         summary = _summarise(method, metric_cols, ok_images, failed, settings, test_only)
         summaries[method.key] = summary
-        atomic_write(out / f"{method.key}.json", (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
+        atomic_write(guard.check(out / f"{method.key}.json"), (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
     index = {"methods": {k: f"{k}.json" for k in summaries}, "per_image": "per_image.csv",
              "num_images": len(ok_images), "num_failed": len(failed), "failed": failed,
              "unavailable": suite.unavailable, "settings": settings}
-    atomic_write(out / "index.json", (json.dumps(index, indent=2, allow_nan=False) + "\n").encode())
+    atomic_write(guard.check(out / "index.json"), (json.dumps(index, indent=2, allow_nan=False) + "\n").encode())
     log(format_table(summaries))
     for key, summary in summaries.items():
         if any(summary.get("over_target", [])):

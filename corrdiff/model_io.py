@@ -1,9 +1,15 @@
 """Model files: a config and weights, saved with torch.save and loaded with ``weights_only=True``.
 
 A model file is a dict ``{"format": "corrdiff-model", "format_version": 1, "config": <JSON
-string>, "state_dict": {...}, "metadata": {...}}``: plain tensors and strings only, so loading
-never runs pickled code (a file carrying a pickled object is refused). ``load_model("default")``
-loads the model shipped in the package.
+string>, "state_dict": {...}, "metadata": {...}, "fingerprint": <hex>}``: plain tensors and strings
+only, so loading never runs pickled code (a file carrying a pickled object is refused).
+``load_model("default")`` loads the model shipped in the package.
+
+Model files come from strangers too (shared checkpoints, downloaded ladders), so :func:`load_model`
+validates them before use (:func:`check_model`, issue 16): every weight finite, the entropy
+coder's tables consistent with compressai's coder (:func:`check_entropy_tables`), and the stored
+fingerprint, when the file has one (files written before it existed have none), equal to the
+recomputed one. :func:`save_model` runs the same checks before it writes.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from torch import nn
 
-from corrdiff.codec import CorrDiffCodec
-from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.bitstream import MAGIC as CDF_MAGIC
+from corrdiff.codec import CorrDiffCodec, fingerprint_of
+from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.errors import DeviceError, ModelLoadError
 from corrdiff.image_io import atomic_write
+from corrdiff.modules.priors import CODER_PRECISION, MIN_SYMBOLS
 
 FORMAT = "corrdiff-model"
 FORMAT_VERSION = 1
@@ -91,25 +99,47 @@ def _stored(key: str, tensor: torch.Tensor, half: bool) -> torch.Tensor:
 
 
 def save_model(
-    codec: CorrDiffCodec, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None, half: bool = False
+    codec: CorrDiffCodec,
+    path: str | os.PathLike,
+    metadata: Mapping[str, Any] | None = None,
+    half: bool = False,
+    overwrite: bool = True,
 ) -> None:
     """Write a slim inference model (entropy tables built, no optimiser state), atomically.
+
+    The model is validated first (:func:`check_model`: ModelLoadError, nothing written), and the
+    file records the fingerprint of the model as :func:`load_model` will rebuild it.
+    ``overwrite=False`` creates ``path`` exclusively (:func:`~corrdiff.image_io.atomic_write`).
 
     ``half=True`` stores the transforms', conditioner's and score network's weights as float16
     (half the file size); loading casts them back to float32, so the fingerprint and
     determinism are those of the loaded model.
     """
     codec.update(force=False)
+    check_model(codec)
+    state = codec.state_dict()
+    stored = {k: _stored(k, v, half) for k, v in state.items()}
+    as_loaded = {k: v.to(state[k].dtype) for k, v in stored.items()}  # what load_model will hold
+    overflow = _not_finite(as_loaded)
+    if overflow:
+        raise ModelLoadError(f"weights overflow float16: {_few(overflow)}; save them without half precision")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": json.dumps(codec.config, sort_keys=True),
-        "state_dict": {k: _stored(k, v, half) for k, v in codec.state_dict().items()},
+        "state_dict": stored,
         "metadata": json.dumps(dict(metadata or {}), sort_keys=True, default=str),
+        "fingerprint": fingerprint_of(codec.config, as_loaded).hex(),
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue(), overwrite=overwrite)
+
+
+def model_path(name_or_path: str | os.PathLike) -> Path:
+    """The file behind a model name: a packaged model's asset, or the path given."""
+    key = str(name_or_path)
+    return packaged_model_path(key) if key in PACKAGED else Path(key)
 
 
 def packaged_model_path(name: str) -> Path:
@@ -177,8 +207,7 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
     ``map_location``: the device, checked first (DeviceError if this machine lacks it).
     """
     map_location = check_device(map_location)
-    key = str(name_or_path)
-    path = packaged_model_path(key) if key in PACKAGED else Path(key)
+    path = model_path(name_or_path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file (give a path or one of: {', '.join(PACKAGED)})")
     head = _head(path)
@@ -199,16 +228,17 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
     try:
         config = json.loads(payload["config"])
         codec = CorrDiffCodec(**config)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any component may reject a forged config its own way (or run out of memory)
         raise ModelLoadError(f"{path}: the embedded config is invalid ({_first_line(exc)})") from None
     try:
         load_codec_state(codec, payload.get("state_dict"))
-        check_finite(codec)
+        if not codec.prior.entropy_tables_ready():
+            raise ModelLoadError("the model lacks entropy tables; re-export it (`corrdiff export`) "
+                                 "or call codec.update() and save_model()")
+        check_model(codec)
+        check_stored_fingerprint(codec, payload.get("fingerprint"))
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
-    if not codec.prior.entropy_tables_ready():
-        raise ModelLoadError(f"{path}: the model lacks entropy tables; re-export it (`corrdiff export`) "
-                             "or call codec.update() and save_model()")
     try:
         codec.metadata = json.loads(payload.get("metadata", "{}"))
     except (TypeError, ValueError) as exc:
@@ -216,13 +246,111 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
     return codec.eval().to(map_location)
 
 
+def check_model(codec: CorrDiffCodec) -> None:
+    """The model-file validator: ModelLoadError naming what is wrong, else nothing.
+
+    Weights finite (:func:`check_finite`) and entropy tables that keep the coder's contract
+    (:func:`check_entropy_tables`). The stored fingerprint is checked by :func:`load_model`.
+    """
+    check_finite(codec)
+    check_entropy_tables(codec)
+
+
 def check_finite(codec: CorrDiffCodec) -> None:
     """ModelLoadError naming the first weights that hold NaN or infinity (a diverged run's export):
     such weights make the entropy coder index outside its tables (a crash) or loop (issue 16)."""
-    bad = [name for name, t in codec.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = _not_finite(codec.state_dict())
     if bad:
         raise ModelLoadError(f"weights hold NaN or infinite values: {_few(bad)}; the training run that made "
                              "them diverged (export an earlier checkpoint)")
+
+
+def _not_finite(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    return [name for name, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def check_entropy_tables(codec: CorrDiffCodec) -> None:
+    """ModelLoadError unless every entropy model's tables keep the contract of compressai 1.2.8's coder.
+
+    The C++ rANS coder (``rans_interface.cpp``) trusts its tables: it only ``assert``s them, and
+    release builds compile the asserts out, so a forged table reads or writes out of bounds (issue 16:
+    a Gaussian table cut to one row crashed encode and decode; all-zero rows divided by zero). Per
+    entropy model (``EntropyBottleneck``, ``GaussianConditional``) this checks:
+
+    * ``_quantized_cdf`` (rows x width), ``_cdf_length`` and ``_offset`` (rows) are int32 with one
+      row per table the coder is given an index of: a channel of the bottleneck, a scale of the
+      Gaussian's ``scale_table``;
+    * every length L satisfies 3 <= L <= width (the coder reads ``cdf[0 .. L-1]``, and ``L - 2``
+      is its escape symbol);
+    * every row starts at 0, ends at ``cdf[L-1] = 2^16`` (:data:`~corrdiff.modules.priors.CODER_PRECISION`
+      is fixed in the C++ source) and strictly increases in between: each symbol has a frequency
+      of at least 1 (the encoder divides by it; ``assert_cdfs`` states the same);
+    * every offset lies in [-(L - 3), 0]: the coded range contains the mean's symbol, as compressai
+      builds it, and keeps values far from int32's limits;
+    * ``scale_table`` is finite, positive and strictly increasing;
+    * the narrowest latent (1 x 1) still codes :data:`~corrdiff.modules.priors.MIN_SYMBOLS` symbols
+      per stream (fewer overrun the encoder's buffer).
+    """
+    for name, module in codec.named_modules():
+        if isinstance(module, (EntropyBottleneck, GaussianConditional)):
+            rows = module.channels if isinstance(module, EntropyBottleneck) else module.scale_table.numel()
+            problem = _table_problem(module, rows)
+            if problem:
+                raise ModelLoadError(f"the entropy tables of {name} are invalid: {problem}; the model file is "
+                                     "damaged (re-export it with `corrdiff export`)")
+    counts = getattr(codec.prior, "stream_symbols", None)
+    if counts is not None and min(counts((1, 1))) < MIN_SYMBOLS:
+        raise ModelLoadError(f"the config's latent is too narrow for the entropy coder: a 1 x 1 latent codes "
+                             f"{min(counts((1, 1)))} symbols in a stream, it needs at least {MIN_SYMBOLS}")
+
+
+def _table_problem(module: nn.Module, rows: int) -> str | None:
+    """What is wrong with one entropy model's tables (see :func:`check_entropy_tables`), or None."""
+    cdf, lengths, offsets = module._quantized_cdf, module._cdf_length, module._offset
+    for key, t, dims in (("_quantized_cdf", cdf, 2), ("_cdf_length", lengths, 1), ("_offset", offsets, 1)):
+        if t.dtype != torch.int32 or t.dim() != dims:
+            return f"{key} must be a {dims}-D int32 tensor, got {t.dim()}-D {t.dtype}"
+    if not cdf.shape[0] == lengths.numel() == offsets.numel() == rows:
+        return (f"{cdf.shape[0]} CDF rows, {lengths.numel()} lengths and {offsets.numel()} offsets "
+                f"for {rows} tables")
+    width = cdf.shape[1]
+    lengths, offsets, cdf = lengths.long(), offsets.long(), cdf.long()
+    checks = (
+        ((lengths < 3) | (lengths > width), f"CDF length outside 3..{width} (the row width)"),
+        ((offsets > 0) | (offsets < 3 - lengths), "offset outside [-(length - 3), 0]"),
+    )
+    for bad, what in checks:
+        if bool(bad.any()):
+            return f"row {int(bad.nonzero()[0])}: {what}"
+    last = cdf.gather(1, (lengths - 1)[:, None]).squeeze(1)
+    inside = torch.arange(1, width)[None, :] < lengths[:, None]  # steps cdf[j] -> cdf[j + 1] within a row
+    checks = (
+        (cdf[:, 0] != 0, "CDF does not start at 0"),
+        (last != 1 << CODER_PRECISION, f"CDF does not end at 2^{CODER_PRECISION}"),
+        (((cdf[:, 1:] <= cdf[:, :-1]) & inside).any(1), "CDF does not strictly increase (a symbol of frequency 0)"),
+    )
+    for bad, what in checks:
+        if bool(bad.any()):
+            return f"row {int(bad.nonzero()[0])}: {what}"
+    if isinstance(module, GaussianConditional):
+        scales = module.scale_table
+        if not bool(torch.isfinite(scales).all()) or bool((scales <= 0).any()) or bool((scales[1:] <= scales[:-1]).any()):
+            return "scale_table must be finite, positive and strictly increasing"
+    return None
+
+
+def check_stored_fingerprint(codec: CorrDiffCodec, stored: Any) -> None:
+    """ModelLoadError unless ``stored`` (a file's ``fingerprint`` entry; None in older files) is the
+    hex of ``codec.fingerprint()``: a config or weights changed after export (with the same shapes,
+    e.g. another noise schedule) would otherwise only be caught at decode time."""
+    if stored is None:
+        return
+    actual = codec.fingerprint().hex()
+    if not isinstance(stored, str):
+        raise ModelLoadError(f"the stored fingerprint must be a hex string, got {type(stored).__name__}")
+    if stored != actual:
+        raise ModelLoadError(f"the stored fingerprint {stored[:40]} differs from the model's {actual}: its config or "
+                             "weights were changed after export (use the exported file, or re-export it)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -270,7 +398,7 @@ def untrained_components(hyper_parameters: Mapping[str, Any]) -> list[str]:
 
 
 def export_checkpoint(
-    checkpoint_path: str | os.PathLike, output: str | os.PathLike, half: bool = False
+    checkpoint_path: str | os.PathLike, output: str | os.PathLike, half: bool = False, overwrite: bool = True
 ) -> CorrDiffCodec:
     """Checkpoint -> slim model file: EMA score-network weights, entropy tables, config; no optimiser state.
 
@@ -287,9 +415,10 @@ def export_checkpoint(
         codec.score_net.load_state_dict(ema)
     try:
         check_finite(codec)
+        codec.update(force=True)
+        check_model(codec)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{checkpoint_path}: {exc}") from None
-    codec.update(force=True)
     metadata = {
         "source_checkpoint": Path(checkpoint_path).name,
         "global_step": checkpoint.get("global_step"),
@@ -297,5 +426,5 @@ def export_checkpoint(
         "ema": bool(ema),
         "untrained": untrained_components(checkpoint["hyper_parameters"]),
     }
-    save_model(codec, output, metadata=metadata, half=half)
+    save_model(codec, output, metadata=metadata, half=half, overwrite=overwrite)
     return load_model(output)

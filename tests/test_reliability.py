@@ -711,10 +711,11 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, png, model_file, mon
         assert run_main("compress", png, "-o", out, "--model", model_file, "--steps", 1)[0] == 0
         src, out = out, tmp_path / "out.png"
     if fault == "interrupt-at-rename":
-        def replace(*args):
+        def commit(*args):
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "replace", commit)
+        monkeypatch.setattr(os, "link", commit)  # the commit of an output created exclusively (no --force)
     else:
         real_fdopen = os.fdopen
 

@@ -16,6 +16,12 @@ and its outputs are snapped to grids before use: scales to an index in a log-uni
 table (:meth:`ScaleGrid.index`), means to multiples of 2^-8. A flip then needs a
 float64 discrepancy (~1e-16 relative) landing on a grid boundary. The same grids are
 used in training (straight-through), so training and coding see the same model.
+
+Hostile models (issue 16): the C++ coder trusts its inputs. Every index handed to it lies inside
+its tables (:func:`check_indexes`; a non-finite scale is an error, never an index), every symbol
+lies within :data:`MAX_SYMBOL` of its mean (:func:`check_symbols`; beyond, compressai's encoder
+loops forever), and a stream is at most :func:`max_stream_bytes` long for the symbols it codes.
+The tables themselves are checked when a model is loaded (:func:`corrdiff.model_io.check_entropy_tables`).
 """
 
 from __future__ import annotations
@@ -27,9 +33,74 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
+from corrdiff.errors import EntropyCoderError
 from corrdiff.registry import PRIORS
 
 MEAN_GRID = 2.0**-8
+
+#: Probability precision of compressai's rANS coder: ``precision = 16`` is a constant of its C++
+#: source (rans_interface.cpp), whatever an entropy model's ``entropy_coder_precision`` says.
+CODER_PRECISION = 16
+
+#: Largest |round(x - mean)| handed to the coder. compressai 1.2.8's encoder codes a value outside
+#: its table row in 4-bit "bypass" chunks, counted by ``while ((raw >> (4 * n)) != 0) ++n`` on a
+#: uint32 ``raw`` (about twice the value): from raw >= 2^28 the shift reaches 32, which x86 takes
+#: modulo 32, and the loop never ends (issue 16: an infinite latent hung the encoder). With
+#: |symbol| <= 2^24 and a table offset below 2^16 (a valid row has at most 2^16 + 1 entries),
+#: raw < 2^26.
+MAX_SYMBOL = 1 << 24
+
+#: Fewest symbols a stream may code. compressai 1.2.8's encoder writes into a buffer of one 32-bit
+#: word per coding step, but its final flush alone takes two: a stream of 1 symbol (or 2 or 3 costly
+#: ones) overruns the buffer and corrupts the heap. Each step takes at most 16 bits, so 4 steps leave
+#: room for the flush (a model whose latent can be narrower is refused when loaded).
+MIN_SYMBOLS = 4
+
+#: Most bits one symbol can take in a stream compressai's encoder wrote, see :func:`max_stream_bytes`.
+MAX_BITS_PER_SYMBOL = 49
+
+
+def max_stream_bytes(symbols: int) -> int:
+    """The longest stream compressai 1.2.8's rANS encoder can write for ``symbols`` symbols.
+
+    Proof. The coder keeps a 64-bit state x in [2^31, 2^63), starting at 2^31, and writes 32-bit
+    words. Coding a symbol of frequency f (of 2^16; f >= 1 in a valid table) maps x to at most
+    x * 2^16 / f + 2^16 <= (x * 2^16 / f)(1 + 2^-15): log2(x) grows by at most 16 bits plus
+    2^-14 of rounding. A bypass chunk maps x to 16 x + v: 4 bits plus less. Writing a word
+    divides x by 2^32 (rounded down). So log2(x) + 32 * words never exceeds 31 + the coded bits;
+    x ends at or above 2^31, hence 32 * words <= the coded bits; then the final flush writes
+    8 bytes. A symbol codes 16 bits, plus, outside its table row, one chunk counting the bypass
+    chunks and at most 7 of those (the encoder only terminates for raw values below 2^28, see
+    :data:`MAX_SYMBOL`): 48 bits, and less than a bit of rounding over its 9 steps, hence
+    :data:`MAX_BITS_PER_SYMBOL` = 49. A longer stream was not written by the encoder: the reader
+    refuses it before padding or decoding it (``CorrDiffCodec.read``), so a file's size cannot
+    buy memory beyond what its header's symbol count allows.
+    """
+    return 8 + 4 * math.ceil(MAX_BITS_PER_SYMBOL * symbols / 32)
+
+
+def check_symbols(x: Tensor, means: Tensor, what: str) -> None:
+    """EntropyCoderError unless ``x`` holds at least :data:`MIN_SYMBOLS` symbols and every ``x - means`` is
+    finite and within :data:`MAX_SYMBOL` (before coding)."""
+    if x.numel() < MIN_SYMBOLS:
+        raise EntropyCoderError(f"the latent {what} holds {x.numel()} values; the entropy coder needs at least "
+                                f"{MIN_SYMBOLS} (a model this narrow cannot code)")
+    offsets = x - means
+    if not bool(torch.isfinite(offsets).all()):
+        raise EntropyCoderError(f"the model produced NaN or infinite values in the latent {what}: the model "
+                                "file is damaged or its training diverged; nothing was coded")
+    worst = float(offsets.abs().max().round())  # the largest |symbol| the coder would see
+    if worst > MAX_SYMBOL:
+        raise EntropyCoderError(f"the latent {what} reaches {worst:.3g} quantisation steps from its mean, beyond the "
+                                f"entropy coder's range of {MAX_SYMBOL}: the model file is damaged; nothing was coded")
+
+
+def check_indexes(entropy_model: nn.Module, indexes: Tensor, what: str) -> None:
+    """EntropyCoderError unless every index names a row of ``entropy_model``'s tables (before coding)."""
+    rows = entropy_model._quantized_cdf.shape[0]
+    if indexes.numel() and not (int(indexes.min()) >= 0 and int(indexes.max()) < rows):
+        raise EntropyCoderError(f"table indexes of the latent {what} fall outside the {rows} tables of the entropy "
+                                "coder: the model file is damaged")
 
 
 def ste_round(x: Tensor) -> Tensor:
@@ -58,9 +129,25 @@ class ScaleGrid:
         return [math.exp(self.log_min + i * self.log_step) for i in range(self.levels)]
 
     def index(self, scales: Tensor) -> Tensor:
+        """Table indexes in [0, levels - 1]; EntropyCoderError for a NaN or infinite scale (which no
+        clamp maps to an index: NaN would become -2^31 and index the coder's tables out of bounds)."""
+        if not bool(torch.isfinite(scales).all()):
+            raise EntropyCoderError("the model's hyper-synthesis produced NaN or infinite scales: the model "
+                                    "file is damaged or its training diverged")
         log_s = torch.log(scales.double().clamp_min(1e-12))
         idx = torch.round((log_s - self.log_min) / self.log_step)
         return idx.clamp_(0, self.levels - 1).to(torch.int32)
+
+
+def _check_bottleneck_input(bottleneck: EntropyBottleneck, x: Tensor, what: str) -> None:
+    """Before ``bottleneck.compress(x)``: one table per channel (its indexes) and codable symbols."""
+    check_indexes(bottleneck, torch.arange(x.shape[1]), what)
+    check_symbols(x, bottleneck._get_medians(), what)
+
+
+def _z_hw(latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """Size of the hyper-latent z for a latent y of ``latent_hw`` (h_a halves it twice, rounding up)."""
+    return -(-latent_hw[0] // 4), -(-latent_hw[1] // 4)
 
 
 def _dequantized(entropy_model, x: Tensor, means: Tensor) -> Tensor:
@@ -79,6 +166,10 @@ class _BasePrior(nn.Module):
 
     def aux_loss(self) -> Tensor:
         return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))
+
+    def stream_symbols(self, latent_hw: tuple[int, int]) -> tuple[int, ...]:
+        """How many symbols each of :attr:`streams` codes for a latent of ``latent_hw``."""
+        raise NotImplementedError
 
     def entropy_tables_ready(self) -> bool:
         return all(
@@ -106,8 +197,12 @@ class FactorizedPrior(_BasePrior):
     def update(self, force: bool = False) -> bool:
         return self.entropy_bottleneck.update(force=force)
 
+    def stream_symbols(self, latent_hw: tuple[int, int]) -> tuple[int, ...]:
+        return (self.latent_channels * latent_hw[0] * latent_hw[1],)
+
     @torch.no_grad()
     def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
+        _check_bottleneck_input(self.entropy_bottleneck, y, "y")
         strings = self.entropy_bottleneck.compress(y)
         y_hat = _dequantized(self.entropy_bottleneck, y, self.entropy_bottleneck._get_medians())
         return [strings[0]], y_hat
@@ -184,25 +279,38 @@ class MeanScaleHyperprior(_BasePrior):
         updated |= self.gaussian_conditional.update_scale_table(self.scale_grid.table(), force=force)
         return updated
 
+    def stream_symbols(self, latent_hw: tuple[int, int]) -> tuple[int, ...]:
+        z_h, z_w = _z_hw(latent_hw)
+        return self.entropy_bottleneck.channels * z_h * z_w, self.latent_channels * latent_hw[0] * latent_hw[1]
+
     def _coding_params(self, z_hat: Tensor, latent_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """Scale indexes and snapped means, identical on every machine (see module doc)."""
+        """Scale indexes and snapped means, identical on every machine (see module doc).
+
+        EntropyCoderError for a non-finite scale or mean; the indexes are checked against the tables.
+        """
         scales, means = self._scales_means(z_hat, latent_hw, exact=True)
         means = (torch.round(means / MEAN_GRID) * MEAN_GRID).float()
-        return self.scale_grid.index(scales), means
+        if not bool(torch.isfinite(means).all()):
+            raise EntropyCoderError("the model's hyper-synthesis produced NaN or infinite means: the model "
+                                    "file is damaged or its training diverged")
+        indexes = self.scale_grid.index(scales)
+        check_indexes(self.gaussian_conditional, indexes, "y")
+        return indexes, means
 
     @torch.no_grad()
     def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
         z = self.h_a(y)
+        _check_bottleneck_input(self.entropy_bottleneck, z, "z")
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = _dequantized(self.entropy_bottleneck, z, self.entropy_bottleneck._get_medians())
         indexes, means = self._coding_params(z_hat, y.shape[-2:])
+        check_symbols(y, means, "y")
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         y_hat = _dequantized(self.gaussian_conditional, y, means)
         return [z_strings[0], y_strings[0]], y_hat
 
     @torch.no_grad()
     def decompress(self, streams: list[bytes], latent_hw: tuple[int, int]) -> Tensor:
-        z_hw = tuple(-(-s // 4) for s in latent_hw)
-        z_hat = self.entropy_bottleneck.decompress([streams[0]], z_hw)
+        z_hat = self.entropy_bottleneck.decompress([streams[0]], _z_hw(latent_hw))
         indexes, means = self._coding_params(z_hat, latent_hw)
         return self.gaussian_conditional.decompress([streams[1]], indexes, means=means)
