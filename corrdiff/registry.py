@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 ENTRY_POINT_GROUP = "corrdiff.components"
@@ -72,13 +73,47 @@ def load_entry_points() -> list[str]:
     return loaded
 
 
-class Registry(Mapping[str, Callable[..., Any]]):
-    """A name -> factory (usually a class) table for one kind of component."""
+@dataclass(frozen=True)
+class Contract:
+    """What the codec calls on a component of one kind (issue 14): its typed interface.
 
-    def __init__(self, kind: str, description: str):
+    ``methods`` must be callables of the component (checked on the class when a class is
+    registered, so a plug-in from another package fails at registration, and on the built
+    object for factories); ``attributes`` must exist on the built object (they are often set in
+    ``__init__``). ``optional`` documents what the codec reads when present (by ``getattr``,
+    with the default it states).
+    """
+
+    methods: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
+    optional: str = ""
+
+    def missing(self, component: Any, built: bool) -> list[str]:
+        names = [m for m in self.methods if not callable(getattr(component, m, None))]
+        if built:
+            names += [a for a in self.attributes if not hasattr(component, a)]
+        return names
+
+
+class ContractError(TypeError):
+    """A component does not provide what its registry's :class:`Contract` requires."""
+
+
+class Registry(Mapping[str, Callable[..., Any]]):
+    """A name -> factory (usually a class) table for one kind of component, with its :class:`Contract`."""
+
+    def __init__(self, kind: str, description: str, contract: Contract = Contract()):
         self.kind = kind
         self.description = description
+        self.contract = contract
         self._entries: dict[str, Callable[..., Any]] = {}
+
+    def _check(self, name: str, component: Any, built: bool) -> None:
+        missing = self.contract.missing(component, built)
+        if missing:
+            what = "builds an object that lacks" if built else "lacks"
+            raise ContractError(f"{self.kind} {name!r} {what} {', '.join(missing)}: a {self.kind} must provide "
+                                f"methods {list(self.contract.methods)} and attributes {list(self.contract.attributes)}")
 
     def register(self, name: str, *, override: bool = False) -> Callable[[Callable], Callable]:
         """Decorator registering a class or factory under ``name``.
@@ -92,6 +127,8 @@ class Registry(Mapping[str, Callable[..., Any]]):
                     f"{self.kind} {name!r} is already registered ({self._entries[name]!r}); "
                     "pass override=True to replace it"
                 )
+            if isinstance(factory, type):
+                self._check(name, factory, built=False)
             self._entries[name] = factory
             factory.registry_name = name
             return factory
@@ -119,7 +156,9 @@ class Registry(Mapping[str, Callable[..., Any]]):
         clash = set(kwargs) & set(extra)
         if clash:
             raise ValueError(f"{self.kind} {name!r}: {sorted(clash)} are set by corrdiff, not by the config")
-        return self.get(name)(**kwargs, **extra)
+        component = self.get(name)(**kwargs, **extra)
+        self._check(name, component, built=True)
+        return component
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         return self.get(name)
@@ -150,13 +189,20 @@ def split_spec(spec: Mapping[str, Any] | str) -> tuple[str, dict[str, Any]]:
     return str(kwargs.pop("name")), kwargs
 
 
-ENCODERS = Registry("encoder", "analysis transforms x -> y (stride 16)")
-DECODERS = Registry("decoder", "end-to-end synthesis transforms y_hat -> x0_e (stride 16)")
-PRIORS = Registry("prior", "entropy models for y (and side information z)")
-CONDITIONERS = Registry("conditioner", "conditioning networks y_hat -> score-network features")
-SCORE_NETS = Registry("score_net", "conditional denoisers (x_t, t, features) -> eps or x0")
-SCHEDULES = Registry("schedule", "noise schedules giving alpha_bar_t")
-SAMPLERS = Registry("sampler", "reverse-process samplers exposing each step's x0 estimate")
+_TRANSFORM = Contract(("__call__",), optional="receptive_radius (None: never tiled), a stride of 16 (checked)")
+ENCODERS = Registry("encoder", "analysis transforms x -> y (stride 16)", _TRANSFORM)
+DECODERS = Registry("decoder", "end-to-end synthesis transforms y_hat -> x0_e (stride 16)", _TRANSFORM)
+PRIORS = Registry("prior", "entropy models for y (and side information z)", Contract(
+    ("__call__", "compress", "decompress", "update", "aux_loss", "entropy_tables_ready"), ("streams",),
+    optional="stream_symbols(latent_hw) (None: stream lengths are not bounded before decoding)"))
+CONDITIONERS = Registry("conditioner", "conditioning networks y_hat -> score-network features", Contract(
+    ("__call__",), ("out_channels",), optional="receptive_radius"))
+SCORE_NETS = Registry("score_net", "conditional denoisers (x_t, t, features) -> eps or x0", Contract(
+    ("__call__",), optional="prediction ('eps'), multiple (1), uses_e2e (False), project_condition"))
+SCHEDULES = Registry("schedule", "noise schedules giving alpha_bar_t", Contract(
+    ("add_noise", "alpha_bar_at", "snr"), ("num_timesteps", "alpha_bar")))
+SAMPLERS = Registry("sampler", "reverse-process samplers exposing each step's x0 estimate", Contract(
+    ("set_timesteps", "alpha_bar", "step")))
 
 ALL = {r.kind: r for r in (ENCODERS, DECODERS, PRIORS, CONDITIONERS, SCORE_NETS, SCHEDULES, SAMPLERS)}
 

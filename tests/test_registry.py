@@ -90,8 +90,8 @@ def test_unknown_name_lists_registered_names():
         make_codec(0, sampler={"name": "euler"})
 
 
-def test_duplicate_registration_refused_unless_override(cleanup):
-    cleanup(SCHEDULES, "test_dup")
+def test_duplicate_registration_refused_unless_override():
+    things = Registry("thing", "factories without a contract")
 
     def first(**kw):
         return "first"
@@ -99,13 +99,13 @@ def test_duplicate_registration_refused_unless_override(cleanup):
     def second(**kw):
         return "second"
 
-    SCHEDULES.register("test_dup")(first)
-    SCHEDULES.register("test_dup")(first)  # re-registering the same factory is harmless
+    things.register("test_dup")(first)
+    things.register("test_dup")(first)  # re-registering the same factory is harmless
     with pytest.raises(ValueError, match="already registered.*override=True"):
-        SCHEDULES.register("test_dup")(second)
-    assert SCHEDULES.build("test_dup") == "first"
-    SCHEDULES.register("test_dup", override=True)(second)
-    assert SCHEDULES.build({"name": "test_dup"}) == "second"
+        things.register("test_dup")(second)
+    assert things.build("test_dup") == "first"
+    things.register("test_dup", override=True)(second)
+    assert things.build({"name": "test_dup"}) == "second"
 
 
 def test_builtin_names_cannot_be_silently_replaced():
@@ -200,3 +200,32 @@ def test_build_rejects_clashing_wired_kwargs():
     # through the codec config: the latent width is wired, not configured per component
     with pytest.raises(ValueError, match="latent_channels"):
         make_codec(0, encoder={"name": "gdn", "channels": 8, "latent_channels": 16})
+
+
+def test_a_component_that_breaks_its_contract_fails_at_registration(cleanup):
+    """Issue 14: a plug-in sampler without ``step`` is refused when it registers, not deep in a decode."""
+    from corrdiff.registry import CONDITIONERS, ContractError
+
+    cleanup(SAMPLERS, "test_no_step")
+    with pytest.raises(ContractError, match=r"sampler 'test_no_step' lacks step"):
+        @SAMPLERS.register("test_no_step")
+        class NoStep:
+            def set_timesteps(self, n): ...
+            def alpha_bar(self, t): ...
+
+    assert "test_no_step" not in SAMPLERS
+    # what a class cannot show before it is built (attributes set in __init__, factories) is checked on build
+    cleanup(CONDITIONERS, "test_no_channels")
+    CONDITIONERS.register("test_no_channels")(lambda **kw: torch.nn.Identity())
+    with pytest.raises(ContractError, match="builds an object that lacks out_channels"):
+        CONDITIONERS.build({"name": "test_no_channels"}, latent_channels=8)
+
+
+def test_every_builtin_component_keeps_its_contract():
+    from corrdiff.registry import ALL
+
+    for registry in ALL.values():
+        for name in registry:
+            factory = registry[name]
+            if isinstance(factory, type):
+                assert registry.contract.missing(factory, built=False) == [], (registry.kind, name)
