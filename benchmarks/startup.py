@@ -75,7 +75,9 @@ def main() -> None:
         image, png = Path(tmp, "in.png"), Path(tmp, "out.png")
         rng = np.random.default_rng(0)
         Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(image)
-        commands = {"python -c 'import torch' (the floor)": ([sys.executable, "-c", "import torch"], REPO)}
+        commands = {"python -c 'import torch' (the floor)": ([sys.executable, "-c", "import torch"], REPO),
+                    # `import corrdiff` loads no torch (tests/test_import.py checks which modules; the time is here)
+                    "python -c 'import corrdiff'": ([sys.executable, "-c", "import corrdiff"], REPO)}
         for name, root in versions.items():
             cdf = Path(tmp, f"{len(commands)}.cdf")
             # the baseline may predate `python -m corrdiff`; corrdiff.cli runs its main() either way

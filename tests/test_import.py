@@ -42,10 +42,6 @@ def test_import_does_not_load_heavy_dependencies(probe):
     assert probe["heavy"] == []
 
 
-def test_import_is_fast(probe):
-    assert probe["seconds"] < 1.0
-
-
 def test_public_names(probe):
     for name in ("CorrDiffCodec", "load_model", "save_model", "BitstreamError", "ModelMismatchError", "registry"):
         assert name in probe["all"]
