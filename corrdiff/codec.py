@@ -444,12 +444,10 @@ class CorrDiffCodec(nn.Module):
         gray = bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
         self._check_ready()
         sampler_spec = dict(sampler or self.config["sampler"])
-        _sampler_name_eta(sampler_spec)
         steps = 0 if mode == "e2e" else int(steps if steps is not None else self.config["steps"])
+        name, eta = self._file_sampler(sampler_spec, steps=None if mode == "e2e" else steps)
         if not 0 <= seed < 2**32:
             raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
-        if mode != "e2e":
-            self.make_sampler(sampler_spec).set_timesteps(steps)  # rejects bad steps/eta before any work
         h, w = image.shape[-2:]
         was_training = self.training
         self.eval()
@@ -469,7 +467,6 @@ class CorrDiffCodec(nn.Module):
             x0 = self._sample(y_hat, (h, w), mode, sampler_spec, steps, seed, choose_gamma, on_step)
         finally:
             self.train(was_training)
-        name, eta = _sampler_name_eta(sampler_spec)
         data = bitstream.pack(
             bitstream.Bitstream(
                 fingerprint=self.fingerprint(), height=h, width=w, mode=mode, sampler=name, steps=steps,
@@ -568,6 +565,18 @@ class CorrDiffCodec(nn.Module):
             raise BitstreamError("decoding produced non-finite values: the entropy-coded data is invalid")
         return _to_unit(x0[..., : bs.height, : bs.width], bs.gray)
 
+    def _file_sampler(self, spec: Mapping[str, Any], steps: int | None) -> tuple[str, float]:
+        """The sampler as the file records it, (name, eta), from the built sampler (its own default eta,
+        e.g. 1 for ddpm); refuses, before any work, options the file cannot record and bad steps/eta."""
+        extra = set(spec) - {"name", "eta"}
+        if extra:
+            raise ValueError(f"a sampler for compression takes only 'name' and 'eta' (the file records no more), "
+                             f"got {sorted(extra)}")
+        sampler = self.make_sampler(spec)
+        if steps is not None:
+            sampler.set_timesteps(steps)
+        return str(spec["name"]), float(sampler.eta)
+
     def _check_sampler(self, bs: bitstream.Bitstream) -> None:
         """The file's sampler must exist here and accept its own parameters (else BitstreamError)."""
         if bs.steps == 0:
@@ -613,16 +622,6 @@ def _pad_map(gamma: Tensor, size: torch.Size) -> Tensor:
     if (h, w) == (1, 1) or (h, w) == tuple(size):
         return gamma
     return F.pad(gamma, (0, size[-1] - w, 0, size[-2] - h), mode="replicate")
-
-
-def _sampler_name_eta(spec: Mapping[str, Any]) -> tuple[str, float]:
-    """The sampler as the file records it: a name and eta, nothing else."""
-    extra = set(spec) - {"name", "eta"}
-    if extra:
-        raise ValueError(f"a sampler for compression takes only 'name' and 'eta' (the file records no more), got {sorted(extra)}")
-    name = str(spec["name"])
-    default_eta = 1.0 if name == "ddpm" else 0.0
-    return name, float(spec.get("eta", default_eta))
 
 
 __all__ = ["CorrDiffCodec", "EncodeResult", "quantize_gamma"]

@@ -202,7 +202,7 @@ SCORE_NETS = Registry("score_net", "conditional denoisers (x_t, t, features) -> 
 SCHEDULES = Registry("schedule", "noise schedules giving alpha_bar_t", Contract(
     ("add_noise", "alpha_bar_at", "snr"), ("num_timesteps", "alpha_bar")))
 SAMPLERS = Registry("sampler", "reverse-process samplers exposing each step's x0 estimate", Contract(
-    ("set_timesteps", "alpha_bar", "step")))
+    ("set_timesteps", "alpha_bar", "step"), ("eta",), optional="a file records the sampler's name and its eta"))
 
 ALL = {r.kind: r for r in (ENCODERS, DECODERS, PRIORS, CONDITIONERS, SCORE_NETS, SCHEDULES, SAMPLERS)}
 
