@@ -100,46 +100,6 @@ DECODE_PIXELS_ENV = "CORRDIFF_MAX_DECODE_PIXELS"
 MAX_DECODE_PIXELS = int(os.environ[DECODE_PIXELS_ENV]) if os.environ.get(DECODE_PIXELS_ENV, "").isdigit() else 1 << 24
 
 
-def range_decoder_padding(stream_bytes: int, symbols: int) -> int:
-    """Zero bytes to append to a stream so compressai's rANS decoder stays inside its buffer.
-
-    compressai's ``RansDecoder.decode_with_indexes`` has no bounds check: decoding ``symbols``
-    symbols from a stream that runs out (damaged, truncated, or forged with a valid CRC) reads
-    past the end of the buffer (heap over-read; a segfault for large images). Per decoded symbol
-    it reads at most one 32-bit word to renormalise, plus, in its bypass mode, one word per 8
-    4-bit reads after the first; the bypass length is driven by nibbles equal to 15, of which a
-    state holds at most 16 after each symbol and the stream 2 per byte (zero padding holds none).
-    That bounds the bytes read at ``136 + 144 * symbols + 16 * stream_bytes``; the padding makes
-    the buffer that long. A valid stream is unaffected (the decoder never reaches the padding).
-    """
-    return 136 + 144 * symbols + 15 * stream_bytes
-
-
-class _BoundedRangeDecoder:
-    """Wraps an entropy model's coder: decoding pads the stream (:func:`range_decoder_padding`)."""
-
-    def __init__(self, inner: Any):
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_inner":  # not set yet (copy/unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-    def decode_with_indexes(self, stream: bytes, indexes: list, *tables: Any) -> Any:
-        stream = bytes(stream)
-        padded = stream + bytes(range_decoder_padding(len(stream), len(indexes)))
-        return self._inner.decode_with_indexes(padded, indexes, *tables)
-
-
-def _bound_range_decoders(prior: nn.Module) -> None:
-    """Install :class:`_BoundedRangeDecoder` on every compressai entropy model of ``prior`` (idempotent)."""
-    for module in prior.modules():
-        coder = getattr(module, "entropy_coder", None)
-        if coder is not None and hasattr(coder, "decode_with_indexes") and not isinstance(coder, _BoundedRangeDecoder):
-            module.entropy_coder = _BoundedRangeDecoder(coder)
-
-
 class CorrDiffCodec(nn.Module):
     """CorrDiff codec; components are built by registry name (see :mod:`corrdiff.registry`).
 
@@ -485,7 +445,8 @@ class CorrDiffCodec(nn.Module):
         Refuses (BitstreamError), before any tensor is allocated, an image larger than
         :attr:`max_decode_pixels` and a stream longer than the encoder can write for the symbols it
         must decode (:meth:`_check_stream_lengths`); the entropy decoder's input is padded so that a
-        damaged or forged stream cannot make it read past its buffer (see :func:`range_decoder_padding`).
+        damaged or forged stream cannot make it read past its buffer (the prior's ``decompress`` pads
+        each stream, :func:`corrdiff.modules.priors.range_decoder_padding`).
         """
         bs = bitstream.unpack(data)
         if bs.height * bs.width > self.max_decode_pixels:
@@ -502,7 +463,6 @@ class CorrDiffCodec(nn.Module):
         if len(bs.streams) != len(self.prior.streams):
             raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(self.prior.streams)}")
         self._check_stream_lengths(bs)
-        _bound_range_decoders(self.prior)
         try:
             with torch.no_grad():
                 y_hat = self.prior.decompress(list(bs.streams), self._latent_hw(bs.height, bs.width))

@@ -27,6 +27,7 @@ The tables themselves are checked when a model is loaded (:func:`corrdiff.model_
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -155,6 +156,47 @@ def _dequantized(entropy_model, x: Tensor, means: Tensor) -> Tensor:
     return entropy_model.quantize(x, "dequantize", means)
 
 
+def range_decoder_padding(stream_bytes: int, symbols: int) -> int:
+    """Zero bytes to append to a stream so compressai's rANS decoder stays inside its buffer.
+
+    compressai's ``RansDecoder.decode_with_indexes`` has no bounds check: decoding ``symbols``
+    symbols from a stream that runs out (damaged, truncated, or forged with a valid CRC) reads
+    past the end of the buffer (heap over-read; a segfault for large images). Per decoded symbol
+    it reads at most one 32-bit word to renormalise, plus, in its bypass mode, one word per 8
+    4-bit reads after the first; the bypass length is driven by nibbles equal to 15, of which a
+    state holds at most 16 after each symbol and the stream 2 per byte (zero padding holds none).
+    That bounds the bytes read at ``136 + 144 * symbols + 16 * stream_bytes``; the padding makes
+    the buffer that long. A valid stream is unaffected (the decoder never reaches the padding).
+    """
+    return 136 + 144 * symbols + 15 * stream_bytes
+
+
+class _BoundedRangeDecoder:
+    """Wraps an entropy model's coder: decoding pads the stream (:func:`range_decoder_padding`)."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_inner":  # not set yet (copy/unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def decode_with_indexes(self, stream: bytes, indexes: list, *tables: Any) -> Any:
+        stream = bytes(stream)
+        padded = stream + bytes(range_decoder_padding(len(stream), len(indexes)))
+        return self._inner.decode_with_indexes(padded, indexes, *tables)
+
+
+def bound_range_decoders(prior: nn.Module) -> None:
+    """Install :class:`_BoundedRangeDecoder` on every compressai entropy model of ``prior`` (idempotent);
+    every prior's ``decompress`` calls it first, so no stream, however forged, is decoded unpadded."""
+    for module in prior.modules():
+        coder = getattr(module, "entropy_coder", None)
+        if coder is not None and hasattr(coder, "decode_with_indexes") and not isinstance(coder, _BoundedRangeDecoder):
+            module.entropy_coder = _BoundedRangeDecoder(coder)
+
+
 class _BasePrior(nn.Module):
     """Shared plumbing: update(), aux_loss() and the list of entropy-coded streams."""
 
@@ -209,6 +251,7 @@ class FactorizedPrior(_BasePrior):
 
     @torch.no_grad()
     def decompress(self, streams: list[bytes], latent_hw: tuple[int, int]) -> Tensor:
+        bound_range_decoders(self)
         return self.entropy_bottleneck.decompress([streams[0]], latent_hw)
 
 
@@ -311,6 +354,7 @@ class MeanScaleHyperprior(_BasePrior):
 
     @torch.no_grad()
     def decompress(self, streams: list[bytes], latent_hw: tuple[int, int]) -> Tensor:
+        bound_range_decoders(self)
         z_hat = self.entropy_bottleneck.decompress([streams[0]], _z_hw(latent_hw))
         indexes, means = self._coding_params(z_hat, latent_hw)
         return self.gaussian_conditional.decompress([streams[1]], indexes, means=means)
