@@ -68,6 +68,31 @@ _MIN_SIZE = 4 + 1 + 1 + FINGERPRINT_BYTES + 4 + 1 + 1 + 2 + 4 + 4 + 1 + 4
 
 
 @dataclass(frozen=True)
+class DecodeMode:
+    """What a mode means, the one place it is spelled out (issue 14): whether decoding runs the diffusion
+    sampler (and so needs steps >= 1) and whether each step is corrected by transmitted gammas."""
+
+    name: str
+    samples: bool
+    corrects: bool
+
+
+DECODE_MODES = {
+    "corrected": DecodeMode("corrected", samples=True, corrects=True),  # CorrDiff: x0_c at every step
+    "diffusion": DecodeMode("diffusion", samples=True, corrects=False),  # gamma = 0: plain conditional diffusion
+    "e2e": DecodeMode("e2e", samples=False, corrects=False),  # the end-to-end decoder's x0_e only
+}
+assert tuple(DECODE_MODES) == MODES  # the file's mode ids are MODES' indexes
+
+
+def decode_mode(name: str) -> DecodeMode:
+    """The :class:`DecodeMode` called ``name`` (ValueError for an unknown one)."""
+    if name not in DECODE_MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {name!r}")
+    return DECODE_MODES[name]
+
+
+@dataclass(frozen=True)
 class GammaStep:
     """One sampling step's gammas as the file carries them.
 
@@ -153,10 +178,11 @@ class Bitstream:
         _check(1 <= len(self.sampler) <= MAX_SAMPLER_NAME and self.sampler.isascii() and self.sampler.isprintable(),
                "sampler name must be 1..32 printable ASCII characters")
         _check(0 <= self.steps <= MAX_STEPS, f"steps {self.steps} outside 0..{MAX_STEPS}")
-        _check(self.mode == "e2e" or self.steps >= 1, f"mode {self.mode} needs at least one step")
+        mode = DECODE_MODES[self.mode]
+        _check(not mode.samples or self.steps >= 1, f"mode {self.mode} needs at least one step")
         _check(0.0 <= self.eta <= 1.0, f"eta {self.eta} outside [0, 1]")
         _check(0 <= self.seed < 2**32, "seed must fit in 32 bits")
-        expected = self.steps if self.mode == "corrected" else 0
+        expected = self.steps if mode.corrects else 0
         _check(len(self.gamma_steps) == expected, f"{len(self.gamma_steps)} gamma steps, expected {expected}")
         _check(self._tile_gammas() <= MAX_TILE_GAMMAS, f"more than {MAX_TILE_GAMMAS} tile gammas")
         for step in self.gamma_steps:
@@ -318,7 +344,7 @@ def _parse(data: bytes) -> tuple[Bitstream, dict[str, int]]:
 def _read_v1_gammas(r: _Reader, mode: str, steps: int, height: int, width: int) -> tuple[GammaStep, ...]:
     (groups,) = r.unpack("<B", "gamma groups")
     _check(groups in (1, _V1_MAX_GROUPS), f"gamma groups {groups} not 1 or {_V1_MAX_GROUPS}")
-    if mode != "corrected":
+    if not DECODE_MODES[mode].corrects:
         return ()
     gammas = r.unpack(f"<{steps * groups}e", "gammas")
     kind = "scalar" if groups == 1 else "channel"
@@ -326,7 +352,7 @@ def _read_v1_gammas(r: _Reader, mode: str, steps: int, height: int, width: int) 
 
 
 def _read_gamma_steps(r: _Reader, mode: str, steps: int, height: int, width: int) -> tuple[GammaStep, ...]:
-    if mode != "corrected":
+    if not DECODE_MODES[mode].corrects:
         return ()
     heads = []
     for _ in range(steps):

@@ -328,7 +328,7 @@ class CorrDiffCodec(nn.Module):
         fmt = torch.channels_last if self._channels_last(y_hat) else torch.contiguous_format
         y_hat = y_hat.contiguous(memory_format=fmt)
         x0_e = self.decode_x0_e(y_hat)
-        if mode == "e2e":
+        if not bitstream.decode_mode(mode).samples:
             return x0_e
         cond, projected = self.sampling_condition(y_hat)
         cond = [c.contiguous(memory_format=fmt) for c in cond]
@@ -397,15 +397,14 @@ class CorrDiffCodec(nn.Module):
         (trade fidelity for sharpness, weight-free). ``on_step(done, steps)`` is called after each
         sampling step.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        kind = bitstream.decode_mode(mode)
         correction = self.correction.replace(dict(gamma or {}))
         image = as_image_tensor(image)
         gray = bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
         self._check_ready()
         sampler_spec = dict(sampler or self.config["sampler"])
-        steps = 0 if mode == "e2e" else int(steps if steps is not None else self.config["steps"])
-        name, eta = self._file_sampler(sampler_spec, steps=None if mode == "e2e" else steps)
+        steps = int(steps if steps is not None else self.config["steps"]) if kind.samples else 0
+        name, eta = self._file_sampler(sampler_spec, steps=steps if kind.samples else None)
         if not 0 <= seed < 2**32:
             raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
         h, w = image.shape[-2:]
@@ -415,7 +414,7 @@ class CorrDiffCodec(nn.Module):
             x = image.to(self._device()) * 2 - 1
             streams, y_hat = self.prior.compress(self.analyse_for_coding(self._pad(x)))
             coded: list[bitstream.GammaStep] = []
-            solver = self._solver(correction) if mode == "corrected" else None
+            solver = self._solver(correction) if kind.corrects else None
 
             def choose_gamma(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
                 if solver is None:
@@ -501,15 +500,14 @@ class CorrDiffCodec(nn.Module):
         check_gamma_scale(gamma_scale)
         bs, y_hat = self.read(data)
         mode = mode or bs.mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "corrected" and bs.mode != "corrected":
-            raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode 'corrected'")
-        if mode != "e2e":
+        kind = bitstream.decode_mode(mode)
+        if kind.corrects and not bitstream.decode_mode(bs.mode).corrects:
+            raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode {mode!r}")
+        if kind.samples:
             self._check_sampler(bs)
 
         def choose_gamma(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
-            if mode != "corrected":
+            if not kind.corrects:
                 return torch.zeros(1, 1, 1, 1)
             return gamma_map(bs.gamma_steps[i], bs.height, bs.width, gamma_scale).to(x0_d.device)
 

@@ -384,3 +384,11 @@ def test_fuzzed_bytes_only_ever_raise_bitstream_error(data):
     assert unpack(pack(bs)) == bs
     if bs.version == B.VERSION:
         assert pack(bs) == data
+
+
+def test_decode_modes_say_what_they_mean():
+    """One place says what a mode means (issue 14, item 4); the file's mode ids follow MODES."""
+    assert [(m.samples, m.corrects) for m in B.DECODE_MODES.values()] == [(True, True), (True, False), (False, False)]
+    assert tuple(B.DECODE_MODES) == B.MODES
+    with pytest.raises(ValueError, match="mode must be one of"):
+        B.decode_mode("lossless")
