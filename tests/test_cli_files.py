@@ -427,7 +427,11 @@ def test_gamma_options_reach_the_file(tmp_path, png, model_file, capsys):
     sharp = tmp_path / "sharp.cdf"
     assert run_main(capsys, "compress", png, "-o", sharp, "--model", model_file, "--steps", 2, "--sharpen", "1",
                     "--gamma", "iterations=3")[0] == 0
-    assert bitstream.unpack(sharp.read_bytes()).granularities == ("scalar", "scalar")
+    assert bitstream.unpack(sharp.read_bytes()).granularities == ("tile", "tile")  # --sharpen: smooth maps
+    scalar_sharp = tmp_path / "scalar-sharp.cdf"
+    assert run_main(capsys, "compress", png, "-o", scalar_sharp, "--model", model_file, "--steps", 1, "--sharpen", "1",
+                    "--gamma", "iterations=3", "--gamma", "granularity=scalar")[0] == 0
+    assert bitstream.unpack(scalar_sharp.read_bytes()).granularities == ("scalar",)
 
 
 @pytest.mark.parametrize("option, message", [("granularity", "KEY=VALUE"), ("granularity=tile-7", "tile cell"),
