@@ -117,6 +117,175 @@ def _parse_list(value: str | Sequence[str] | None, default: Sequence[str]) -> li
     return [s.strip() for s in items if s and s.strip()]
 
 
+@dataclass
+class _Plan:
+    """The checked options of one evaluation: what is encoded, decoded, matched and scored."""
+
+    modes: list[str]
+    baselines: list[str]
+    qualities: list[int]
+    metric_names: list[str] | None
+    steps: int | None
+    seed: int
+    same_file: bool
+    matched: bool
+
+    @property
+    def matched_mode(self) -> str:
+        """The mode whose file the bpp-matched baselines match (one file per model, i.e. per rate point)."""
+        return "corrected" if "corrected" in self.modes else self.modes[0]
+
+
+def _plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models) -> _Plan:
+    """Parse and check run_eval's options (ValueError naming the bad one), before any work."""
+    modes = _parse_list(modes, CORRDIFF_MODES)
+    bad = [m for m in modes if m not in CORRDIFF_MODES]
+    if bad or not modes:
+        raise ValueError(f"modes must be a non-empty subset of {', '.join(CORRDIFF_MODES)}, got {modes}")
+    available = classical.available_formats()
+    baselines = _parse_list(baselines, available)
+    if baselines == ["none"]:
+        baselines = []
+    bad = [b for b in baselines if b not in available]
+    if bad:
+        raise ValueError(f"baseline(s) {bad} not available here; this Pillow writes: {', '.join(available)}")
+    qualities = [int(q) for q in _parse_list([str(q) for q in qualities] if not isinstance(qualities, str)
+                                             else qualities, [])]
+    if any(not 1 <= q <= 100 for q in qualities):
+        raise ValueError(f"qualities must lie in 1..100, got {qualities}")
+    metric_names = _parse_list(metrics, []) if metrics not in (None, "all") else None
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    if not models:
+        raise ValueError("give at least one model")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
+    return _Plan(modes, baselines, qualities, metric_names, steps, seed, same_file, matched)
+
+
+def _load_models(models: Sequence[Any], device: str, plan: _Plan) -> list[_Model]:
+    """Each model once, labelled by its file's stem (made unique); option values checked against it."""
+    from corrdiff.codec import CorrDiffCodec
+    from corrdiff.model_io import load_model
+
+    loaded: list[_Model] = []
+    for i, source in enumerate(models):
+        codec = source if isinstance(source, CorrDiffCodec) else load_model(source, map_location=device)
+        origin = "in-memory codec" if isinstance(source, CorrDiffCodec) else str(source)
+        loaded.append(_Model(_model_label(source, i, len(models)), codec, origin))
+    for m in loaded:
+        # reject bad option values before any work, not once per image
+        if plan.steps is not None and (plan.same_file or plan.modes != ["e2e"]):
+            try:
+                m.codec.make_sampler().set_timesteps(plan.steps)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"--steps {plan.steps}: {exc}") from None
+    labels = [m.label for m in loaded]
+    if len(set(labels)) != len(labels):  # two files with the same stem
+        for i, m in enumerate(loaded):
+            m.label = f"{m.label}#{i}"
+    return loaded
+
+
+def _method_table(plan: _Plan, name: str, warning: str) -> dict[str, _Method]:
+    """One :class:`_Method` per CorrDiff mode, per baseline at fixed qualities and per bpp-matched baseline."""
+    matched_file = "corrected" if plan.same_file else plan.matched_mode
+    steps_text = "" if plan.steps is None else f", {plan.steps} steps"
+    methods: dict[str, _Method] = {}
+    for mode in plan.modes:
+        source = "decoded from the 'corrected' file" if plan.same_file else f"own '{mode}' file"
+        methods[f"corrdiff-{mode}"] = _Method(
+            f"corrdiff-{mode}", f"{name} ({mode})",
+            f"{warning}corrdiff eval: mode {mode} ({source}){steps_text}, seed {plan.seed}; real bitstreams, "
+            "bpp = 8 * file bytes / pixels; metrics on 8-bit images; one point per model")
+    for fmt in plan.baselines:
+        label = BASELINE_NAMES[fmt]
+        if plan.qualities:
+            methods[fmt] = _Method(fmt, label, f"{warning}Pillow {label} at fixed qualities {plan.qualities} "
+                                   "(one point per quality); bpp from the whole file")
+        if plan.matched:
+            methods[f"{fmt}-matched"] = _Method(
+                f"{fmt}-matched", f"{label} (bpp-matched)",
+                f"{warning}Pillow {label}, per image the highest quality whose bpp does not exceed the "
+                f"{name} '{matched_file}' file's; one point per {name} model (rate point)")
+    return methods
+
+
+Staged = list[tuple[str, str, dict[str, Any], np.ndarray]]  # (method, point, CSV row, decoded image)
+
+
+def _evaluate_image(rgb: np.ndarray, image_name: str, loaded: list[_Model], plan: _Plan, suite) -> Staged:
+    """Every method's rows for one image: each model in each mode (real files), then the baselines."""
+    from corrdiff.metrics import to_tensor, to_uint8
+
+    h, w = rgb.shape[:2]
+    pixels = h * w
+    x = to_tensor(rgb)
+    staged: Staged = []
+
+    def row(method: str, point: str, data_len: int, decoded: np.ndarray, **extra: Any) -> None:
+        r = {"method": method, "point": point, "image": image_name, "width": w, "height": h,
+             "bytes": data_len, "bpp": 8.0 * data_len / pixels, **suite.score(rgb, decoded), **extra,
+             "status": "ok"}
+        staged.append((method, point, r, decoded))
+
+    targets: list[tuple[str, float]] = []  # (model label, bpp of its file that the baselines match)
+    for model in loaded:
+        codec = model.codec
+        shared = None
+        if plan.same_file:
+            start = time.perf_counter()
+            shared = codec.encode(x, steps=plan.steps, seed=plan.seed, mode="corrected")
+            shared_time = time.perf_counter() - start
+        for mode in plan.modes:
+            if plan.same_file:
+                result, enc_time = shared, (shared_time if mode == "corrected" else None)
+            else:
+                start = time.perf_counter()
+                result = codec.encode(x, steps=plan.steps, seed=plan.seed, mode=mode)
+                enc_time = time.perf_counter() - start
+            start = time.perf_counter()
+            decoded = to_uint8(codec.decompress(result.data, mode=mode))
+            dec_time = time.perf_counter() - start
+            mismatch = None
+            if not plan.same_file or mode == "corrected":
+                # the decoder must reproduce the encoder's own reconstruction
+                mismatch = int(np.abs(to_uint8(result.reconstruction).astype(int) - decoded).max())
+            row(f"corrdiff-{mode}", model.label, len(result.data), decoded, encoding_time=enc_time,
+                decoding_time=dec_time, decode_mismatch=mismatch)
+            if mode == plan.matched_mode:  # with same_file, every mode's file is the 'corrected' one
+                targets.append((model.label, 8.0 * len(result.data) / pixels))
+    for fmt in plan.baselines:
+        for q in plan.qualities:
+            start = time.perf_counter()
+            res = classical.encode(rgb, fmt, q)
+            row(fmt, f"q{q}", len(res.data), res.decoded, quality=q, encoding_time=time.perf_counter() - start)
+        if plan.matched:
+            for label, target in targets:
+                res = classical.encode_at_bpp(rgb, fmt, target)
+                row(f"{fmt}-matched", label, len(res.data), res.decoded, quality=res.quality, target_bpp=target)
+    return staged
+
+
+def _dataset_metrics(methods: dict[str, _Method], suite, ok_images: list[str]) -> None:
+    """Patch FID/KID of every RD point, from the features gathered image by image."""
+    for method in methods.values():
+        method.unavailable.update(suite.unavailable)
+        if suite.patch_fid is None or not ok_images:
+            continue
+        for point in method.points.values():
+            try:
+                values = suite.patch_fid.compute(f"{method.key}|{point.label}")
+            except CorrDiffError as exc:
+                for m in ("fid", "kid"):
+                    if m in suite.names:
+                        method.unavailable[m] = str(exc)
+                break
+            point.dataset = {k: v for k, v in values.items()
+                             if k in suite.names or (k == "kid-std" and "kid" in suite.names)
+                             or (k == "fid-patches")}
+
+
 def run_eval(
     data_dir: str | Path,
     models: Sequence[Any] = ("default",),
@@ -161,89 +330,28 @@ def run_eval(
     from tqdm.auto import tqdm
 
     from corrdiff.codec import CorrDiffCodec
-    from corrdiff.metrics import MetricSuite, to_tensor, to_uint8
+    from corrdiff.metrics import MetricSuite
+    from corrdiff.model_io import model_path
 
-    modes = _parse_list(modes, CORRDIFF_MODES)
-    bad = [m for m in modes if m not in CORRDIFF_MODES]
-    if bad or not modes:
-        raise ValueError(f"modes must be a non-empty subset of {', '.join(CORRDIFF_MODES)}, got {modes}")
-    available = classical.available_formats()
-    baselines = _parse_list(baselines, available)
-    if baselines == ["none"]:
-        baselines = []
-    bad = [b for b in baselines if b not in available]
-    if bad:
-        raise ValueError(f"baseline(s) {bad} not available here; this Pillow writes: {', '.join(available)}")
-    qualities = [int(q) for q in _parse_list([str(q) for q in qualities] if not isinstance(qualities, str)
-                                             else qualities, [])]
-    if any(not 1 <= q <= 100 for q in qualities):
-        raise ValueError(f"qualities must lie in 1..100, got {qualities}")
-    metric_names = _parse_list(metrics, []) if metrics not in (None, "all") else None
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be positive, got {limit}")
-    if not models:
-        raise ValueError("give at least one model")
-
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
+    plan = _plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models)
     data_dir = Path(data_dir)
     files = list_images(data_dir)[:limit]
     out = Path(out)
     if (out / "per_image.csv").exists() and not force:
         raise FileExistsError(f"{out} holds results already; pass --force to overwrite")
     out.mkdir(parents=True, exist_ok=True)
-
-    from corrdiff.model_io import load_model, model_path
-
     # results are replaced (the --force check above is per folder), inputs never: images, model files
     guard = OutputGuard([*files, *(model_path(m) for m in models if not isinstance(m, CorrDiffCodec))], force=True)
+    loaded = _load_models(models, device, plan)
 
-    loaded: list[_Model] = []
-    for i, source in enumerate(models):
-        codec = source if isinstance(source, CorrDiffCodec) else load_model(source, map_location=device)
-        origin = "in-memory codec" if isinstance(source, CorrDiffCodec) else str(source)
-        loaded.append(_Model(_model_label(source, i, len(models)), codec, origin))
-    for m in loaded:
-        # reject bad option values before any work, not once per image
-        if steps is not None and (same_file or modes != ["e2e"]):
-            try:
-                m.codec.make_sampler().set_timesteps(steps)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"--steps {steps}: {exc}") from None
-    labels = [m.label for m in loaded]
-    if len(set(labels)) != len(labels):  # two files with the same stem
-        for i, m in enumerate(loaded):
-            m.label = f"{m.label}#{i}"
-
-    suite = MetricSuite(metric_names, weights_dir=weights_dir, device=device,
+    suite = MetricSuite(plan.metric_names, weights_dir=weights_dir, device=device,
                         random_weights_for_tests=random_weights_for_tests)
     warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
     if suite.skipped_line():
         warn(f"corrdiff eval: {suite.skipped_line()}")
     test_only = suite.test_only
     warning = f"TEST ONLY: {', '.join(test_only)} computed with RANDOM weights (meaningless). " if test_only else ""
-
-    # the bpp-matched baselines match one file per model (rate point): the 'corrected' one when evaluated
-    matched_mode = "corrected" if "corrected" in modes else modes[0]
-    matched_file = "corrected" if same_file else matched_mode
-    steps_text = "" if steps is None else f", {steps} steps"
-    methods: dict[str, _Method] = {}
-    for mode in modes:
-        source = "decoded from the 'corrected' file" if same_file else f"own '{mode}' file"
-        methods[f"corrdiff-{mode}"] = _Method(
-            f"corrdiff-{mode}", f"{name} ({mode})",
-            f"{warning}corrdiff eval: mode {mode} ({source}){steps_text}, seed {seed}; real bitstreams, "
-            "bpp = 8 * file bytes / pixels; metrics on 8-bit images; one point per model")
-    for fmt in baselines:
-        label = BASELINE_NAMES[fmt]
-        if qualities:
-            methods[fmt] = _Method(fmt, label, f"{warning}Pillow {label} at fixed qualities {qualities} "
-                                   "(one point per quality); bpp from the whole file")
-        if matched:
-            methods[f"{fmt}-matched"] = _Method(
-                f"{fmt}-matched", f"{label} (bpp-matched)",
-                f"{warning}Pillow {label}, per image the highest quality whose bpp does not exceed the "
-                f"{name} '{matched_file}' file's; one point per {name} model (rate point)")
+    methods = _method_table(plan, name, warning)
 
     failed: dict[str, str] = {}
     ok_images: list[str] = []
@@ -254,54 +362,7 @@ def run_eval(
         bar.set_postfix_str(image_name[-30:], refresh=False)
         try:
             rgb = load_image(path)
-            h, w = rgb.shape[:2]
-            pixels = h * w
-            x = to_tensor(rgb)
-            staged: list[tuple[str, str, dict[str, Any], np.ndarray]] = []  # (method, point, row, decoded)
-
-            def row(method: str, point: str, data_len: int, decoded: np.ndarray, **extra: Any) -> None:
-                r = {"method": method, "point": point, "image": image_name, "width": w, "height": h,
-                     "bytes": data_len, "bpp": 8.0 * data_len / pixels, **suite.score(rgb, decoded), **extra,
-                     "status": "ok"}
-                staged.append((method, point, r, decoded))
-
-            targets: list[tuple[str, float]] = []  # (model label, bpp of its file that the baselines match)
-            for model in loaded:
-                codec = model.codec
-                shared = None
-                if same_file:
-                    start = time.perf_counter()
-                    shared = codec.encode(x, steps=steps, seed=seed, mode="corrected")
-                    shared_time = time.perf_counter() - start
-                for mode in modes:
-                    if same_file:
-                        result, enc_time = shared, (shared_time if mode == "corrected" else None)
-                    else:
-                        start = time.perf_counter()
-                        result = codec.encode(x, steps=steps, seed=seed, mode=mode)
-                        enc_time = time.perf_counter() - start
-                    start = time.perf_counter()
-                    decoded = to_uint8(codec.decompress(result.data, mode=mode))
-                    dec_time = time.perf_counter() - start
-                    mismatch = None
-                    if not same_file or mode == "corrected":
-                        # the decoder must reproduce the encoder's own reconstruction
-                        mismatch = int(np.abs(to_uint8(result.reconstruction).astype(int) - decoded).max())
-                    row(f"corrdiff-{mode}", model.label, len(result.data), decoded, encoding_time=enc_time,
-                        decoding_time=dec_time, decode_mismatch=mismatch)
-                    if mode == matched_mode:  # with same_file, every mode's file is the 'corrected' one
-                        targets.append((model.label, 8.0 * len(result.data) / pixels))
-            for fmt in baselines:
-                for q in qualities:
-                    start = time.perf_counter()
-                    res = classical.encode(rgb, fmt, q)
-                    row(fmt, f"q{q}", len(res.data), res.decoded, quality=q,
-                        encoding_time=time.perf_counter() - start)
-                if matched:
-                    for label, target in targets:
-                        res = classical.encode_at_bpp(rgb, fmt, target)
-                        row(f"{fmt}-matched", label, len(res.data), res.decoded, quality=res.quality,
-                            target_bpp=target)
+            staged = _evaluate_image(rgb, image_name, loaded, plan, suite)
             features = []
             if suite.patch_fid is not None:
                 features.append((None, suite.patch_fid.features(rgb)))
@@ -326,23 +387,7 @@ def run_eval(
             for key, feats in features:
                 suite.patch_fid.add(key, feats)
     bar.close()
-
-    # ------------------------------------------------------------------ data-set level metrics
-    for method in methods.values():
-        method.unavailable.update(suite.unavailable)
-        if suite.patch_fid is None or not ok_images:
-            continue
-        for point in method.points.values():
-            try:
-                values = suite.patch_fid.compute(f"{method.key}|{point.label}")
-            except CorrDiffError as exc:
-                for m in ("fid", "kid"):
-                    if m in suite.names:
-                        method.unavailable[m] = str(exc)
-                break
-            point.dataset = {k: v for k, v in values.items()
-                             if k in suite.names or (k == "kid-std" and "kid" in suite.names)
-                             or (k == "fid-patches")}
+    _dataset_metrics(methods, suite, ok_images)
 
     # ------------------------------------------------------------------ write
     metric_cols = suite.image_metrics
