@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from corrdiff.metric_names import ALL_METRICS
+
 LIGHTNING_COMMANDS = {
     "fit": "train a model (phase 1 ScoreTraining or phase 2 JointTraining) from a YAML config",
     "validate": "run the validation loop of a config/checkpoint",
@@ -118,8 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="fixed baseline qualities (default: %(default)s)")
     p.add_argument("--no-matched", action="store_true", help="skip the bpp-matched baselines")
     p.add_argument("--metrics", default="all",
-                   help="comma-separated subset of psnr-rgb,ms-ssim-rgb,hf-ratio,colour-error,haarpsi,gmsd,lpips-alex,"
-                        "lpips-vgg,dists,fid,kid (default: all)")
+                   help=f"comma-separated subset of {','.join(ALL_METRICS)} (default: all)")
     p.add_argument("--weights-dir", type=Path, default=None,
                    help="folder with the LPIPS/DISTS/FID weight files (default: torch hub's cache only)")
     p.add_argument("--name", default="CorrDiff", help="method name in the JSON files and plots")

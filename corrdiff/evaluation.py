@@ -43,6 +43,7 @@ import numpy as np
 from corrdiff import baselines as classical
 from corrdiff.errors import CorrDiffError
 from corrdiff.image_io import OutputGuard, atomic_write, encode_png, load_image
+from corrdiff.metric_names import ALL_METRICS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 75, 90)
@@ -475,8 +476,7 @@ def _write_csv(path: Path, methods: dict[str, _Method], metric_cols: list[str], 
     atomic_write(path, buf.getvalue().encode())
 
 
-TABLE_METRICS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "hf-ratio", "colour-error", "haarpsi", "gmsd", "lpips-alex", "lpips-vgg",
-                 "dists", "fid", "kid")
+TABLE_METRICS = ("bpp", *ALL_METRICS)
 
 
 def format_table(summaries: dict[str, dict[str, Any]]) -> str:

@@ -88,16 +88,12 @@ def colour_error(reference: np.ndarray, test: np.ndarray) -> float:
 # locally (``weights_dir``, then torch's hub cache); when absent, the metric is reported
 # unavailable with the reason and never computed with random weights.
 
-#: weight-free full-reference metrics, per image
-WEIGHT_FREE = ("psnr-rgb", "ms-ssim-rgb", "hf-ratio", "colour-error", "haarpsi", "gmsd")
-#: full-reference metrics with pretrained networks, per image
-PRETRAINED = ("lpips-alex", "lpips-vgg", "dists")
-#: distribution metrics over 256x256 patches of the whole data set (one value per method)
-DATASET_METRICS = ("fid", "kid")
-ALL_METRICS = WEIGHT_FREE + PRETRAINED + DATASET_METRICS
-#: smaller is better for these (plots and BD-rate tables say so)
-LOWER_IS_BETTER = frozenset({"lpips-alex", "lpips-vgg", "dists", "gmsd", "colour-error", "fid", "kid", "encoding_time",
-                             "decoding_time"})
+from corrdiff.metric_names import (  # noqa: E402 (the names live in one place)
+    ALL_METRICS,
+    DATASET_METRICS,
+    LOWER_IS_BETTER,
+    PRETRAINED,
+)
 
 #: file names of the pretrained weights, as torchvision / torch-fidelity publish them
 WEIGHT_FILES = {

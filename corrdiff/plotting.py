@@ -26,12 +26,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from corrdiff.metric_names import LOWER_IS_BETTER, NOT_MONOTONE, PLOT_ORDER
+
 #: results keys that are bookkeeping, not RD metrics
 NON_METRICS = frozenset({"bpp", "kid-std", "fid-patches", "quality", "target_bpp", "encoding_time", "decoding_time"})
-#: not a quality scale (1 is ideal, both directions are worse): left out of default BD-rate tables
-NOT_MONOTONE = frozenset({"hf-ratio"})
-PREFERRED_ORDER = ("psnr-rgb", "ms-ssim-rgb", "lpips-alex", "lpips-vgg", "dists", "fid", "kid", "haarpsi", "gmsd",
-                   "hf-ratio")
 CLASSICAL = ("jpeg", "webp", "avif", "bpg", "vtm", "hm", "av1", "jpeg2000")
 
 
@@ -190,13 +188,11 @@ def metrics_in(files: Iterable[dict[str, Any]]) -> list[str]:
         for key, values in f["results"].items():
             if key not in NON_METRICS and key not in seen and isinstance(values, list):
                 seen.append(key)
-    rank = {m: i for i, m in enumerate(PREFERRED_ORDER)}
+    rank = {m: i for i, m in enumerate(PLOT_ORDER)}
     return sorted(seen, key=lambda m: (rank.get(m, len(rank)), seen.index(m)))
 
 
 def lower_is_better(metric: str) -> bool:
-    from corrdiff.metrics import LOWER_IS_BETTER
-
     return metric in LOWER_IS_BETTER
 
 
