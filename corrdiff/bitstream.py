@@ -16,7 +16,7 @@ Layout of version 2 (all integers little-endian; see docs/bitstream.md)::
     .      4     seed (uint32)
     .      ...   corrected mode only, for each step: 1 gamma code byte, then V float16 values
                  (code bits 0-1: 0 scalar [V = 1], 1 channel [V = 3], 2 tile, 3 tile with linear
-                 interpolation [V = 1, the map's mean]; tiles only: bits 2-4 cell = 16 * 2^e
+                 interpolation [V = 1, the map's base, its median]; tiles only: bits 2-4 cell = 16 * 2^e
                  pixels, bits 5-7 quantiser q: residual step 2^-(q+1))
     .      ...   corrected mode with tile steps only: the cells' residuals, rows * cols per tile
                  step (rows = ceil(height / cell), cols likewise) in step order, row-major, each
@@ -96,7 +96,7 @@ def decode_mode(name: str) -> DecodeMode:
 class GammaStep:
     """One sampling step's gammas as the file carries them.
 
-    ``values``: float16-representable floats (scalar 1, channel 3, tile 1: the map's mean);
+    ``values``: float16-representable floats (scalar 1, channel 3, tile 1: the map's base, the cells' median);
     tiles also have ``cell``, ``linear``, ``quant`` and ``residuals`` (one int per cell,
     row-major): cell gamma = values[0] + residual * 2^-(quant + 1).
     """
@@ -237,7 +237,8 @@ def _unpack_residuals(data: bytes, start: int, end: int, count: int) -> tuple[li
         return [], start
     # every code is at least one bit: refuse before parsing a count the bytes cannot hold
     _check(count <= 8 * (end - start), "file is truncated (while reading tile residuals)")
-    available = data[start:end]
+    longest = 2 * (2 * MAX_RESIDUAL + 1).bit_length() - 1  # bits of the longest code
+    available = data[start : min(end, start + -(-count * longest // 8))]  # not the streams behind them
     bits = format(int.from_bytes(available, "big"), "b").zfill(8 * len(available))
     max_zeros = (2 * MAX_RESIDUAL + 1).bit_length() - 1
     values, pos = [], 0

@@ -205,6 +205,7 @@ def _compress(args: argparse.Namespace) -> int:
     check_jobs(jobs, "an image", [model_path], args.force)
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
+    _check_gamma(codec, gamma)
     _warn_untrained(codec, args.model, args.mode)
     sampler = _sampler_option(codec, args) if codec is not None else None
     return run_jobs("compress", jobs, lambda job, label: _compress_one(codec, args, sampler, gamma, job, label))
@@ -327,10 +328,22 @@ def _gamma_options(pairs: list[str], sharpen: float | None) -> dict:
     try:
         from corrdiff.correction import CorrectionConfig
 
-        CorrectionConfig().replace(options)  # names and values checked before the model loads
+        # names and values checked before the model loads; whether they fit together with the model's own
+        # settings (e.g. rho > 0 with its solver) is checked once it is loaded (_check_gamma)
+        CorrectionConfig().replace({"solver": "gradient", **options})
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--gamma: {exc}") from None
     return options
+
+
+def _check_gamma(codec, options: dict) -> None:
+    """UsageError unless the --gamma options fit the loaded model's own correction settings."""
+    if codec is None or not options:
+        return
+    try:
+        codec.correction.replace(options)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--gamma: {exc} (this model's settings: {codec.correction.stored()})") from None
 
 
 def _model_path(model: str) -> Path:

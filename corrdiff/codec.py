@@ -169,6 +169,7 @@ class CorrDiffCodec(nn.Module):
         # perceptual network of the gamma solver is a tool of the encoder, not part of the model, so
         # it must not enter state_dict() or the fingerprint that decoders check
         self._perceptual_slot: list[Callable[[Tensor, Tensor], Tensor] | None] = [None]
+        self._perceptual_cache: dict[str, nn.Module] = {}  # a plain dict: not registered either
 
     # ------------------------------------------------------------------ pieces used by training
     @property
@@ -232,7 +233,8 @@ class CorrDiffCodec(nn.Module):
         return SAMPLERS.build(spec or self.config["sampler"], schedule=self.schedule)
 
     def set_perceptual(self, distance: Callable[[Tensor, Tensor], Tensor] | None) -> None:
-        """Perceptual distance for the gradient gamma solver (built from the config when unset)."""
+        """Perceptual distance of the gradient gamma solver, standing for the model's own ``perceptual``
+        spec (built from it when unset); an encode that overrides ``perceptual`` builds that one."""
         self._perceptual_slot[0] = distance
 
     # ------------------------------------------------------------------ identity
@@ -363,14 +365,14 @@ class CorrDiffCodec(nn.Module):
         perceptual = None
         if cfg.rho > 0:
             from corrdiff.losses.perceptual import build_perceptual
-            from corrdiff.registry import split_spec
 
-            name, kwargs = split_spec(cfg.perceptual)
-            slot = self._perceptual_slot
-            if slot[0] is None or getattr(slot[0], "spec", None) not in (None, {"name": name, **kwargs}):
-                distance = build_perceptual(cfg.perceptual)
-                slot[0] = distance.to(self._device()) if isinstance(distance, nn.Module) else distance
-            perceptual = slot[0]
+            if self._perceptual_slot[0] is not None and cfg.perceptual == self.correction.perceptual:
+                perceptual = self._perceptual_slot[0]  # set_perceptual(): stands for the model's own spec
+            else:  # one distance per spec, built once (LPIPS loads weights)
+                key = json.dumps(cfg.perceptual, sort_keys=True)
+                if key not in self._perceptual_cache:
+                    self._perceptual_cache[key] = build_perceptual(cfg.perceptual).to(self._device())
+                perceptual = self._perceptual_cache[key]
         return GammaSolver(cfg, perceptual)
 
     @torch.no_grad()

@@ -30,7 +30,7 @@ own distortion; the steps before use the first candidate (scalar), so the trajec
 scalar one and an ``auto`` file never costs more in D + lambda R than the scalar file.
 
 What is transmitted (docs/bitstream.md): scalar and channel gammas as float16; a tile
-map as its float16 mean plus each cell's difference from it, quantised with a step of
+map as its float16 median plus each cell's difference from it, quantised with a step of
 2^-(q+1) and entropy-coded (signed Exp-Golomb). The encoder quantises *before* using a
 gamma, so the decoder, replaying the same seed, steps and gammas, reproduces the
 encoder's trajectory exactly.
@@ -60,7 +60,7 @@ TILE_QUANTS = (2, 4, 6)  # residual steps 2^-(q+1): 1/8, 1/32, 1/128
 # the [0, 1] one) per bit per pixel: 4 x 4e-3, the slope of the shipped ladder's rate-distortion curve
 # at lambda = 1 ([0, 1] MSE per bpp, docs/gamma.md), so that a gamma bit is worth what a latent bit is
 DEFAULT_RATE_WEIGHT = 1.6e-2
-MAX_LINEAR_CELLS = 4096  # linear tile maps solve a dense cells x cells system (eq. 4): 4096 cells = 128 MiB
+MAX_LINEAR_CELLS = 4096  # linear tile maps solve a dense cells x cells system (eq. 4): 4096 cells = 128 MiB of float64
 _TILE_SPEC = re.compile(r"tile-(\d+)(-linear)?")
 
 
@@ -123,13 +123,19 @@ class Granularity:
                 _basis(width, self.cell, self.interpolation).to(device))
 
     def expand(self, gamma: Tensor, height: int, width: int) -> Tensor:
-        """The gamma map G(g) of eq. (1): (B, K) gammas -> (B, C or 1, H or 1, W or 1), broadcastable."""
+        """The gamma map G(g) of eq. (1): (B, K) gammas -> (B, C or 1, H or 1, W or 1), broadcastable.
+
+        Tiles: interpolated along the rows, then the columns, by gathering each pixel's (one or two)
+        cells, with a fixed order of operations: the same values wherever it runs on the same
+        device, and memory of the map's size (the dense :meth:`bases` are only for the encoder).
+        """
         b = gamma.shape[0]
         if self.kind != "tile":
             return gamma.reshape(b, -1, 1, 1)
         _, rows, cols = self.grid(height, width)
-        u, v = self.bases(height, width, gamma.device)
-        return torch.einsum("nab,ah,bw->nhw", gamma.reshape(b, rows, cols).to(u.dtype), u, v)[:, None]
+        grid = gamma.reshape(b, rows, cols).float()
+        grid = _interpolate(grid, 1, height, self.cell, self.interpolation)
+        return _interpolate(grid, 2, width, self.cell, self.interpolation)[:, None]
 
     def adjoint(self, field_: Tensor) -> Tensor:
         """G^T: sums of a (B, C, H, W) field over what each gamma covers -> (B, K)."""
@@ -146,8 +152,9 @@ class Granularity:
 
             M g = r,  M_kl = sum_p u_k(p) u_l(p) |d(p)|^2,  r_k = sum_p u_k(p) <d(p), x(p) - x0_d(p)>   (4)
 
-        with d = x0_e - x0_d and u_k the bilinear basis functions (M is banded; a tiny ridge
-        makes cells without any correction direction 0).
+        with d = x0_e - x0_d and u_k the bilinear basis functions (M is sparse, each cell meeting
+        its 8 neighbours, but solved as a dense system: at most :data:`MAX_LINEAR_CELLS` cells;
+        a tiny ridge makes cells without any correction direction 0).
         """
         x, x0_d, x0_e = x.float(), x0_d.float(), x0_e.float()
         direction = x0_e - x0_d
@@ -160,8 +167,8 @@ class Granularity:
             raise ValueError(f"{self.spec} has {u.shape[0] * v.shape[0]} cells on a {x.shape[-2]}x{x.shape[-1]} image; "
                              f"linear maps allow {MAX_LINEAR_CELLS}: use larger cells or the nearest map")
         weight = direction.double().pow(2).sum(1)  # (B, H, W)
-        half = torch.einsum("ah,ch,nhw->nacw", u, u, weight)
-        gram = torch.einsum("nacw,bw,dw->nabcd", half, v, v)
+        half = torch.einsum("ach,nhw->nacw", torch.einsum("ah,ch->ach", u, u), weight)  # one product over h
+        gram = torch.einsum("nacw,bdw->nabcd", half, torch.einsum("bw,dw->bdw", v, v))  # one product over w
         k = u.shape[0] * v.shape[0]
         gram = gram.reshape(-1, k, k)
         ridge = 1e-9 * gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
@@ -169,22 +176,42 @@ class Granularity:
         return torch.linalg.solve(gram, num.double()).float()
 
 
-@functools.lru_cache(maxsize=64)
-def _basis(length: int, cell: int, interpolation: str) -> Tensor:
-    """(cells, length) matrix of the 1-D interpolation from cell values to pixels (float32, CPU)."""
+def _neighbours(length: int, cell: int, interpolation: str) -> tuple[Tensor, Tensor, Tensor]:
+    """For each of ``length`` pixels: the cell to its left, the cell to its right and the weight of the
+    right one (float32; 0 for nearest). Cell a's centre is at pixel (a + 1/2) cell - 1/2; beyond the
+    outer centres the map is constant."""
     n = -(-length // cell)
     pixel = torch.arange(length)
-    basis = torch.zeros(n, length, dtype=torch.float64)
     if interpolation == "nearest" or n == 1:
-        basis[pixel // cell, pixel] = 1.0
-        return basis.float()
-    # cell a's centre is at pixel (a + 1/2) cell - 1/2; beyond the outer centres the map is constant
+        left = pixel // cell
+        return left, left, torch.zeros(length)
     position = ((pixel.double() + 0.5) / cell - 0.5).clamp(0, n - 1)
     left = position.floor().clamp(max=n - 2).long()
-    frac = position - left
-    basis[left, pixel] = 1 - frac
-    basis[left + 1, pixel] = frac
-    return basis.float()
+    return left, left + 1, (position - left).float()
+
+
+def _interpolate(grid: Tensor, dim: int, length: int, cell: int, interpolation: str) -> Tensor:
+    """Cell values along ``dim`` of ``grid`` -> ``length`` pixel values (eq. 1's map, one axis)."""
+    left, right, frac = (t.to(grid.device) for t in _neighbours(length, cell, interpolation))
+    near = grid.index_select(dim, left)
+    if interpolation == "nearest":
+        return near
+    shape = [1] * grid.dim()
+    shape[dim] = length
+    frac = frac.reshape(shape)
+    return near * (1 - frac) + grid.index_select(dim, right) * frac
+
+
+@functools.lru_cache(maxsize=8)
+def _basis(length: int, cell: int, interpolation: str) -> Tensor:
+    """(cells, length) matrix of the same 1-D interpolation (float32, CPU): the encoder's closed form
+    and adjoint use it; the map itself is built by :func:`_interpolate`."""
+    left, right, frac = _neighbours(length, cell, interpolation)
+    basis = torch.zeros(-(-length // cell), length)
+    pixel = torch.arange(length)
+    basis.index_put_((left, pixel), 1 - frac, accumulate=True)
+    basis.index_put_((right, pixel), frac, accumulate=True)
+    return basis
 
 
 def _as_granularity(granularity: int | str | Granularity) -> Granularity:
@@ -261,11 +288,12 @@ def quantize_gamma(gamma: Tensor) -> Tensor:
 
 def code_step(granularity: Granularity, gamma: Tensor, quant: int = 0) -> bitstream.GammaStep:
     """One step's gammas (K,) as the file carries them (scalar and channel: float16; tiles: a float16
-    mean and its cells' differences quantised with step 2^-(quant+1), within +-bitstream.MAX_RESIDUAL)."""
+    base, the cells' median, and their differences from it quantised with step 2^-(quant+1), within
+    +-bitstream.MAX_RESIDUAL)."""
     gamma = gamma.detach().float().cpu().reshape(-1)
     if granularity.kind != "tile":
         return bitstream.GammaStep(granularity.kind, values=tuple(quantize_gamma(gamma).tolist()))
-    base = quantize_gamma(gamma.mean())
+    base = quantize_gamma(torch.nan_to_num(gamma).median())  # not the mean: one extreme cell must not move it
     limit = bitstream.MAX_RESIDUAL
     residuals = ((torch.nan_to_num(gamma) - base) * 2.0 ** (quant + 1)).round().clamp(-limit, limit)
     return bitstream.GammaStep(
@@ -338,6 +366,8 @@ class CorrectionConfig:
             raise ValueError(f"rho must be a finite number >= 0, got {self.rho}")
         if self.rho > 0 and self.solver != "gradient":
             raise ValueError("a perceptual term (rho > 0) needs solver: gradient; the closed form is MSE-only")
+        if not (isinstance(self.iterations, int) and self.iterations >= 1):
+            raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
         if not (self.rate_weight >= 0 and math.isfinite(self.rate_weight)):
             raise ValueError(f"rate_weight must be a finite number >= 0, got {self.rate_weight}")
 
@@ -418,13 +448,16 @@ class GammaSolver:
                 coded = code_step(granularity, raw, quant)
                 gmap = granularity.expand(step_gammas(coded).to(x0_d.device), h, w).to(x0_d.dtype)
                 if len(candidates) == 1 and len(quants) == 1:
-                    return StepChoice(coded, gmap, math.nan)
+                    return StepChoice(coded, gamma_map(coded, h, w).to(device=x0_d.device, dtype=x0_d.dtype), math.nan)
                 x0_c = apply_correction(x0_d, x0_e, gmap).clamp(-1, 1)
                 loss = float(correction_objective(x0_c.float(), x.float(), self.config.rho, self.perceptual)[0])
                 cost = loss + self.config.rate_weight * bitstream.step_bits(coded) / (h * w)
                 if best is None or cost < best.cost:
                     best = StepChoice(coded, gmap, cost)
         assert best is not None
+        # what the decoder will use, built as it builds it (on the CPU, then moved): on a GPU the
+        # candidates' maps may round differently (e.g. TF32)
+        best.map = gamma_map(best.coded, h, w).to(device=x0_d.device, dtype=x0_d.dtype)
         return best
 
 

@@ -78,8 +78,8 @@ class Contract:
     """What the codec calls on a component of one kind (issue 14): its typed interface.
 
     ``methods`` must be callables of the component (checked on the class when a class is
-    registered, so a plug-in from another package fails at registration, and on the built
-    object for factories); ``attributes`` must exist on the built object (they are often set in
+    registered, so a plug-in from another package fails at registration, and again on the built
+    object; ``__call__`` can only be checked there, since every class is callable); ``attributes`` must exist on the built object (they are often set in
     ``__init__``). ``optional`` documents what the codec reads when present (by ``getattr``,
     with the default it states).
     """

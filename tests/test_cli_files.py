@@ -435,7 +435,8 @@ def test_gamma_options_reach_the_file(tmp_path, png, model_file, capsys):
 
 
 @pytest.mark.parametrize("option, message", [("granularity", "KEY=VALUE"), ("granularity=tile-7", "tile cell"),
-                                             ("colour=red", "unknown gamma option"), ("rho=-1", "rho")])
+                                             ("colour=red", "unknown gamma option"), ("rho=-1", "rho"),
+                                             ("iterations=abc", "iterations")])
 def test_bad_gamma_options_are_exit_2_before_loading(tmp_path, png, capsys, option, message):
     code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "x.cdf", "--model", tmp_path / "missing.pt",
                             "--gamma", option)
@@ -531,3 +532,18 @@ def test_file_tools_import_no_extras_and_print_no_warnings(tmp_path, png, model_
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_gamma_options_are_checked_against_the_models_own_settings(tmp_path, png, model_file, capsys):
+    """rho > 0 needs the gradient solver: refused for a closed-form model, accepted for a gradient one."""
+    from conftest import make_codec
+
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 1,
+                            "--gamma", "rho=0.5")
+    assert code == 2 and "solver: gradient" in err and "this model's settings" in err
+    gradient_model = tmp_path / "gradient.pt"
+    codec = make_codec(0, correction={"solver": "gradient", "perceptual": {"name": "hf"}, "iterations": 2})
+    corrdiff.save_model(codec, gradient_model)
+    code, _, err = run_main(capsys, "compress", png, "-o", tmp_path / "b.cdf", "--model", gradient_model,
+                            "--steps", 1, "--gamma", "rho=0.5")
+    assert code == 0, err

@@ -269,3 +269,47 @@ def test_linear_maps_with_too_many_cells_are_refused_not_allocated():
     x = torch.zeros(1, 3, 2048, 2560)
     with pytest.raises(ValueError, match="linear maps allow"):
         Granularity.parse("tile-16-linear").closed_form(x, x, x)
+
+
+# --------------------------------------------------------------------------- review findings
+def test_one_extreme_cell_does_not_spoil_the_others():
+    """The base is the cells' median: a cell without correction direction (gamma 1e5) is clamped alone."""
+    gran = Granularity.parse("tile-16")
+    gamma = torch.full((gran.count(40, 72),), 0.75)
+    gamma[3] = 1e5
+    back = step_gammas(code_step(gran, gamma, 6))[0]
+    assert torch.equal(back[torch.arange(len(back)) != 3], torch.full((len(back) - 1,), 0.75))
+
+
+def test_maps_of_thin_images_cost_the_map_not_a_dense_basis():
+    gran = Granularity.parse("tile-16-linear")
+    gamma = torch.linspace(0, 1, gran.count(65535, 32))[None]
+    gmap = gran.expand(gamma, 65535, 32)
+    assert gmap.shape == (1, 1, 65535, 32) and torch.isfinite(gmap).all()
+
+
+def test_encoder_map_is_built_as_the_decoder_builds_it():
+    from corrdiff.correction import gamma_map
+
+    x, x0_d, x0_e = triple(5)
+    choice = GammaSolver(CorrectionConfig(granularity="tile-16-linear")).choose(x, x0_d, x0_e)
+    assert torch.equal(choice.map, gamma_map(choice.coded, *x.shape[-2:]))
+
+
+def test_a_perceptual_override_is_not_replaced_by_the_custom_distance(codec, test_images):
+    class Refuse(torch.nn.Module):
+        def forward(self, a, b):
+            raise AssertionError("the custom distance stands for the model's own spec only")
+
+    codec.set_perceptual(Refuse())
+    try:
+        codec.encode(test_images["random17x33"], steps=1,
+                     gamma={"solver": "gradient", "rho": 0.5, "perceptual": {"name": "hf"}, "iterations": 2})
+    finally:
+        codec.set_perceptual(None)
+
+
+def test_iterations_must_be_a_positive_integer():
+    for bad in (0, -3, "abc", 2.5):
+        with pytest.raises(ValueError, match="iterations"):
+            CorrectionConfig(iterations=bad)

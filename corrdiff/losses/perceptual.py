@@ -92,8 +92,9 @@ class HighFrequencyDeficit(nn.Module):
 
         P(x_hat, x) = mean_w max(0, sqrt(E_w(x)) - sqrt(E_w(x_hat)))^2 / 20        (6)
 
-    i.e. the local Laplacian energy missing in the decode, in units of pixel MSE (white
-    noise of variance s^2 has Laplacian energy 20 s^2 per channel). Only energy that is
+    i.e. the local Laplacian energy missing in the decode, in units of pixel squared error summed
+    over the channels (3x the per-channel MSE scale: white noise of variance s^2 has Laplacian
+    energy 20 s^2 per channel). Only energy that is
     missing counts, so a decode that is already as detailed as the original is not pushed
     further; only the encoder can evaluate it (it needs x). Used as the gamma solver's P
     (``perceptual: {"name": "hf"}``), it asks for sharper decodes without LPIPS weights.
