@@ -446,18 +446,17 @@ class GammaSolver:
             quants = TILE_QUANTS if granularity.kind == "tile" else (0,)
             for quant in quants:
                 coded = code_step(granularity, raw, quant)
-                gmap = granularity.expand(step_gammas(coded).to(x0_d.device), h, w).to(x0_d.dtype)
+                # the map exactly as the decoder builds it (on the CPU, then moved), so that the one that
+                # wins is the one both sides apply
+                gmap = gamma_map(coded, h, w).to(device=x0_d.device, dtype=x0_d.dtype)
                 if len(candidates) == 1 and len(quants) == 1:
-                    return StepChoice(coded, gamma_map(coded, h, w).to(device=x0_d.device, dtype=x0_d.dtype), math.nan)
+                    return StepChoice(coded, gmap, math.nan)
                 x0_c = apply_correction(x0_d, x0_e, gmap).clamp(-1, 1)
                 loss = float(correction_objective(x0_c.float(), x.float(), self.config.rho, self.perceptual)[0])
                 cost = loss + self.config.rate_weight * bitstream.step_bits(coded) / (h * w)
                 if best is None or cost < best.cost:
                     best = StepChoice(coded, gmap, cost)
         assert best is not None
-        # what the decoder will use, built as it builds it (on the CPU, then moved): on a GPU the
-        # candidates' maps may round differently (e.g. TF32)
-        best.map = gamma_map(best.coded, h, w).to(device=x0_d.device, dtype=x0_d.dtype)
         return best
 
 
