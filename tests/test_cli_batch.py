@@ -136,8 +136,10 @@ def test_interrupt_keeps_the_finished_files(tmp_path, pngs, model_file, capsys, 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.cdf"]  # no partial second file
 
 
-def test_threads_option_is_applied_and_restored(tmp_path, pngs, model_file, capsys, monkeypatch):
-    seen = []
+@pytest.fixture
+def encode_threads(monkeypatch) -> list[int]:
+    """The torch thread count of every CorrDiffCodec.encode call made during the test, in order."""
+    seen: list[int] = []
     real = corrdiff.CorrDiffCodec.encode
 
     def encode(self, *args, **kwargs):
@@ -145,27 +147,24 @@ def test_threads_option_is_applied_and_restored(tmp_path, pngs, model_file, caps
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
+    return seen
+
+
+def test_threads_option_is_applied_and_restored(tmp_path, pngs, model_file, capsys, encode_threads):
     before = torch.get_num_threads()
     code, _, err = run(capsys, "compress", pngs[0], "-o", tmp_path / "t.cdf", "--model", model_file, "--steps", 1,
                        "--threads", 2)
     assert code == 0, err
-    assert seen == [2] and torch.get_num_threads() == before
+    assert encode_threads == [2] and torch.get_num_threads() == before
     with pytest.raises(SystemExit) as info:
         main(["compress", str(pngs[0]), "--threads", "0"])
     assert info.value.code == 2 and "must be >= 1" in capsys.readouterr().err
 
 
-def test_small_images_are_coded_on_one_thread_by_default(tmp_path, pngs, model_file, capsys, monkeypatch):
+def test_small_images_are_coded_on_one_thread_by_default(tmp_path, pngs, model_file, capsys, monkeypatch,
+                                                        encode_threads):
     """Without --threads a small image is coded on one thread (two that wait for each other on a busy
     machine cost seconds); a larger one keeps torch's default."""
-    seen = []
-    real = corrdiff.CorrDiffCodec.encode
-
-    def encode(self, *args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -174,7 +173,7 @@ def test_small_images_are_coded_on_one_thread_by_default(tmp_path, pngs, model_f
         assert run(capsys, "compress", pngs[0], "-o", tmp_path / "b.cdf", "--model", model_file, "--steps", 1)[0] == 0
     finally:
         torch.set_num_threads(before)
-    assert seen == [1, 2]
+    assert encode_threads == [1, 2]
     assert batch.coding_threads(10**7, 3) == 3 and batch.coding_threads(10**7, None) is None
 
 
