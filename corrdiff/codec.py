@@ -165,11 +165,10 @@ class CorrDiffCodec(nn.Module):
         self.schedule = SCHEDULES.build(self.config["schedule"])
         self.correction = CorrectionConfig(**self.config["correction"])
         self.make_sampler(self.config["sampler"])  # fail early on a bad sampler spec
-        # kept out of the module tree (a plain list, not an attribute nn.Module would register): the
-        # perceptual network of the gamma solver is a tool of the encoder, not part of the model, so
-        # it must not enter state_dict() or the fingerprint that decoders check
-        self._perceptual_slot: list[Callable[[Tensor, Tensor], Tensor] | None] = [None]
-        self._perceptual_cache: dict[str, nn.Module] = {}  # a plain dict: not registered either
+        # the gamma solver's perceptual distances, by spec (canonical JSON), kept out of the module tree (a
+        # plain dict, which nn.Module does not register): they are tools of the encoder, not part of the
+        # model, so they must not enter state_dict() or the fingerprint that decoders check
+        self._perceptual: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
 
     # ------------------------------------------------------------------ pieces used by training
     @property
@@ -235,7 +234,11 @@ class CorrDiffCodec(nn.Module):
     def set_perceptual(self, distance: Callable[[Tensor, Tensor], Tensor] | None) -> None:
         """Perceptual distance of the gradient gamma solver, standing for the model's own ``perceptual``
         spec (built from it when unset); an encode that overrides ``perceptual`` builds that one."""
-        self._perceptual_slot[0] = distance
+        key = _spec_key(self.correction.perceptual)
+        if distance is None:
+            self._perceptual.pop(key, None)
+        else:
+            self._perceptual[key] = distance
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> bytes:
@@ -366,13 +369,10 @@ class CorrDiffCodec(nn.Module):
         if cfg.rho > 0:
             from corrdiff.losses.perceptual import build_perceptual
 
-            if self._perceptual_slot[0] is not None and cfg.perceptual == self.correction.perceptual:
-                perceptual = self._perceptual_slot[0]  # set_perceptual(): stands for the model's own spec
-            else:  # one distance per spec, built once (LPIPS loads weights)
-                key = json.dumps(cfg.perceptual, sort_keys=True)
-                if key not in self._perceptual_cache:
-                    self._perceptual_cache[key] = build_perceptual(cfg.perceptual).to(self._device())
-                perceptual = self._perceptual_cache[key]
+            key = _spec_key(cfg.perceptual)  # one distance per spec, built once (LPIPS loads weights)
+            if key not in self._perceptual:
+                self._perceptual[key] = build_perceptual(cfg.perceptual).to(self._device())
+            perceptual = self._perceptual[key]
         return GammaSolver(cfg, perceptual)
 
     @torch.no_grad()
@@ -574,6 +574,11 @@ def _to_unit(x: Tensor, gray: bool = False) -> Tensor:
     if gray:
         image = image.mean(1, keepdim=True).expand_as(image)
     return image.contiguous()
+
+
+def _spec_key(spec: Any) -> str:
+    """A component spec as a dictionary key (canonical JSON)."""
+    return json.dumps(spec, sort_keys=True)
 
 
 def _pad_map(gamma: Tensor, size: torch.Size) -> Tensor:
