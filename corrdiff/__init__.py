@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "CorrDiffCodec": "corrdiff.codec",
-    "EncodeResult": "corrdiff.codec",
+    "EncodeResult": "corrdiff.encoding",
     "load_model": "corrdiff.model_io",
     "save_model": "corrdiff.model_io",
     "CorrectionConfig": "corrdiff.correction",

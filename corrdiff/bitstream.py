@@ -1,10 +1,10 @@
-"""The ``.cdf`` file format (version 2; version 1 is still read): bytes in, bytes out; no model code here.
+"""The ``.cdf`` file format (version 3; versions 1 and 2 are still read): bytes in, bytes out; no model code.
 
-Layout of version 2 (all integers little-endian; see docs/bitstream.md)::
+Layout of version 3 (all integers little-endian; see docs/bitstream.md)::
 
     offset size  field
     0      4     magic b"CDIF"
-    4      1     format version (2)
+    4      1     format version (3)
     5      1     mode: 0 corrected, 1 diffusion, 2 e2e
     6      8     model fingerprint (first 8 bytes of SHA-256 over config + weights)
     14     2     original height  (1 .. 65535)
@@ -12,7 +12,9 @@ Layout of version 2 (all integers little-endian; see docs/bitstream.md)::
     18     1     flags: bit 0 = the source image was grayscale (decode to gray); other bits 0
     19     1     sampler name length n (1 .. 32), then n ASCII bytes
     .      2     steps (0 .. 1000; 0 only in e2e mode)
-    .      4     eta (float32, 0 .. 1)
+    .      1     number P of sampler parameters (0 .. 8)
+    .      4*P   the sampler's recorded parameters (float32, finite), in the order the sampler declares
+                 them (its ``recorded_params``, e.g. ddim: eta); the sampler checks their values
     .      4     seed (uint32)
     .      ...   corrected mode only, for each step: 1 gamma code byte, then V float16 values
                  (code bits 0-1: 0 scalar [V = 1], 1 channel [V = 3], 2 tile, 3 tile with linear
@@ -27,8 +29,9 @@ Layout of version 2 (all integers little-endian; see docs/bitstream.md)::
     .      ...   the streams' bytes, in order
     -4     4     CRC-32 of every byte before it
 
-Version 1 (still read) had no flags byte and, instead of the per-step codes, one byte of
-gamma groups G (1 scalar, 3 per channel, written in every mode) and steps * G float16
+Version 2 (still read) recorded exactly one sampler parameter, eta (float32 in [0, 1]), with no
+count byte. Version 1 (still read) also had no flags byte and, instead of the per-step codes, one
+byte of gamma groups G (1 scalar, 3 per channel, written in every mode) and steps * G float16
 gammas in corrected mode.
 
 The reader checks the magic, the CRC, then every field against its bound before
@@ -48,8 +51,8 @@ from dataclasses import dataclass, field
 from corrdiff.errors import BitstreamError
 
 MAGIC = b"CDIF"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MODES = ("corrected", "diffusion", "e2e")
 FINGERPRINT_BYTES = 8
 MAX_SIDE = 65535
@@ -57,6 +60,7 @@ MAX_PIXELS = 1 << 28  # 268 Mpx: refuses absurd headers before any allocation
 MAX_STEPS = 1000
 MAX_STREAMS = 4
 MAX_SAMPLER_NAME = 32
+MAX_SAMPLER_PARAMS = 8
 GAMMA_KINDS = ("scalar", "channel", "tile")
 TILE_CELLS = tuple(16 << e for e in range(8))  # 16 .. 2048 pixels
 MAX_QUANT = 7
@@ -163,7 +167,7 @@ class Bitstream:
     mode: str
     sampler: str
     steps: int
-    eta: float
+    sampler_params: tuple[float, ...]  # the sampler's recorded parameters, in its declared order
     seed: int
     gamma_steps: tuple[GammaStep, ...]
     streams: tuple[bytes, ...]
@@ -180,7 +184,9 @@ class Bitstream:
         _check(0 <= self.steps <= MAX_STEPS, f"steps {self.steps} outside 0..{MAX_STEPS}")
         mode = DECODE_MODES[self.mode]
         _check(not mode.samples or self.steps >= 1, f"mode {self.mode} needs at least one step")
-        _check(0.0 <= self.eta <= 1.0, f"eta {self.eta} outside [0, 1]")
+        _check(len(self.sampler_params) <= MAX_SAMPLER_PARAMS, f"more than {MAX_SAMPLER_PARAMS} sampler parameters")
+        _check(all(math.isfinite(p) for p in self.sampler_params), "sampler parameters must be finite")
+        _check(all(_is_float32(p) for p in self.sampler_params), "sampler parameters must be float32 values")
         _check(0 <= self.seed < 2**32, "seed must fit in 32 bits")
         expected = self.steps if mode.corrects else 0
         _check(len(self.gamma_steps) == expected, f"{len(self.gamma_steps)} gamma steps, expected {expected}")
@@ -206,6 +212,18 @@ class Bitstream:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise BitstreamError(message)
+
+
+def to_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as the file stores sampler parameters (OverflowError beyond)."""
+    return struct.unpack("<f", struct.pack("<f", float(value)))[0]
+
+
+def _is_float32(value: float) -> bool:
+    try:
+        return to_float32(value) == value
+    except OverflowError:
+        return False
 
 
 def _check_size(height: int, width: int) -> None:
@@ -267,7 +285,7 @@ def pack(bs: Bitstream) -> bytes:
         bs.fingerprint,
         struct.pack("<HHBB", bs.height, bs.width, FLAG_GRAY if bs.gray else 0, len(name)),
         name,
-        struct.pack("<HfI", bs.steps, bs.eta, bs.seed),
+        struct.pack(f"<HB{len(bs.sampler_params)}fI", bs.steps, len(bs.sampler_params), *bs.sampler_params, bs.seed),
     ]
     for step in bs.gamma_steps:
         parts.append(struct.pack(f"<B{len(step.values)}e", step.code(), *step.values))
@@ -326,8 +344,10 @@ def _parse(data: bytes) -> tuple[Bitstream, dict[str, int]]:
         sampler = r.take(name_len, "sampler name").decode("ascii")
     except UnicodeDecodeError:
         raise BitstreamError("sampler name is not ASCII") from None
-    steps, eta, seed = r.unpack("<HfI", "sampling parameters")
+    (steps,) = r.unpack("<H", "steps")
     _check(steps <= MAX_STEPS, f"steps {steps} outside 0..{MAX_STEPS}")
+    sampler_params = _read_sampler_params(r, version)
+    (seed,) = r.unpack("<I", "seed")
     _check_size(height, width)  # before the tile grids are sized from it
     gamma_steps = (_read_v1_gammas if version == 1 else _read_gamma_steps)(r, mode, steps, height, width)
     (n_streams,) = r.unpack("<B", "stream count")
@@ -336,10 +356,21 @@ def _parse(data: bytes) -> tuple[Bitstream, dict[str, int]]:
     _check(sum(lengths) == r.end - r.pos, "stream lengths do not match the file size")
     r.offsets["streams"] = r.pos
     streams = tuple(r.take(n, "stream") for n in lengths)
-    bs = Bitstream(fingerprint, height, width, mode, sampler, steps, eta, seed, gamma_steps, streams,
+    bs = Bitstream(fingerprint, height, width, mode, sampler, steps, sampler_params, seed, gamma_steps, streams,
                    gray=bool(flags & FLAG_GRAY), version=version)
     bs.validate()
     return bs, r.offsets
+
+
+def _read_sampler_params(r: _Reader, version: int) -> tuple[float, ...]:
+    """Version 3: a count and that many float32; versions 1 and 2: eta alone, a float32 in [0, 1]."""
+    if version < 3:
+        (eta,) = r.unpack("<f", "sampler parameters")
+        _check(0.0 <= eta <= 1.0, f"eta {eta} outside [0, 1]")
+        return (eta,)
+    (count,) = r.unpack("<B", "sampler parameter count")
+    _check(count <= MAX_SAMPLER_PARAMS, f"{count} sampler parameters, at most {MAX_SAMPLER_PARAMS}")
+    return r.unpack(f"<{count}f", "sampler parameters")
 
 
 def _read_v1_gammas(r: _Reader, mode: str, steps: int, height: int, width: int) -> tuple[GammaStep, ...]:
@@ -374,12 +405,13 @@ def _read_gamma_steps(r: _Reader, mode: str, steps: int, height: int, width: int
 
 
 def unpack(data: bytes) -> Bitstream:
-    """Parse and check a ``.cdf`` file (version 1 or 2); raises :class:`BitstreamError` on any defect."""
+    """Parse and check a ``.cdf`` file (version 1, 2 or 3); raises :class:`BitstreamError` on any defect."""
     return _parse(data)[0]
 
 
 def field_offsets(data: bytes) -> dict[str, int]:
     """Byte offset of each field of a valid file, by the names the reader uses (``mode``,
-    ``image size``, ``flags``, ``sampler name length``, ``sampling parameters``, ``gamma code``
+    ``image size``, ``flags``, ``sampler name length``, ``steps``, ``sampler parameter count`` (version 3),
+    ``sampler parameters``, ``seed``, ``gamma code``
     (the first step's), ``gammas``, ``stream count``, ``streams``, ...)."""
     return _parse(data)[1]

@@ -265,7 +265,7 @@ def _load_for(jobs: list, model: str, device: str):
 
 def _decompress(args: argparse.Namespace) -> int:
     from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
-    from corrdiff.codec import check_gamma_scale
+    from corrdiff.correction import check_gamma_scale
 
     outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".decoded.png"), ".png")
     jobs = [Job(path, out) for path, out in zip(args.input, outputs)]

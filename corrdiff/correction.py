@@ -280,6 +280,12 @@ def correction_objective(
 
 
 # ============================================================================ transmission
+def check_gamma_scale(gamma_scale: float) -> None:
+    """ValueError unless 0 <= gamma_scale <= 1 (NaN included): the decode-time scale of the gammas."""
+    if not 0.0 <= gamma_scale <= 1.0:
+        raise ValueError(f"gamma scale must lie in [0, 1] (1 = as encoded, 0 = diffusion only), got {gamma_scale}")
+
+
 def quantize_gamma(gamma: Tensor) -> Tensor:
     """A float16 gamma as transmitted: clamped to its finite range, NaN -> 0; float32 holding float16 values."""
     gamma = torch.nan_to_num(gamma.float(), nan=0.0, posinf=FLOAT16_MAX, neginf=-FLOAT16_MAX)

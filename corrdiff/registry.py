@@ -87,9 +87,11 @@ class Contract:
     methods: tuple[str, ...] = ()
     attributes: tuple[str, ...] = ()
     optional: str = ""
+    class_attributes: tuple[str, ...] = ()  # declared on the class itself, so checked at registration too
 
     def missing(self, component: Any, built: bool) -> list[str]:
         names = [m for m in self.methods if not callable(getattr(component, m, None))]
+        names += [a for a in self.class_attributes if not hasattr(component, a)]
         if built:
             names += [a for a in self.attributes if not hasattr(component, a)]
         return names
@@ -112,8 +114,9 @@ class Registry(Mapping[str, Callable[..., Any]]):
         missing = self.contract.missing(component, built)
         if missing:
             what = "builds an object that lacks" if built else "lacks"
+            attributes = list(self.contract.class_attributes + self.contract.attributes)
             raise ContractError(f"{self.kind} {name!r} {what} {', '.join(missing)}: a {self.kind} must provide "
-                                f"methods {list(self.contract.methods)} and attributes {list(self.contract.attributes)}")
+                                f"methods {list(self.contract.methods)} and attributes {attributes}")
 
     def register(self, name: str, *, override: bool = False) -> Callable[[Callable], Callable]:
         """Decorator registering a class or factory under ``name``.
@@ -202,7 +205,8 @@ SCORE_NETS = Registry("score_net", "conditional denoisers (x_t, t, features) -> 
 SCHEDULES = Registry("schedule", "noise schedules giving alpha_bar_t", Contract(
     ("add_noise", "alpha_bar_at", "snr"), ("num_timesteps", "alpha_bar")))
 SAMPLERS = Registry("sampler", "reverse-process samplers exposing each step's x0 estimate", Contract(
-    ("set_timesteps", "alpha_bar", "step"), ("eta",), optional="a file records the sampler's name and its eta"))
+    ("set_timesteps", "alpha_bar", "step"), class_attributes=("recorded_params",),
+    optional="each name in recorded_params is a number attribute that a file records (corrdiff.sampling)"))
 
 ALL = {r.kind: r for r in (ENCODERS, DECODERS, PRIORS, CONDITIONERS, SCORE_NETS, SCHEDULES, SAMPLERS)}
 

@@ -31,7 +31,7 @@ def tile(cell: int, residuals, base: float = 0.5, linear: bool = False, quant: i
 
 def make_bs(**changes) -> Bitstream:
     bs = Bitstream(
-        fingerprint=bytes(range(8)), height=67, width=131, mode="corrected", sampler="ddim", steps=8, eta=0.0,
+        fingerprint=bytes(range(8)), height=67, width=131, mode="corrected", sampler="ddim", steps=8, sampler_params=(0.0,),
         seed=1234, gamma_steps=scalars(*(1.0 - i / 16 for i in range(8))), streams=(b"zz" * 5, b"y" * 37),
     )
     return dataclasses.replace(bs, **changes)
@@ -65,7 +65,9 @@ def header(*, mode=0, height=67, width=131, name=b"ddim", steps=8, eta=0.0, seed
         {"mode": "diffusion", "gamma_steps": ()},
         {"mode": "e2e", "steps": 0, "gamma_steps": ()},
         {"steps": 2, "gamma_steps": (GammaStep("channel", (0.5, -1.25, 65504.0)), GammaStep("channel", (-65504.0, -0.0, 2.0**-10)))},
-        {"sampler": "ddpm", "eta": 1.0, "seed": 2**32 - 1},
+        {"sampler": "ddpm", "sampler_params": (1.0,), "seed": 2**32 - 1},
+        {"sampler": "plain", "sampler_params": ()},
+        {"sampler": "dpm", "sampler_params": (0.5, 2.0, -3.0, 2.0**100, -0.0, 7.0, 8.0, 9.0)},
         {"height": 1, "width": 1, "streams": (b"",)},
         {"height": 65535, "width": 4096, "streams": (b"a", b"b", b"c", b"d")},
         {"sampler": "x" * 32, "steps": 1000, "gamma_steps": scalars(*[0.25] * 1000)},
@@ -74,7 +76,7 @@ def header(*, mode=0, height=67, width=131, name=b"ddim", steps=8, eta=0.0, seed
         {"steps": 1, "gamma_steps": (tile(2048, [B.MAX_RESIDUAL], base=-3.0, quant=0),)},
         {"gray": True},
     ],
-    ids=["default", "diffusion", "e2e", "channel", "ddpm", "1x1", "maxside", "maxsteps", "tiles", "max-residual",
+    ids=["default", "diffusion", "e2e", "channel", "ddpm", "no-sampler-params", "8-sampler-params", "1x1", "maxside", "maxsteps", "tiles", "max-residual",
          "gray"],
 )
 def test_pack_unpack_round_trip(changes):
@@ -83,25 +85,26 @@ def test_pack_unpack_round_trip(changes):
     back = unpack(data)
     assert back == bs
     assert pack(back) == data
-    assert data.startswith(b"CDIF\x02")
+    assert data.startswith(b"CDIF" + bytes([B.VERSION]))
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
 def test_layout_matches_the_documented_offsets():
     bs = make_bs(gray=True)
     data = pack(bs)
-    assert data[:4] == b"CDIF" and data[4] == 2 and data[5] == 0
+    assert data[:4] == b"CDIF" and data[4] == 3 and data[5] == 0
     assert data[6:14] == bs.fingerprint
     assert struct.unpack_from("<HHBB", data, 14) == (67, 131, 1, 4)  # size, flags (gray), sampler name length
     assert data[20:24] == b"ddim"
-    assert struct.unpack_from("<HfI", data, 24) == (8, 0.0, 1234)
+    assert struct.unpack_from("<HBfI", data, 24) == (8, 1, 0.0, 1234)  # steps, 1 sampler parameter (eta), seed
     for i in range(8):  # per step: code byte 0 (scalar), then its float16 gamma
-        assert struct.unpack_from("<Be", data, 34 + 3 * i) == (0, bs.gammas[i])
-    assert struct.unpack_from("<BII", data, 58) == (2, 10, 37)
-    assert data[67:-4] == b"zz" * 5 + b"y" * 37
-    assert len(data) == 67 + 47 + 4
+        assert struct.unpack_from("<Be", data, 35 + 3 * i) == (0, bs.gammas[i])
+    assert struct.unpack_from("<BII", data, 59) == (2, 10, 37)
+    assert data[68:-4] == b"zz" * 5 + b"y" * 37
+    assert len(data) == 68 + 47 + 4
     offsets = field_offsets(data)
-    assert (offsets["flags"], offsets["gamma code"], offsets["stream count"], offsets["streams"]) == (18, 34, 58, 67)
+    assert [offsets[f] for f in ("flags", "steps", "sampler parameter count", "sampler parameters", "seed",
+                                 "gamma code", "stream count", "streams")] == [18, 24, 26, 27, 31, 35, 59, 68]
 
 
 def test_tile_step_layout_code_byte_values_and_exp_golomb_residuals():
@@ -110,9 +113,9 @@ def test_tile_step_layout_code_byte_values_and_exp_golomb_residuals():
     step = tile(64, [0, -1, 1, 2, -2, 3], base=0.5, linear=True, quant=5)
     data = pack(make_bs(steps=1, gamma_steps=(step,)))
     code = 3 | (B.TILE_CELLS.index(64) << 2) | (5 << 5)
-    assert struct.unpack_from("<Be", data, 34) == (code, 0.5)
-    assert data[37:40] == int("1" "010" "011" "00101" "00100" "00111" "00", 2).to_bytes(3, "big")
-    assert field_offsets(data)["tile residuals"] == 37
+    assert struct.unpack_from("<Be", data, 35) == (code, 0.5)
+    assert data[38:41] == int("1" "010" "011" "00101" "00100" "00111" "00", 2).to_bytes(3, "big")
+    assert field_offsets(data)["tile residuals"] == 38
     assert step_bits(step) == 8 + 16 + 22
 
 
@@ -152,6 +155,21 @@ def test_version_1_files_are_read():
     assert unpack(pack(bs)) == bs and pack(bs)[4] == B.VERSION
 
 
+def test_version_2_files_are_read_with_eta_as_their_one_sampler_parameter():
+    """Version 2 is version 3 without the parameter count: eta alone, a float32 in [0, 1]."""
+    for eta in (0.0, 0.25, 1.0):
+        v3 = pack(make_bs(sampler_params=(eta,), steps=1, gamma_steps=(tile(64, [0, 1, -1, 2, 0, 0]),)))
+        count = field_offsets(v3)["sampler parameter count"]
+        v2 = bytearray(v3[:-4])
+        v2[4] = 2
+        del v2[count]
+        bs = unpack(with_crc(bytes(v2)))
+        assert bs.version == 2 and bs.sampler_params == (eta,) and bs == unpack(v3)
+    v2[count : count + 4] = struct.pack("<f", 1.5)
+    with pytest.raises(BitstreamError, match="eta 1.5 outside"):
+        unpack(with_crc(bytes(v2)))
+
+
 # --------------------------------------------------------------------------- pack() validates too
 @pytest.mark.parametrize(
     "changes, message",
@@ -166,8 +184,11 @@ def test_version_1_files_are_read():
         ({"sampler": "a\nb"}, "sampler"),
         ({"steps": 1001}, "steps"),
         ({"steps": 0, "gamma_steps": ()}, "at least one step"),
-        ({"eta": 1.5}, "eta"),
-        ({"eta": float("nan")}, "eta"),
+        ({"sampler_params": (0.0,) * 9}, "more than 8 sampler parameters"),
+        ({"sampler_params": (float("nan"),)}, "sampler parameters must be finite"),
+        ({"sampler_params": (0.0, float("inf"))}, "sampler parameters must be finite"),
+        ({"sampler_params": (0.1,)}, "float32"),
+        ({"sampler_params": (1e39,)}, "float32"),
         ({"seed": 2**32}, "seed"),
         ({"gamma_steps": scalars(*[0.5] * 7)}, "7 gamma steps"),
         ({"gamma_steps": scalars(*[float("inf")] * 8)}, "finite"),
@@ -248,7 +269,7 @@ def test_accepts_bytearray_and_memoryview():
     assert unpack(bytearray(VALID)) == unpack(memoryview(VALID)) == make_bs()
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_unsupported_version_raises_even_with_valid_crc(version):
     with pytest.raises(BitstreamError, match=f"version {version}"):
         unpack(header(version=version))
@@ -292,21 +313,26 @@ def test_absurd_header_fields_refused_with_valid_crc(fields, message):
         unpack(header(**fields))
 
 
-def _v2_body(**changes) -> bytearray:
+def _body(**changes) -> bytearray:
     return bytearray(pack(make_bs(**changes))[:-4])
+
+
+GAMMA_CODE = field_offsets(VALID)["gamma code"]
 
 
 @pytest.mark.parametrize(
     "edit, message",
     [
         (lambda b: b.__setitem__(18, 2), "unknown flags"),
-        (lambda b: b.__setitem__(34, 0b100), "no tile fields"),  # a scalar code with tile bits
-        (lambda b: b.__setitem__(34, 5), "no tile fields"),
+        (lambda b: b.__setitem__(GAMMA_CODE, 0b100), "no tile fields"),  # a scalar code with tile bits
+        (lambda b: b.__setitem__(GAMMA_CODE, 5), "no tile fields"),
+        (lambda b: b.__setitem__(field_offsets(VALID)["sampler parameter count"], 9), "9 sampler parameters"),
+        (lambda b: b.__setitem__(slice(27, 31), struct.pack("<f", float("nan"))), "finite"),
     ],
-    ids=["flags", "scalar-with-cell", "scalar-with-bit-2"],
+    ids=["flags", "scalar-with-cell", "scalar-with-bit-2", "9-sampler-params", "nan-sampler-param"],
 )
-def test_forged_v2_fields_refused_with_valid_crc(edit, message):
-    body = _v2_body()
+def test_forged_fields_refused_with_valid_crc(edit, message):
+    body = _body()
     edit(body)
     with pytest.raises(BitstreamError, match=message):
         unpack(with_crc(bytes(body)))
@@ -364,6 +390,7 @@ _inputs = st.one_of(
     st.binary(max_size=200).map(lambda b: B.MAGIC + b),
     st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x01" + b)),
     st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x02" + b)),
+    st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x03" + b)),
     st.builds(_mutate, st.just(VALID), _edits, st.none() | st.integers(0, 10_000), st.booleans()),
     st.builds(_mutate, st.just(pack(make_bs(steps=2, gamma_steps=(tile(32, range(15)), tile(64, [1] * 6))))),
               _edits, st.none() | st.integers(0, 10_000), st.booleans()),

@@ -91,7 +91,7 @@ def test_compress_sampler_options_are_recorded(tmp_path, png, model_file, capsys
                             "--sampler", "ddim", "--eta", 0.25)
     assert code == 0, err
     header = corrdiff.bitstream.unpack(cdf.read_bytes())
-    assert (header.sampler, header.eta, header.steps) == ("ddim", 0.25, 2)
+    assert (header.sampler, header.sampler_params, header.steps) == ("ddim", (0.25,), 2)
 
 
 def test_decompress_modes_and_gamma_scale(tmp_path, png, model_file, capsys):

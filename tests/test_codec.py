@@ -197,22 +197,30 @@ def test_stochastic_samplers_round_trip_exactly(tiny_codec, test_images, sampler
     image = test_images["random32x48"]
     result = tiny_codec.encode(image, sampler=sampler, seed=3)
     header = bitstream.unpack(result.data)
-    assert (header.sampler, header.eta) == (sampler["name"], eta)
+    assert (header.sampler, header.sampler_params) == (sampler["name"], (eta,))
     assert torch.equal(tiny_codec.decompress(result.data), result.reconstruction)
     # the per-step noise really comes from the seed: another seed, another sample
     assert not torch.equal(tiny_codec.encode(image, sampler=sampler, seed=4).reconstruction, result.reconstruction)
 
 
 def test_sampler_spec_with_unrecorded_options_is_refused(tiny_codec, test_images):
-    with pytest.raises(ValueError, match="only 'name' and 'eta'"):
+    with pytest.raises(ValueError, match=r"takes only \['eta'\] \(what the file records\), got \['clip'\]"):
         tiny_codec.encode(test_images["random17x33"], sampler={"name": "ddim", "eta": 0.0, "clip": True})
+
+
+def test_encoder_samples_with_the_sampler_parameters_the_file_records(tiny_codec, test_images):
+    """eta = 0.1 is not a float32: the file records float32(0.1) and the encoder samples with that value, so
+    the decoder reproduces its reconstruction bit for bit."""
+    result = tiny_codec.encode(test_images["random17x33"], steps=2, sampler={"name": "ddim", "eta": 0.1})
+    assert bitstream.unpack(result.data).sampler_params == (bitstream.to_float32(0.1),) != (0.1,)
+    assert torch.equal(tiny_codec.decompress(result.data), result.reconstruction)
 
 
 def test_file_with_inconsistent_sampler_parameters_is_a_bitstream_error(tiny_codec, encoded):
     import dataclasses
 
     header = bitstream.unpack(encoded("random17x33").data)
-    forged = bitstream.pack(dataclasses.replace(header, sampler="ddpm", eta=0.5))
+    forged = bitstream.pack(dataclasses.replace(header, sampler="ddpm", sampler_params=(0.5,)))
     with pytest.raises(BitstreamError):
         tiny_codec.decompress(forged)
 

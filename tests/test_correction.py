@@ -214,7 +214,7 @@ def test_perceptual_network_of_the_solver_stays_out_of_the_model():
         def forward(self, a, b):
             return self.scale * (a - b).abs().mean(dim=(1, 2, 3))
 
-    codec.set_perceptual(Distance())
+    codec.perceptual_distances.set(codec.correction.perceptual, Distance())
     result = codec.encode(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), steps=2)
     assert (codec.fingerprint(), set(codec.state_dict())) == before
     assert torch.equal(codec.decompress(result.data), result.reconstruction)

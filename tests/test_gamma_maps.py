@@ -141,7 +141,7 @@ def test_tile_files_decode_exactly_to_the_encoders_reconstruction(codec, test_im
     image = test_images["random67x131"]
     result = codec.encode(image, gamma=gamma)
     header = bitstream.unpack(result.data)
-    assert header.version == 2 and header.steps == 8
+    assert header.version == bitstream.VERSION and header.steps == 8
     if gamma["granularity"] != "auto":
         assert header.granularities == ("tile",) * 8
         cell = 16 if gamma["granularity"] == "tile-16" else 32
@@ -301,12 +301,12 @@ def test_a_perceptual_override_is_not_replaced_by_the_custom_distance(codec, tes
         def forward(self, a, b):
             raise AssertionError("the custom distance stands for the model's own spec only")
 
-    codec.set_perceptual(Refuse())
+    codec.perceptual_distances.set(codec.correction.perceptual, Refuse())
     try:
         codec.encode(test_images["random17x33"], steps=1,
                      gamma={"solver": "gradient", "rho": 0.5, "perceptual": {"name": "hf"}, "iterations": 2})
     finally:
-        codec.set_perceptual(None)
+        codec.perceptual_distances.set(codec.correction.perceptual, None)
 
 
 def test_iterations_must_be_a_positive_integer():

@@ -110,7 +110,7 @@ def test_nan_in_h_s_is_refused_at_coding_time(hostile):
         hostile.compress(image, steps=1)
     streams = bitstream.unpack(good).streams
     with pytest.raises(EntropyCoderError, match="NaN or infinite (scales|means)"):
-        hostile.prior.decompress(list(streams), hostile._latent_hw(128, 128))
+        hostile.prior.decompress(list(streams), hostile.latent_hw(128, 128))
 
 
 @pytest.mark.timeout(120, method="thread")
@@ -317,7 +317,7 @@ def test_oversized_stream_is_refused_before_any_padding(tiny_codec, encoded, mon
     """Issue 16 item 6: a 32 MiB stream behind a 64x64 header cost ~1 GiB of padding and copies."""
     data = encoded("random32x48").data
     z, y = bitstream.unpack(data).streams
-    y_limit = max_stream_bytes(tiny_codec.prior.stream_symbols(tiny_codec._latent_hw(32, 48))[1])
+    y_limit = max_stream_bytes(tiny_codec.prior.stream_symbols(tiny_codec.latent_hw(32, 48))[1])
     from corrdiff.modules import priors as priors_module
 
     monkeypatch.setattr(priors_module, "range_decoder_padding", lambda *a: pytest.fail("padded an oversized stream"))

@@ -261,5 +261,5 @@ def test_quadratic_sampler_is_recorded_and_replayed():
     image = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(4))
     result = codec.encode(image, sampler={"name": "ddim_quadratic", "eta": 0.5})
     header = corrdiff.bitstream.unpack(result.data)
-    assert (header.sampler, header.eta) == ("ddim_quadratic", 0.5)
+    assert (header.sampler, header.sampler_params) == ("ddim_quadratic", (0.5,))
     assert torch.equal(codec.decompress(result.data), result.reconstruction)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import textwrap
 
@@ -74,6 +75,43 @@ def test_custom_sampler_registered_outside_package_round_trips(cleanup):
     assert len(calls) == 3
     assert torch.equal(codec.decompress(result.data), result.reconstruction)
     assert len(calls) == 6
+
+
+def test_a_sampler_with_its_own_recorded_parameter_needs_no_change_elsewhere(cleanup):
+    """Issue 14: a sampler with one extra parameter is one class; the file records that parameter (float32)
+    in the sampler's declared order, and the decoder rebuilds the sampler from it."""
+    from corrdiff.modules.samplers import DDIMSampler
+
+    cleanup(SAMPLERS, "test_shrinking_ddim")
+
+    @SAMPLERS.register("test_shrinking_ddim")
+    class ShrinkingDDIM(DDIMSampler):
+        """DDIM stepping from a shrunk x0 estimate (a throw-away example)."""
+
+        recorded_params = ("eta", "shrink")
+
+        def __init__(self, schedule, eta: float = 0.0, shrink: float = 1.0):
+            super().__init__(schedule, eta)
+            if not 0.0 < shrink <= 1.0:
+                raise ValueError(f"shrink must lie in (0, 1], got {shrink}")
+            self.shrink = shrink
+
+        def step(self, x0, t, x_t, generator=None):
+            return super().step(x0 * self.shrink, t, x_t, generator)
+
+    codec = make_codec(0, steps=3)
+    image = random_image(16, 16)
+    result = codec.encode(image, sampler={"name": "test_shrinking_ddim", "shrink": 0.7})
+    header = corrdiff.bitstream.unpack(result.data)
+    assert (header.sampler, header.sampler_params) == ("test_shrinking_ddim", (0.0, corrdiff.bitstream.to_float32(0.7)))
+    assert torch.equal(codec.decompress(result.data), result.reconstruction)  # the encoder used the float32 value
+    # the decoder really reads the parameter from the file: another value, another image
+    other = dataclasses.replace(header, sampler_params=(0.0, 0.5))
+    assert not torch.equal(codec.decompress(corrdiff.bitstream.pack(other)), result.reconstruction)
+    for params, message in [((0.0, 2.0), "shrink must lie in"), ((0.0,), "records 1 parameters"),
+                            ((0.0, 0.5, 1.0), "records 3 parameters")]:
+        with pytest.raises(corrdiff.BitstreamError, match=message):
+            codec.decompress(corrdiff.bitstream.pack(dataclasses.replace(header, sampler_params=params)))
 
 
 def test_unknown_name_lists_registered_names():
@@ -207,7 +245,7 @@ def test_a_component_that_breaks_its_contract_fails_at_registration(cleanup):
     from corrdiff.registry import CONDITIONERS, ContractError
 
     cleanup(SAMPLERS, "test_no_step")
-    with pytest.raises(ContractError, match=r"sampler 'test_no_step' lacks step"):
+    with pytest.raises(ContractError, match=r"sampler 'test_no_step' lacks step, recorded_params"):
         @SAMPLERS.register("test_no_step")
         class NoStep:
             def set_timesteps(self, n): ...

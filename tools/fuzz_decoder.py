@@ -45,7 +45,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- mutations (no torch)
-FIELDS = ("mode", "height", "width", "flags", "name_len", "steps", "eta", "seed", "gamma_code", "stream_count")
+FIELDS = ("mode", "height", "width", "flags", "name_len", "steps", "param_count", "sampler_param", "seed", "gamma_code",
+          "stream_count")
+FLOAT_FIELDS = ("sampler_param",)  # mutated with INTERESTING_FLOATS, the others with INTERESTING
 INTERESTING = (0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 255, 256, 257, 999, 1000,
                1001, 4095, 4096, 8191, 8192, 16384, 32767, 32768, 65534, 65535, 2**31 - 1, 2**32 - 1)
 INTERESTING_FLOATS = (0.0, -0.0, 0.5, 1.0, 1.0000001, -1e-9, 2.0, 65504.0, math.inf, -math.inf, math.nan)
@@ -61,16 +63,15 @@ def layout(seed_file: bytes) -> dict[str, int]:
 
     at = field_offsets(seed_file)
     offsets = {"mode": at["mode"], "height": at["image size"], "width": at["image size"] + 2, "flags": at["flags"],
-               "name_len": at["sampler name length"], "steps": at["sampling parameters"],
-               "eta": at["sampling parameters"] + 2, "seed": at["sampling parameters"] + 6,
+               "name_len": at["sampler name length"], "steps": at["steps"], "seed": at["seed"],
                "stream_count": at["stream count"], "streams": at["streams"]}
-    if "gamma code" in at:
-        offsets["gamma_code"] = at["gamma code"]
+    optional = {"gamma_code": "gamma code", "param_count": "sampler parameter count", "sampler_param": "sampler parameters"}
+    offsets.update({ours: at[theirs] for ours, theirs in optional.items() if theirs in at})
     return offsets
 
 
 _WIDTH = {"mode": "<B", "name_len": "<B", "flags": "<B", "gamma_code": "<B", "stream_count": "<B", "height": "<H", "width": "<H",
-          "steps": "<H", "seed": "<I", "eta": "<f"}
+          "steps": "<H", "seed": "<I", "param_count": "<B", "sampler_param": "<f"}
 
 
 def mutate(data: bytes, ops: list[tuple], fix_crc: bool) -> bytes:
@@ -137,7 +138,7 @@ def random_ops(rng: random.Random, data: bytes) -> tuple[list[tuple], bool]:
             ops.append(("truncate", rng.randrange(len(data) + 1)))
         elif kind == "field":
             name = rng.choice(FIELDS)
-            if name == "eta":
+            if name in FLOAT_FIELDS:
                 value = rng.choice(INTERESTING_FLOATS)
             else:
                 value = rng.choice(INTERESTING + (rng.randrange(1 << 32),))

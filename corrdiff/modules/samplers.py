@@ -22,6 +22,10 @@ the update (DESIGN.md section 1)::
   earlier steps survives (our choice for the few-step decodes of a codec, measured in
   experiments/default_model/README.md).
 
+A sampler declares in ``recorded_params`` the constructor arguments a file must record for the
+decoder to rebuild it (numbers, stored as float32; it exposes each as an attribute of that name):
+adding a sampler with its own parameters is a change to this module alone (corrdiff.sampling).
+
 Random numbers (the initial x_T and, for eta > 0, each step's noise) come from a
 CPU ``torch.Generator`` seeded from the bitstream, so encoder and decoder draw the
 same values on any device.
@@ -93,6 +97,8 @@ def seeded_noise(shape: tuple[int, ...], generator: torch.Generator, like: Tenso
 @SAMPLERS.register("ddim")
 class DDIMSampler:
     """DDIM (Song et al. 2021, eq. 12) on ``n`` evenly spaced ("trailing") timesteps."""
+
+    recorded_params = ("eta",)  # what a .cdf file records of this sampler (besides its name and the steps)
 
     def __init__(self, schedule: NoiseSchedule, eta: float = 0.0):
         if not 0.0 <= eta <= 1.0:

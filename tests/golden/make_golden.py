@@ -105,7 +105,7 @@ def build_model(image):
         for param in codec.parameters():
             if not param.abs().sum():  # zero-initialised output layers: give them weights too
                 param.normal_(0.0, 0.05)
-        x = codec._pad(image * 2 - 1)
+        x = codec.pad(image * 2 - 1)
         for analysis, target in ((codec.encoder, 6.0), (codec.prior.h_a, 3.0)):
             last = [m for m in analysis.modules() if isinstance(m, nn.Conv2d)][-1]
             out = codec.encoder(x) if analysis is codec.encoder else codec.prior.h_a(codec.encoder(x))
@@ -156,7 +156,8 @@ def main() -> int:
         "format_version": bitstream.VERSION,
         "fingerprint": codec.fingerprint().hex(),
         "header": {"height": header.height, "width": header.width, "mode": header.mode, "sampler": header.sampler,
-                   "steps": header.steps, "seed": header.seed, "gammas": list(header.gammas)},
+                   "steps": header.steps, "sampler_params": list(header.sampler_params), "seed": header.seed,
+                   "gammas": list(header.gammas)},
         "file_sha256": hashlib.sha256(result.data).hexdigest(),
         "z_hat_shape": list(z_hat.shape),
         "z_hat_sha256": digest(z_hat),

@@ -1,0 +1,107 @@
+"""The decoder's side of a codec: ``.cdf`` file -> image, and every check a decoder makes of a file.
+
+:func:`decode` reads the file, rebuilds the sampler it records and replays the encoder's trajectory
+(:func:`corrdiff.sampling.sample`) with the file's gammas. :func:`read` parses the container (:func:`corrdiff.bitstream.unpack` checks its own bounds),
+then, before any tensor is allocated, refuses with :class:`~corrdiff.errors.BitstreamError` an image
+larger than ``codec.max_decode_pixels``, a file of another model
+(:class:`~corrdiff.errors.ModelMismatchError`), a stream count the prior does not code and a stream
+longer than the encoder can write for the symbols it must decode; it then entropy-decodes the latent
+(the prior pads the range decoder's input, so a damaged or forged stream cannot make it read past its
+buffer). docs/reliability.md has the threat model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor
+
+from corrdiff import bitstream, sampling
+from corrdiff.correction import check_gamma_scale
+from corrdiff.errors import BitstreamError, ModelMismatchError
+from corrdiff.modules.priors import max_stream_bytes
+
+if TYPE_CHECKING:
+    from corrdiff.codec import CorrDiffCodec
+
+# Decode-size bound: a header may name up to bitstream.MAX_PIXELS (2^28) pixels, but a 100-byte file must
+# not make the decoder allocate memory for that many (about 350 bytes per pixel for the small preset, see
+# corrdiff.sampling; ~1 KiB before tiling). read() refuses images above this: 16.8 Mpx, e.g. 4096x4096, 4K
+# UHD or a 12 Mpx photo; about 6.5 GiB at the limit. Adjustable per codec (codec.max_decode_pixels) or, for
+# the command line, with the environment variable below.
+DECODE_PIXELS_ENV = "CORRDIFF_MAX_DECODE_PIXELS"
+MAX_DECODE_PIXELS = int(os.environ[DECODE_PIXELS_ENV]) if os.environ.get(DECODE_PIXELS_ENV, "").isdigit() else 1 << 24
+
+
+@torch.no_grad()
+def decode(codec: CorrDiffCodec, data: bytes, mode: str | None, gamma_scale: float,
+           on_step: Callable[[int, int], None] | None) -> Tensor:
+    """Decode a file with ``codec`` (:meth:`corrdiff.codec.CorrDiffCodec.decompress` documents the arguments)."""
+    check_gamma_scale(gamma_scale)
+    bs, y_hat = read(codec, data)
+    kind = bitstream.decode_mode(mode or bs.mode)
+    if kind.corrects and not bitstream.decode_mode(bs.mode).corrects:
+        raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode {kind.name!r}")
+    sampler = sampling.sampler_from_file(bs, codec.schedule).sampler if kind.samples else None
+    choose = sampling.file_gammas(bs, gamma_scale) if kind.corrects else sampling.no_correction
+    with sampling.evaluating(codec):
+        x0 = sampling.sample(codec, y_hat, (bs.height, bs.width), kind.name, sampler, bs.steps, bs.seed, choose,
+                             on_step)
+    check_finite(x0)
+    return sampling.to_image(x0, (bs.height, bs.width), bs.gray)
+
+
+def check_ready(codec: CorrDiffCodec) -> None:
+    """RuntimeError unless the entropy coder's tables are built (both sides need them)."""
+    if not codec.prior.entropy_tables_ready():
+        raise RuntimeError("the entropy coder's tables are not built: call codec.update() after training "
+                           "(corrdiff export does it)")
+
+
+def read(codec: CorrDiffCodec, data: bytes) -> tuple[bitstream.Bitstream, Tensor]:
+    """Parse a file and entropy-decode its latent for ``codec``: (header, y_hat), after every check above."""
+    bs = bitstream.unpack(data)
+    if bs.height * bs.width > codec.max_decode_pixels:
+        raise BitstreamError(
+            f"image of {bs.height}x{bs.width} = {bs.height * bs.width} pixels exceeds this decoder's limit of "
+            f"{codec.max_decode_pixels} pixels (raise codec.max_decode_pixels or ${DECODE_PIXELS_ENV} to decode it)"
+        )
+    check_ready(codec)
+    if bs.fingerprint != codec.fingerprint():
+        raise ModelMismatchError(
+            f"file was encoded with model {bs.fingerprint.hex()} but this model is {codec.fingerprint().hex()}; "
+            "decode it with the model that encoded it (--model)"
+        )
+    if len(bs.streams) != len(codec.prior.streams):
+        raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(codec.prior.streams)}")
+    latent_hw = codec.latent_hw(bs.height, bs.width)
+    check_stream_lengths(codec.prior, bs, latent_hw)
+    try:
+        with torch.no_grad():
+            y_hat = codec.prior.decompress(list(bs.streams), latent_hw)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise BitstreamError(f"entropy-coded data is invalid ({exc})") from None
+    return bs, y_hat.to(codec.device)
+
+
+def check_stream_lengths(prior, bs: bitstream.Bitstream, latent_hw: tuple[int, int]) -> None:
+    """BitstreamError for a stream longer than :func:`~corrdiff.modules.priors.max_stream_bytes` of the
+    symbols it codes (a proven bound on what the encoder writes), before any padding or decoding:
+    so the padding and copies of the decoder are bounded by the header's size, not the file's."""
+    counts = getattr(prior, "stream_symbols", None)
+    if counts is None:  # a third-party prior that does not declare its symbol counts
+        return
+    for name, stream, count in zip(prior.streams, bs.streams, counts(latent_hw)):
+        limit = max_stream_bytes(count)
+        if len(stream) > limit:
+            raise BitstreamError(f"stream {name} holds {len(stream)} bytes, more than the {limit} bytes that its "
+                                 f"{count} symbols can take: the file is damaged or forged")
+
+
+def check_finite(x0: Tensor) -> None:
+    """BitstreamError for a non-finite reconstruction: a stream altered behind a recomputed CRC can decode
+    to a latent of absurd values."""
+    if not bool(torch.isfinite(x0).all()):
+        raise BitstreamError("decoding produced non-finite values: the entropy-coded data is invalid")

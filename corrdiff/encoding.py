@@ -1,0 +1,85 @@
+"""The encoder's side of a codec: image -> ``.cdf`` file (Ma, Yang, Liu, ICML 2024, section 3).
+
+    x --E--> y --prior--> streams, y_hat
+    y_hat --> the reverse process of corrdiff.sampling, each step's gamma chosen by eq. (5) against x and
+              coded (quantised) before use, so that the decoder replays the same trajectory
+    file = header (corrdiff.bitstream) + coded gammas + streams
+
+:meth:`corrdiff.codec.CorrDiffCodec.encode` documents the arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from corrdiff import bitstream, decoding, sampling
+from corrdiff.correction import GammaSolver, step_gammas
+from corrdiff.image_io import as_image_tensor
+from corrdiff.modules.transforms import STRIDE
+
+if TYPE_CHECKING:
+    from corrdiff.codec import CorrDiffCodec
+
+OnStep = Callable[[int, int], None]  # on_step(done, steps): called after each sampling step (a progress bar)
+
+
+@dataclass
+class EncodeResult:
+    """What :meth:`CorrDiffCodec.encode` returns: the file's bytes and the encoder's view."""
+
+    data: bytes
+    reconstruction: Tensor  # (1, 3, H, W) in [0, 1], identical to what decompress() returns
+    gamma_steps: tuple[bitstream.GammaStep, ...]  # each step's gammas as sent (empty outside corrected mode)
+    y_hat: Tensor
+
+    @property
+    def gammas(self) -> Tensor:
+        """(steps, K) gammas actually used, when every step has the same number K (else ValueError)."""
+        rows = [step_gammas(step)[0] for step in self.gamma_steps]
+        if len({len(r) for r in rows}) > 1:
+            raise ValueError("the steps have gamma maps of different sizes: read gamma_steps instead")
+        return torch.stack(rows) if rows else torch.zeros(0, 1)
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.data)
+
+    def bpp(self) -> float:
+        """8 * file bytes / pixels, header included."""
+        h, w = self.reconstruction.shape[-2:]
+        return 8.0 * len(self.data) / (h * w)
+
+
+@torch.no_grad()
+def encode(codec: CorrDiffCodec, image: Any, steps: int | None, seed: int, mode: str,
+           sampler: Mapping[str, Any] | None, gamma: Mapping[str, Any] | None, on_step: OnStep | None) -> EncodeResult:
+    """Compress ``image`` with ``codec``: the file's bytes and the encoder's reconstruction (which the decoder
+    reproduces bit for bit)."""
+    kind = bitstream.decode_mode(mode)
+    correction = codec.correction.replace(dict(gamma or {}))
+    image = as_image_tensor(image)
+    gray = bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
+    decoding.check_ready(codec)
+    steps = int(steps if steps is not None else codec.config["steps"]) if kind.samples else 0
+    chosen = sampling.sampler_for_encoding(sampler or codec.config["sampler"], codec.schedule, steps or None)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
+    h, w = image.shape[-2:]
+    with sampling.evaluating(codec):
+        x = image.to(codec.device) * 2 - 1
+        y = sampling.tiled(codec, codec.encoder, codec.encoder, codec.pad(x), STRIDE)
+        streams, y_hat = codec.prior.compress(y)
+        perceptual = codec.perceptual_distances.get(correction.perceptual, codec.device) if correction.rho > 0 else None
+        solver = GammaSolver(correction, perceptual)
+        choose = sampling.EncoderGammas(solver, x, steps) if kind.corrects else sampling.no_correction
+        x0 = sampling.sample(codec, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step)
+    coded = tuple(choose.coded) if kind.corrects else ()
+    data = bitstream.pack(bitstream.Bitstream(
+        fingerprint=codec.fingerprint(), height=h, width=w, mode=mode, sampler=chosen.name, steps=steps,
+        sampler_params=chosen.params, seed=seed, gamma_steps=coded, streams=tuple(streams), gray=gray,
+    ))
+    return EncodeResult(data, sampling.to_image(x0, (h, w), gray), coded, y_hat)

@@ -1,0 +1,291 @@
+"""The sampling pipeline that encoder and decoder share (Ma, Yang, Liu, ICML 2024, Algorithm 1)::
+
+    y_hat --D--> x0_e            end-to-end (privileged) decoder, clipped
+    y_hat --C--> c               conditioning pyramid, computed once per image
+    x_T ~ N(0, I) from the seed
+    for t in the sampler's N timesteps:
+        x0_d  = score_net(x_t, t, c[, x0_e])  (as an x0 estimate, clipped to [-1, 1])
+        gamma = choose_gamma(i, x0_d, x0_e)   encoder: argmin over coded gammas; decoder: read from the file
+        x0_c  = clip(x0_d + G(gamma) (x0_e - x0_d))        eq. (1); G: the step's gamma map
+        x_t   = sampler.step(x0_c, t, x_t)
+    output x0_c of the last step
+
+Both sides call :func:`sample` with the same arguments, so their trajectories agree to the bit.
+The file records the sampler as its registry name plus the values of the parameters the sampler
+declares in ``recorded_params`` (float32): :func:`sampler_for_encoding` builds the sampler the file
+will name, :func:`sampler_from_file` rebuilds it on the decoder's side.
+
+Memory (issue 7). With P pixels (padded), the peak is that of one sampling step::
+
+    peak ~ fixed + max(S * P,  K * P + tile cost)
+
+* S: one score-network call plus what the loop keeps (x_t, x0_e, the conditioning projected
+  to the U-Net's levels; the encoder also holds the image and x). For the ``small`` preset
+  (the packaged model) S = 328 bytes of live tensors per pixel decoding, 352 encoding;
+  the process RSS adds allocator slack (measured 335-350 B/px in all at 3840x2160).
+* K * P + tile cost: before the loop, the encoder, the end-to-end decoder and the
+  conditioning network run on tiles of ``codec.tile_size`` (they have no global
+  operation, see :mod:`corrdiff.modules.tiling`), so their activations cost a constant
+  (~0.3 GiB at the default 1024-pixel tiles) over what is kept (K = 57 B/px).
+* fixed: libraries and weights, 0.5-0.6 GiB RSS after loading (``corrdiff bench``'s "RSS
+  loaded"), up to ~0.9 GiB with the allocator's slack: take 0.9 GiB as the bound.
+
+So 3840x2160 (8.3 Mpx) is bounded by ~3.6 GiB and measured 3.4 GiB peak RSS (``corrdiff bench``,
+docs/benchmarks.md; 8.4 GiB before tiling and the rest). The U-Net's GroupNorm makes its own
+activations global, so they are not tiled.
+
+Two codec attributes set how an image is computed; both sides derive the choice from the image size:
+
+* ``codec.tile_size`` (1024): the encoder, the end-to-end decoder and the conditioning network run
+  on tiles of at most this many image pixels a side (plus a halo of their receptive radius) when
+  the image is larger, so their memory is bounded by the tile, not the image (:func:`tiled`). None:
+  never tile. Images that fit in one tile are computed whole, exactly as without tiling; above that,
+  tiled results equal untiled ones to float rounding, and the decoder reproduces the encoder's
+  reconstruction bit for bit when both use the same tile_size (the default on both sides).
+* ``codec.channels_last_pixels`` (2^20): images of at least this many (padded) pixels are
+  reconstructed (end-to-end decoder, conditioning, score network) on channels-last tensors on a CPU:
+  oneDNN then convolves them as they are instead of copying every input into its blocked layout,
+  which cuts the peak of a sampling step by ~25% and the decode time by ~1/3 (measured at
+  1920x1080). The values equal the default format's to float rounding (another summation order), so
+  smaller images keep the default format: their reconstructions are unchanged. None: never.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corrdiff import bitstream
+from corrdiff.correction import GammaSolver, apply_correction, gamma_map
+from corrdiff.errors import BitstreamError
+from corrdiff.modules.samplers import seeded_noise, x0_from_output
+from corrdiff.modules.tiling import map_tiles
+from corrdiff.modules.transforms import STRIDE
+from corrdiff.registry import SAMPLERS, ContractError
+
+if TYPE_CHECKING:
+    from corrdiff.codec import CorrDiffCodec
+
+GammaChooser = Callable[[int, Tensor, Tensor], Tensor]  # (step i, x0_d, x0_e) of the unpadded image -> gamma map
+
+
+# ----------------------------------------------------------------------------- the sampler a file records
+@dataclass(frozen=True)
+class FileSampler:
+    """A built sampler with what the file records of it: its name and its recorded parameters' values."""
+
+    name: str
+    params: tuple[float, ...]  # float32 values, in the order of the sampler's ``recorded_params``
+    sampler: Any
+
+
+def recorded_params(name: str) -> tuple[str, ...]:
+    """The parameters that sampler ``name`` declares the file must record (its ``recorded_params``)."""
+    recorded = getattr(SAMPLERS.get(name), "recorded_params", None)
+    if recorded is None:
+        raise ContractError(f"sampler {name!r} declares no recorded_params (the parameters a file records)")
+    return tuple(recorded)
+
+
+def _build(name: str, params: Mapping[str, Any], schedule: nn.Module, steps: int | None) -> FileSampler:
+    """Build sampler ``name`` with ``params`` and read back its recorded values (float32-rounded)."""
+    sampler = SAMPLERS.build({"name": name, **params}, schedule=schedule)
+    recorded = recorded_params(name)
+    missing = [p for p in recorded if not hasattr(sampler, p)]
+    if missing or len(recorded) > bitstream.MAX_SAMPLER_PARAMS:
+        raise ContractError(f"sampler {name!r} must expose each of its recorded_params {list(recorded)} as an "
+                            f"attribute (missing {missing}) and record at most {bitstream.MAX_SAMPLER_PARAMS}")
+    if steps is not None:
+        sampler.set_timesteps(steps)
+    return FileSampler(name, tuple(bitstream.to_float32(getattr(sampler, p)) for p in recorded), sampler)
+
+
+def sampler_for_encoding(spec: Mapping[str, Any], schedule: nn.Module, steps: int | None) -> FileSampler:
+    """The sampler of ``spec`` as the file records it, built from the recorded (float32) values so that the
+    encoder samples exactly as the decoder will; its defaults are recorded too (ddpm: eta = 1). ValueError,
+    before any work, for an option the file cannot record and for bad steps or parameter values."""
+    name, options = str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
+    recorded = recorded_params(name)
+    extra = set(options) - set(recorded)
+    if extra:
+        raise ValueError(f"sampler {name!r} for compression takes only {sorted(recorded)} (what the file records), "
+                         f"got {sorted(extra)}")
+    first = _build(name, options, schedule, steps)
+    return _build(name, dict(zip(recorded, first.params)), schedule, steps)
+
+
+def sampler_from_file(bs: bitstream.Bitstream, schedule: nn.Module) -> FileSampler:
+    """The sampler a file records, rebuilt here (BitstreamError if it is unknown here or its values are invalid)."""
+    if bs.steps == 0:
+        raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it has no sampling steps to decode")
+    if bs.sampler not in SAMPLERS:
+        raise BitstreamError(f"file needs sampler {bs.sampler!r}, which is not registered here")
+    recorded = recorded_params(bs.sampler)
+    if len(recorded) != len(bs.sampler_params):
+        raise BitstreamError(f"file records {len(bs.sampler_params)} parameters for sampler {bs.sampler!r}, "
+                             f"which records {len(recorded)} ({', '.join(recorded) or 'none'})")
+    try:
+        return _build(bs.sampler, dict(zip(recorded, bs.sampler_params)), schedule, bs.steps)
+    except (ValueError, TypeError) as exc:
+        raise BitstreamError(f"file's sampler parameters are invalid ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- what runs before the loop
+def tiled(codec: CorrDiffCodec, module: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, cell: int) -> Any:
+    """``fn(x)`` for a convolutional ``module`` (``fn`` built on it), on tiles of ``codec.tile_size``.
+
+    Tiles are squares of ``tile_size / 16`` latent cells with a halo of the module's
+    ``receptive_radius`` (a module that declares none is never tiled); ``cell`` is the
+    input's pixels per cell (16 for an image, 1 for a latent). The tile grid depends only
+    on the input size and the codec, so encoder and decoder tile identically.
+    """
+    radius = getattr(module, "receptive_radius", None)
+    if codec.tile_size is None or radius is None:
+        return fn(x)
+    align = codec.multiple // STRIDE
+    return map_tiles(fn, x, cell, max(align, codec.tile_size // STRIDE), radius, align)
+
+
+def decode_x0_e(codec: CorrDiffCodec, y_hat: Tensor) -> Tensor:
+    """x0_e = clip(D(y_hat)) for sampling, in tiles (clipped in place, one copy less, without autograd)."""
+    x0_e = tiled(codec, codec.decoder, codec.decoder, y_hat, 1)
+    return x0_e.clamp(-1, 1) if torch.is_grad_enabled() else x0_e.clamp_(-1, 1)
+
+
+def sampling_condition(codec: CorrDiffCodec, y_hat: Tensor) -> tuple[list[Tensor], bool]:
+    """The conditioning for every sampling step, computed once: (features, projected).
+
+    With a score network that has ``project_condition`` (the U-Net), the features are its
+    per-level projections at the network's own resolution, which are what each step adds
+    to its activations: the same values as projecting at every step, computed once, and
+    ``patch_size^2`` times smaller than the full-resolution pyramid (for the ``small``
+    preset 45 instead of 214 bytes per pixel). The conditioner and the projection are
+    convolutional and pixel-local, so they run together on tiles: the full-resolution
+    pyramid never exists for the whole image.
+    """
+    project = getattr(codec.score_net, "project_condition", None)
+    if project is None:
+        return tiled(codec, codec.conditioner, codec.conditioner, y_hat, 1), False
+    return tiled(codec, codec.conditioner, lambda z: project(codec.conditioner(z)), y_hat, 1), True
+
+
+def uses_channels_last(codec: CorrDiffCodec, y_hat: Tensor) -> bool:
+    """Whether this image is reconstructed in channels-last format (``codec.channels_last_pixels``)."""
+    limit = codec.channels_last_pixels
+    pixels = y_hat.shape[-2] * y_hat.shape[-1] * STRIDE**2  # of the padded image
+    return limit is not None and y_hat.device.type == "cpu" and pixels >= limit
+
+
+# ----------------------------------------------------------------------------- the loop
+def sample(
+    codec: CorrDiffCodec,
+    y_hat: Tensor,
+    hw: tuple[int, int],
+    mode: str,
+    sampler: Any,
+    steps: int,
+    seed: int,
+    choose_gamma: GammaChooser,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """Run the (corrected) reverse process; returns the padded reconstruction in [-1, 1].
+
+    ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma map for the unpadded image, shape
+    (1, C or 1, H or 1, W or 1) (a spatial map is extended over the padding by edge
+    replication). ``on_step(done, steps)``, if given, is called after each step (a progress bar).
+
+    Memory: x0_e and the conditioning are computed once, in tiles on large images; across the
+    steps only x_t, x0_e and the projected conditioning are kept (each step's estimates are freed
+    as soon as they are used), so the peak is that of one score-network call plus these. Values are
+    those of the straightforward loop: the in-place clips compute the same numbers without a copy.
+    """
+    # One memory format for everything below, chosen from the size: a convolution rounds differently
+    # on channels-last input, and the encoder's y_hat inherits the image's format (channels-last
+    # for an image made from an (H, W, 3) array) while the decoder's comes contiguous.
+    fmt = torch.channels_last if uses_channels_last(codec, y_hat) else torch.contiguous_format
+    y_hat = y_hat.contiguous(memory_format=fmt)
+    x0_e = decode_x0_e(codec, y_hat)
+    if not bitstream.decode_mode(mode).samples:
+        return x0_e
+    cond, projected = sampling_condition(codec, y_hat)
+    cond = [c.contiguous(memory_format=fmt) for c in cond]
+    generator = torch.Generator().manual_seed(seed)
+    x_t = seeded_noise(tuple(x0_e.shape), generator, x0_e).contiguous(memory_format=fmt)
+    h, w = hw
+    x0_c: Tensor | None = None
+    for i, t in enumerate(sampler.set_timesteps(steps)):
+        x0_c = None  # the previous step's estimate is in x_t now: free it while the network runs
+        t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+        output = codec.denoise(x_t, t_batch, cond, projected=projected, x0_e=x0_e).float()
+        x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), codec.prediction).clamp_(-1, 1)
+        del output
+        gamma = _pad_map(choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d), x0_d.shape[-2:])
+        x0_c = apply_correction(x0_d, x0_e, gamma).clamp_(-1, 1)
+        del x0_d
+        x_t = sampler.step(x0_c, t, x_t, generator)
+        if on_step is not None:
+            on_step(i + 1, steps)
+    assert x0_c is not None  # steps >= 1 outside e2e mode
+    return x0_c
+
+
+# ----------------------------------------------------------------------------- where each step's gamma comes from
+def no_correction(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
+    """The :data:`GammaChooser` of the uncorrected modes: gamma = 0 (plain diffusion)."""
+    return torch.zeros(1, 1, 1, 1)
+
+
+class EncoderGammas:
+    """The encoder's :data:`GammaChooser`: each step's coded (quantised) choice of eq. (5), used as coded and
+    kept in ``coded`` for the file; ``auto`` chooses its granularity at the last step only."""
+
+    def __init__(self, solver: GammaSolver, x: Tensor, steps: int):
+        self.solver, self.x, self.steps = solver, x, steps
+        self.coded: list[bitstream.GammaStep] = []
+
+    def __call__(self, i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
+        choice = self.solver.choose(self.x, x0_d, x0_e, final=i == self.steps - 1)
+        self.coded.append(choice.coded)
+        return choice.map
+
+
+def file_gammas(bs: bitstream.Bitstream, scale: float = 1.0) -> GammaChooser:
+    """The decoder's :data:`GammaChooser`: step i's map as the file codes it, times the decode-time ``scale``."""
+
+    def choose(i: int, x0_d: Tensor, x0_e: Tensor) -> Tensor:
+        return gamma_map(bs.gamma_steps[i], bs.height, bs.width, scale).to(x0_d.device)
+
+    return choose
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; the module's own mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def to_image(x: Tensor, hw: tuple[int, int], gray: bool = False) -> Tensor:
+    """The padded [-1, 1] reconstruction -> the (1, 3, H, W) image in [0, 1] on the CPU; a gray image gets
+    R = G = B = the mean of the three."""
+    image = ((x[..., : hw[0], : hw[1]].float() + 1) / 2).clamp(0, 1).cpu()
+    if gray:
+        image = image.mean(1, keepdim=True).expand_as(image)
+    return image.contiguous()
+
+
+def _pad_map(gamma: Tensor, size: torch.Size) -> Tensor:
+    """A gamma map of the unpadded image extended to the padded ``size`` (edge replication)."""
+    h, w = gamma.shape[-2:]
+    if (h, w) == (1, 1) or (h, w) == tuple(size):
+        return gamma
+    return F.pad(gamma, (0, size[-1] - w, 0, size[-2] - h), mode="replicate")
