@@ -180,6 +180,17 @@ def test_networks_find_the_hyper_synthesis_through_the_prior():
     assert set(networks(factorized)) == set(NETWORKS) - {HYPER_SYNTHESIS}
 
 
+def test_measuring_processes_do_not_load_lightning():
+    """The process server preloads the codecs module: Lightning (the training section's) stays out of
+    every measuring process's resident memory."""
+    import subprocess
+    import sys
+
+    probe = "import sys, corrdiff.bench.codecs; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--sizes", "256by256"], "WIDTHxHEIGHT"),
     (["--sizes", "0x5"], "positive"),

@@ -20,9 +20,21 @@ The meters are in :mod:`~corrdiff.bench.measure`, the inputs in :mod:`~corrdiff.
 markdown in :mod:`~corrdiff.bench.report`, the driver in :mod:`~corrdiff.bench.run`.
 """
 
-from corrdiff.bench.run import run_benchmark
+from typing import Any
+
 from corrdiff.bench.settings import (SECTIONS, BenchmarkError, BenchSettings, parse_size, parse_sizes, parse_skip,
                                      quick_settings)
+
+
+def __getattr__(name: str) -> Any:
+    """``run_benchmark`` on first use: the measuring processes import the section modules through this
+    package, and must not inherit the driver's imports (Lightning) in their resident memory."""
+    if name == "run_benchmark":
+        from corrdiff.bench.run import run_benchmark
+
+        return run_benchmark
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SECTIONS", "BenchSettings", "BenchmarkError", "parse_size", "parse_sizes", "parse_skip",
            "quick_settings", "run_benchmark"]
