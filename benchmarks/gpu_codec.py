@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import corrdiff
-from corrdiff.benchmark import time_call
+from corrdiff.bench.measure import time_call
 from corrdiff.image_io import load_image
 from corrdiff.model_io import packaged_model_path
 
@@ -37,7 +37,7 @@ def matmul_flops(dtype: torch.dtype, n: int = 8192, repeats: int = 10) -> float:
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
-    """Median wall time of ``fn`` with the GPU drained before and after each run (benchmark.time_call)."""
+    """Median wall time of ``fn`` with the GPU drained before and after each run (bench.measure.time_call)."""
 
     def synced():
         out = fn()

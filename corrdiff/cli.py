@@ -393,8 +393,8 @@ def _plot(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     import json
 
-    from corrdiff.benchmark import (BenchSettings, parse_size, parse_sizes, parse_skip, quick_settings,
-                                    run_benchmark)
+    from corrdiff.bench import (BenchSettings, parse_size, parse_sizes, parse_skip, quick_settings,
+                                run_benchmark)
     from corrdiff.image_io import atomic_write, check_output
 
     if args.json is not None:  # refuse before minutes of work, not after

@@ -397,22 +397,35 @@ def untrained_components(hyper_parameters: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def codec_from_training_state(
+    config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]
+) -> tuple[CorrDiffCodec, bool]:
+    """The inference codec held by a training module's state dict (``CodecTraining.state_dict()`` or a
+    checkpoint's ``state_dict``): its ``codec.*`` weights, with the EMA score-network weights
+    (``ema.module.*``) in the score network where there are any. DDP-style ``module.`` prefixes are
+    stripped. Entropy tables are not rebuilt (``codec.update(force=True)``).
+
+    Returns (codec, whether EMA weights were found).
+    """
+    state = strip_prefixes(state_dict)
+    codec = CorrDiffCodec(**config)
+    load_codec_state(codec, {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")})
+    ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
+    if ema:
+        codec.score_net.load_state_dict(ema)
+    return codec, bool(ema)
+
+
 def export_checkpoint(
     checkpoint_path: str | os.PathLike, output: str | os.PathLike, half: bool = False, overwrite: bool = True
 ) -> CorrDiffCodec:
     """Checkpoint -> slim model file: EMA score-network weights, entropy tables, config; no optimiser state.
 
     Returns the codec as it will load from ``output`` (with ``half``, weights rounded to float16).
-
-    DDP-style ``module.`` prefixes are stripped.
+    The weights come from :func:`codec_from_training_state` (DDP-style ``module.`` prefixes stripped).
     """
     checkpoint = read_checkpoint(checkpoint_path)
-    state = strip_prefixes(checkpoint["state_dict"])
-    codec = CorrDiffCodec(**checkpoint["hyper_parameters"]["codec_config"])
-    load_codec_state(codec, {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")})
-    ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
-    if ema:
-        codec.score_net.load_state_dict(ema)
+    codec, ema = codec_from_training_state(checkpoint["hyper_parameters"]["codec_config"], checkpoint["state_dict"])
     try:
         check_finite(codec)
         codec.update(force=True)
@@ -423,7 +436,7 @@ def export_checkpoint(
         "source_checkpoint": Path(checkpoint_path).name,
         "global_step": checkpoint.get("global_step"),
         "epoch": checkpoint.get("epoch"),
-        "ema": bool(ema),
+        "ema": ema,
         "untrained": untrained_components(checkpoint["hyper_parameters"]),
     }
     save_model(codec, output, metadata=metadata, half=half, overwrite=overwrite)

@@ -205,6 +205,13 @@ def test_export_loads_and_strips_ddp_prefixes(phase1_checkpoint, tmp_path):
     assert loaded.decompress(loaded.compress(image)).shape == image.shape
 
 
+def test_in_memory_export_is_the_exported_file(phase1_checkpoint, tmp_path):
+    """CodecTraining.export_codec builds the codec as `corrdiff export` does (one path): same weights."""
+    model = ScoreTraining.load_from_checkpoint(phase1_checkpoint)
+    exported = export_checkpoint(phase1_checkpoint, tmp_path / "model.pt")
+    assert model.export_codec().fingerprint() == exported.fingerprint()
+
+
 def test_export_cli_refuses_pickled_checkpoint(tmp_path, capsys):
     bad = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"codec_config": {}}, "evil": Path("x")}, bad)

@@ -213,6 +213,12 @@ class _BasePrior(nn.Module):
         """How many symbols each of :attr:`streams` codes for a latent of ``latent_hw``."""
         raise NotImplementedError
 
+    @property
+    def hyper_synthesis(self) -> nn.Module | None:
+        """The network that maps the side information to the latent's entropy parameters (None: no side
+        information). It runs inside :meth:`decompress`; profilers time it through this accessor."""
+        return None
+
     def entropy_tables_ready(self) -> bool:
         return all(
             m._quantized_cdf.numel() > 0
@@ -294,6 +300,11 @@ class MeanScaleHyperprior(_BasePrior):
         self.entropy_bottleneck = EntropyBottleneck(n)
         self.scale_grid = ScaleGrid(scale_min, scale_max, scale_levels)
         self.gaussian_conditional = GaussianConditional(self.scale_grid.table())
+
+    @property
+    def hyper_synthesis(self) -> nn.Module:
+        """h_s (z_hat -> scales and means of y)."""
+        return self.h_s
 
     def _scales_means(self, z_hat: Tensor, latent_hw: tuple[int, int], exact: bool) -> tuple[Tensor, Tensor]:
         """h_s(z_hat) cropped to y's size; ``exact`` runs it in float64 (coding time)."""

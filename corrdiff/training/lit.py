@@ -43,7 +43,8 @@ from corrdiff.correction import Granularity, apply_correction
 from corrdiff.errors import ModelLoadError
 from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas
-from corrdiff.model_io import FORMAT, PACKAGED, load_codec_state, load_model, read_checkpoint
+from corrdiff.model_io import (FORMAT, PACKAGED, codec_from_training_state, load_codec_state, load_model,
+                               read_checkpoint)
 from corrdiff.presets import preset as get_preset
 
 COMPONENTS = ("encoder", "decoder", "prior", "conditioner", "score_net")
@@ -267,10 +268,9 @@ class CodecTraining(L.LightningModule):
             self.codec.score_net.load_state_dict(backup)
 
     def export_codec(self) -> CorrDiffCodec:
-        """A standalone inference codec: EMA score-network weights, entropy tables built."""
-        codec = CorrDiffCodec(**self.codec_config)
-        load_codec_state(codec, self.codec.state_dict())
-        codec.score_net.load_state_dict(self.ema.module.state_dict())
+        """A standalone inference codec: EMA score-network weights, entropy tables built (in memory; the
+        same weights as ``corrdiff export`` writes from this module's checkpoint)."""
+        codec, _ = codec_from_training_state(self.codec_config, self.state_dict())
         codec.update(force=True)
         return codec.eval()
 
