@@ -16,6 +16,7 @@ it would write to disk (8-bit-rounded).
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +321,7 @@ def _require(package: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            __import__(package)
+            importlib.import_module(package)
     except ImportError as exc:
         raise PerceptualUnavailable(f"needs the {package} package ({exc})") from None
 
