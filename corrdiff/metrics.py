@@ -77,7 +77,7 @@ def colour_error(reference: np.ndarray, test: np.ndarray) -> float:
 # locally (``weights_dir``, then torch's hub cache); when absent, the metric is reported
 # unavailable with the reason and never computed with random weights.
 
-from corrdiff.metric_names import ALL_METRICS, DATASET_METRICS, METRICS  # noqa: E402 (the table of metrics)
+from corrdiff.metric_names import ALL_METRICS, DATASET_METRICS, METRICS, Metric  # noqa: E402 (the table)
 
 #: file names of the pretrained weights, as torchvision / torch-fidelity publish them
 WEIGHT_FILES = {
@@ -368,8 +368,8 @@ class MetricSuite:
                 if isinstance(exc, WeightsNotFound):
                     self.missing_weights[name] = exc
 
-    def _add(self, spec) -> None:
-        """Make ``spec`` (a :class:`~corrdiff.metric_names.Metric`) computable, or raise PerceptualUnavailable."""
+    def _add(self, spec: Metric) -> None:
+        """Make ``spec`` computable (its function, network or FID features), or raise PerceptualUnavailable."""
         if spec.needs:
             _require(spec.needs)
         compute = globals()[spec.compute]
