@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import corrdiff
 from corrdiff.bench.measure import time_call
-from corrdiff.image_io import load_image
+from corrdiff.image_io import load_image, to_tensor
 from corrdiff.model_io import packaged_model_path
 
 SIZES = [(256, 256), (512, 768), (1080, 1920), (2160, 3840)]
@@ -63,7 +63,7 @@ def main() -> None:
     print({k: (f"{v / 1e12:.1f} TFLOP/s" if isinstance(v, float) else v) for k, v in results.items()}, flush=True)
     codec = corrdiff.load_model(args.model, map_location="cuda")
     rgb8 = load_image(packaged_model_path("default").parent / "demo.png")  # (H, W, 3) uint8
-    photo = torch.from_numpy(rgb8).permute(2, 0, 1)[None].float() / 255
+    photo = to_tensor(rgb8)
     rows = []
     for h, w in SIZES:
         x = F.interpolate(photo, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1).cuda()

@@ -214,8 +214,8 @@ def _compress(args: argparse.Namespace) -> int:
 def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, job, label: str):
     """Encode one image, write its .cdf (and reconstruction), print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
-    from corrdiff.image_io import atomic_write, load_image, save_image
-    from corrdiff.metrics import ms_ssim, psnr, to_uint8
+    from corrdiff.image_io import atomic_write, load_image, save_image, to_uint8
+    from corrdiff.metrics import ms_ssim, psnr
 
     rgb = load_image(job.input)
     threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads)
@@ -284,7 +284,7 @@ def _decompress_one(codec, args: argparse.Namespace, job, label: str):
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.bitstream import unpack
     from corrdiff.image_io import save_image
-    from corrdiff.metrics import to_uint8
+    from corrdiff.image_io import to_uint8
 
     data = job.input.read_bytes()
     header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)

@@ -69,6 +69,26 @@ def to_rgb8(img, name: str = "image") -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
+def hwc_to_nchw(array: np.ndarray) -> "torch.Tensor":
+    """(H, W, C) array -> (1, C, H, W) tensor of the same dtype (a view when the array allows it)."""
+    import torch
+
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # e.g. np.asarray of a Pillow image; torch warns about read-only arrays
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1)[None]
+
+
+def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]: the one image -> tensor conversion of corrdiff."""
+    return hwc_to_nchw(rgb).float() / 255.0
+
+
+def to_uint8(image: "torch.Tensor") -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8 (clamped, rounded): the inverse of :func:`to_tensor`."""
+    return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
 #: float images may overshoot [0, 1] by this much (half an 8-bit level) and are clamped; beyond, refused
 FLOAT_RANGE_TOLERANCE = 0.5 / 255
 
@@ -95,7 +115,7 @@ def as_image_tensor(image) -> "torch.Tensor":
             image = np.repeat(image[..., None], 3, axis=2)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) or (H, W) array, got shape {image.shape}")
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        image = hwc_to_nchw(image)
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"expected a tensor, numpy array or PIL image, got {type(image).__name__}")
     if image.dim() == 3:

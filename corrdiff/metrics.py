@@ -16,6 +16,7 @@ it would write to disk (8-bit-rounded).
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,21 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from corrdiff.image_io import hwc_to_nchw, to_tensor, to_uint8
 from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
 from corrdiff.losses.perceptual import PerceptualUnavailable
-
-
-def to_tensor(rgb: np.ndarray) -> Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    rgb = np.ascontiguousarray(rgb)
-    if not rgb.flags.writeable:  # e.g. np.asarray of a Pillow image; torch warns about read-only arrays
-        rgb = rgb.copy()
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
-
-
-def to_uint8(image: Tensor) -> np.ndarray:
-    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8 (rounded)."""
-    return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
@@ -88,12 +77,7 @@ def colour_error(reference: np.ndarray, test: np.ndarray) -> float:
 # locally (``weights_dir``, then torch's hub cache); when absent, the metric is reported
 # unavailable with the reason and never computed with random weights.
 
-from corrdiff.metric_names import (  # noqa: E402 (the names live in one place)
-    ALL_METRICS,
-    DATASET_METRICS,
-    LOWER_IS_BETTER,
-    PRETRAINED,
-)
+from corrdiff.metric_names import ALL_METRICS, DATASET_METRICS, METRICS, Metric  # noqa: E402 (the table)
 
 #: file names of the pretrained weights, as torchvision / torch-fidelity publish them
 WEIGHT_FILES = {
@@ -167,63 +151,42 @@ def gmsd(reference: np.ndarray, test: np.ndarray) -> float:
     return _piq("gmsd", reference, test)
 
 
-def _import_piq_quietly() -> None:
-    with warnings.catch_warnings():  # piq 0.8 warns about torch.jit.script at import
-        warnings.simplefilter("ignore", FutureWarning)
-        import piq  # noqa: F401
-
-
 # ----------------------------------------------------------------------------- pretrained
-def build_lpips(net: str, weights_dir: str | Path | None = None, random_weights_for_tests: bool = False) -> nn.Module:
+def build_lpips(net: str, weights_dir: str | Path | None = None) -> nn.Module:
     """LPIPS (Zhang et al. 2018), ImageNet backbone from local files (see :mod:`corrdiff.losses.perceptual`)."""
     from corrdiff.losses.perceptual import LPIPS
 
-    if random_weights_for_tests:
-        return LPIPS(net, random_backbone=True)
     path = find_weights(WEIGHT_FILES["alexnet" if net == "alex" else "vgg16"], weights_dir)
     return LPIPS(net, backbone_weights=str(path))
 
 
-def build_dists(weights_dir: str | Path | None = None, random_weights_for_tests: bool = False) -> nn.Module:
+def build_dists(weights_dir: str | Path | None = None) -> nn.Module:
     """DISTS (Ding et al. 2020) as torchmetrics implements it: VGG-16 from a local file, alpha/beta
     from the weights torchmetrics ships. Inputs in [0, 1]."""
-    from unittest import mock
-
     from torchmetrics.functional.image import dists as tm_dists
     from torchvision.models import vgg16
 
-    path = None if random_weights_for_tests else find_weights(WEIGHT_FILES["vgg16"], weights_dir)
+    path = find_weights(WEIGHT_FILES["vgg16"], weights_dir)
     vgg = vgg16(weights=None)
-    if path is not None:
-        state = _load_plain_state_dict(path)
-        try:  # only the convolutional part is used: a features-only file is fine too
-            vgg.features.load_state_dict({k[len("features."):]: v for k, v in state.items()
-                                          if k.startswith("features.")})
-        except RuntimeError as exc:
-            raise PerceptualUnavailable(f"{path}: not torchvision's VGG-16 ({str(exc).splitlines()[0]})") from None
-    # torchmetrics would fetch VGG-16 from the internet; hand it the local network instead
-    with mock.patch.object(tm_dists, "vgg16", lambda weights=None: vgg):
+    state = _load_plain_state_dict(path)
+    try:  # only the convolutional part is used: a features-only file is fine too
+        vgg.features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+    except RuntimeError as exc:
+        raise PerceptualUnavailable(f"{path}: not torchvision's VGG-16 ({str(exc).splitlines()[0]})") from None
+    # DISTSNetwork fetches VGG-16 from the internet through its module's ``vgg16`` and has no
+    # parameter for local weights: it is handed the local network for the time of its construction
+    fetch = tm_dists.vgg16
+    tm_dists.vgg16 = lambda weights=None: vgg
+    try:
         network = tm_dists.DISTSNetwork(load_weights=True)
+    finally:
+        tm_dists.vgg16 = fetch
     return network.eval().requires_grad_(False)
 
 
-class _TinyFeatures(nn.Module):
-    """Test-only stand-in for Inception (random weights): uint8 (N, 3, H, W) -> (N, 16)."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv2d(3, 16, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.float() / 127.5 - 1)
-
-
-def build_inception(weights_dir: str | Path | None = None, random_weights_for_tests: bool = False) -> nn.Module:
+def build_inception(weights_dir: str | Path | None = None) -> nn.Module:
     """FID's Inception-v3 (the TF 2015-12-05 port; torchmetrics/torch-fidelity), 2048-d pool features
     of uint8 images; needs ``torch-fidelity`` and the weight file."""
-    if random_weights_for_tests:
-        return _TinyFeatures().eval()
     path = find_weights(WEIGHT_FILES["inception"], weights_dir)
     _load_plain_state_dict(path)  # refuse pickled objects before torch-fidelity loads it (weights_only=False)
     try:
@@ -233,6 +196,36 @@ def build_inception(weights_dir: str | Path | None = None, random_weights_for_te
                                   feature_extractor_weights_path=str(path))
     except ModuleNotFoundError as exc:
         raise PerceptualUnavailable(f"FID/KID need the torch-fidelity package ({exc})") from None
+
+
+def network_score(net: nn.Module, device: str | torch.device, signed: bool) -> Callable[[np.ndarray, np.ndarray], float]:
+    """A per-image metric from a distance network ``net(x, x_hat)``: inputs in [-1, 1] when ``signed``
+    (LPIPS), else in [0, 1] as ``net(x_hat, x)`` (DISTS)."""
+    net = net.to(device)
+
+    @torch.no_grad()
+    def score(reference: np.ndarray, test: np.ndarray) -> float:
+        a, b = to_tensor(reference).to(device), to_tensor(test).to(device)
+        if signed:
+            return float(net(a * 2 - 1, b * 2 - 1).reshape(-1)[0])
+        return float(net(b, a).reshape(-1)[0])
+
+    return score
+
+
+def lpips_alex(weights_dir: str | Path | None, device: str | torch.device = "cpu") -> Callable:
+    """LPIPS-Alex as a per-image metric (lower is better)."""
+    return network_score(build_lpips("alex", weights_dir), device, signed=True)
+
+
+def lpips_vgg(weights_dir: str | Path | None, device: str | torch.device = "cpu") -> Callable:
+    """LPIPS-VGG as a per-image metric (lower is better)."""
+    return network_score(build_lpips("vgg", weights_dir), device, signed=True)
+
+
+def dists(weights_dir: str | Path | None, device: str | torch.device = "cpu") -> Callable:
+    """DISTS as a per-image metric (lower is better)."""
+    return network_score(build_dists(weights_dir), device, signed=False)
 
 
 # ----------------------------------------------------------------------------- FID/KID on patches
@@ -296,7 +289,7 @@ class PatchFID:
 
     @torch.no_grad()
     def features(self, rgb: np.ndarray) -> Tensor:
-        image = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None]  # uint8
+        image = hwc_to_nchw(np.asarray(rgb, dtype=np.uint8))  # uint8
         patches = fid_patches(image, self.patch_size)
         out = [self.extractor(patches[i: i + self.batch_size].to(self.device)).flatten(1).double().cpu()
                for i in range(0, len(patches), self.batch_size)]
@@ -323,24 +316,33 @@ class PatchFID:
 
 
 # ----------------------------------------------------------------------------- the suite
+def _require(package: str) -> None:
+    """Import ``package`` (quietly: piq 0.8 warns about torch.jit.script), else PerceptualUnavailable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            importlib.import_module(package)
+    except ImportError as exc:
+        raise PerceptualUnavailable(f"needs the {package} package ({exc})") from None
+
+
 @dataclass
 class MetricSuite:
     """The metrics of one evaluation: which are computed, which are unavailable and why.
+
+    Each metric is looked up in :data:`corrdiff.metric_names.METRICS`, which names the function of
+    this module that computes it.
 
     Args:
         metrics: names from :data:`ALL_METRICS` (default: all of them).
         weights_dir: folder with the pretrained weight files (:data:`WEIGHT_FILES`), also
             searched in its ``checkpoints/`` subfolder and in torch hub's cache.
         device: where the pretrained networks run.
-        random_weights_for_tests: TEST ONLY. Build the pretrained metrics with random
-            weights (and a tiny random network in place of Inception) so their code path
-            can be tested without the files. The numbers mean nothing; results say so.
     """
 
     metrics: Iterable[str] | None = None
     weights_dir: str | Path | None = None
     device: str | torch.device = "cpu"
-    random_weights_for_tests: bool = False
     unavailable: dict[str, str] = field(default_factory=dict, init=False)
     patch_fid: PatchFID | None = field(default=None, init=False)
     #: metric -> the weight file it lacks (the metrics of :attr:`unavailable` that a file would enable)
@@ -348,41 +350,36 @@ class MetricSuite:
 
     def __post_init__(self):
         names = list(ALL_METRICS if self.metrics is None else self.metrics)
-        unknown = [m for m in names if m not in ALL_METRICS]
+        unknown = [m for m in names if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(ALL_METRICS)}")
         self.names = [m for m in ALL_METRICS if m in names]  # canonical order
         self._image_fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
-        simple = {"psnr-rgb": psnr, "ms-ssim-rgb": ms_ssim, "hf-ratio": high_frequency_ratio, "colour-error": colour_error,
-                  "haarpsi": haarpsi, "gmsd": gmsd}
+        failures: dict[str, PerceptualUnavailable] = {}  # by compute function: fid and kid share one network
         for name in self.names:
+            spec = METRICS[name]
             try:
-                if name in ("haarpsi", "gmsd"):
-                    try:
-                        _import_piq_quietly()
-                    except ImportError as exc:
-                        raise PerceptualUnavailable(f"needs the piq package ({exc})") from None
-                if name in simple:
-                    self._image_fns[name] = simple[name]
-                elif name.startswith("lpips-"):
-                    self._image_fns[name] = self._network_metric(
-                        build_lpips(name.split("-")[1], self.weights_dir, self.random_weights_for_tests), signed=True)
-                elif name == "dists":
-                    self._image_fns[name] = self._network_metric(
-                        build_dists(self.weights_dir, self.random_weights_for_tests), signed=False)
-                elif name in DATASET_METRICS and self.patch_fid is None:
-                    self.patch_fid = PatchFID(build_inception(self.weights_dir, self.random_weights_for_tests),
-                                              device=self.device)
+                if spec.compute in failures:
+                    raise failures[spec.compute]
+                self._add(spec)
             except PerceptualUnavailable as exc:
+                failures[spec.compute] = exc
                 self.unavailable[name] = str(exc)
                 if isinstance(exc, WeightsNotFound):
                     self.missing_weights[name] = exc
-        if self.patch_fid is None:
-            for name in DATASET_METRICS:
-                if name in self.names and name not in self.unavailable:
-                    self.unavailable[name] = "FID/KID's feature network is unavailable"
-                    if "fid" in self.missing_weights:
-                        self.missing_weights[name] = self.missing_weights["fid"]
+
+    def _add(self, spec: Metric) -> None:
+        """Make ``spec`` computable (its function, network or FID features), or raise PerceptualUnavailable."""
+        if spec.needs:
+            _require(spec.needs)
+        compute = globals()[spec.compute]
+        if spec.dataset:
+            if self.patch_fid is None:
+                self.patch_fid = PatchFID(compute(self.weights_dir), device=self.device)
+        elif spec.pretrained:
+            self._image_fns[spec.name] = compute(self.weights_dir, self.device)
+        else:
+            self._image_fns[spec.name] = compute
 
     def skipped_line(self) -> str | None:
         """One line naming the metrics that will not be computed and how to enable them (None: none skipped)."""
@@ -399,19 +396,6 @@ class MetricSuite:
             text += "; " + "; ".join(f"{m}: {r}" for m, r in others.items())
         return text
 
-    def _network_metric(self, net: nn.Module, signed: bool) -> Callable[[np.ndarray, np.ndarray], float]:
-        net = net.to(self.device)
-
-        @torch.no_grad()
-        def score(reference: np.ndarray, test: np.ndarray) -> float:
-            a, b = to_tensor(reference).to(self.device), to_tensor(test).to(self.device)
-            if signed:  # LPIPS takes [-1, 1]
-                a, b = a * 2 - 1, b * 2 - 1
-                return float(net(a, b).reshape(-1)[0])
-            return float(net(b, a).reshape(-1)[0])  # DISTS takes [0, 1]
-
-        return score
-
     @property
     def image_metrics(self) -> list[str]:
         """Per-image metrics that will be computed."""
@@ -422,13 +406,6 @@ class MetricSuite:
         """Every metric that will have values (per image, then data-set level)."""
         extra = [m for m in DATASET_METRICS if m in self.names and m not in self.unavailable]
         return self.image_metrics + extra
-
-    @property
-    def test_only(self) -> list[str]:
-        """Metrics computed with random weights (non-empty only with ``random_weights_for_tests``)."""
-        if not self.random_weights_for_tests:
-            return []
-        return [m for m in self.computed if m in PRETRAINED or m in DATASET_METRICS]
 
     def score(self, reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
         """Every per-image metric of ``test`` against ``reference`` (both (H, W, 3) uint8)."""

@@ -26,84 +26,34 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from corrdiff.metric_names import LOWER_IS_BETTER, NOT_MONOTONE, PLOT_ORDER
+from corrdiff.metric_names import NOT_MONOTONE, PLOT_ORDER, lower_is_better
 
 #: results keys that are bookkeeping, not RD metrics
 NON_METRICS = frozenset({"bpp", "kid-std", "fid-patches", "quality", "target_bpp", "encoding_time", "decoding_time"})
 CLASSICAL = ("jpeg", "webp", "avif", "bpg", "vtm", "hm", "av1", "jpeg2000")
 
 
-# ----------------------------------------------------------------------------- PCHIP in numpy
-def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Derivatives at the knots of the monotone piecewise cubic Hermite interpolant
-    (Fritsch & Carlson 1980; the same as scipy's ``PchipInterpolator``). ``x`` strictly increasing."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    h = np.diff(x)
-    m = np.diff(y) / h
-    if len(x) == 2:
-        return np.array([m[0], m[0]])
-    d = np.zeros_like(y)
-    # interior: weighted harmonic mean of the neighbouring secant slopes, 0 at a local extremum
-    w1 = 2 * h[1:] + h[:-1]
-    w2 = h[1:] + 2 * h[:-1]
-    same_sign = m[:-1] * m[1:] > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        harmonic = (w1 / m[:-1] + w2 / m[1:]) / (w1 + w2)
-        d[1:-1] = np.where(same_sign, 1.0 / harmonic, 0.0)
+# ----------------------------------------------------------------------------- Bjøntegaard deltas
+def _mean_gap(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) -> float:
+    """Mean of PCHIP(x2, y2) - PCHIP(x1, y1) over the overlap of the two x ranges (scipy's
+    ``PchipInterpolator``, Fritsch-Carlson, integrated exactly); NaN with fewer than 2 points on a
+    curve or no overlap. ``x`` strictly increasing."""
+    if len(x1) < 2 or len(x2) < 2:
+        return float("nan")
+    lo, hi = max(x1[0], x2[0]), min(x1[-1], x2[-1])
+    if not hi > lo:
+        return float("nan")
+    from scipy.interpolate import PchipInterpolator
 
-    def edge(h0: float, h1: float, m0: float, m1: float) -> float:  # one-sided three-point estimate
-        value = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
-        if np.sign(value) != np.sign(m0):
-            return 0.0
-        if np.sign(m0) != np.sign(m1) and abs(value) > abs(3 * m0):
-            return 3 * m0
-        return value
-
-    d[0] = edge(h[0], h[1], m[0], m[1])
-    d[-1] = edge(h[-1], h[-2], m[-1], m[-2])
-    return d
-
-
-def pchip_eval(x: np.ndarray, y: np.ndarray, xq: np.ndarray | float) -> np.ndarray:
-    """Evaluate the PCHIP interpolant of (x, y) at ``xq`` (inside [x[0], x[-1]])."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    d = pchip_slopes(x, y)
-    xq = np.asarray(xq, float)
-    k = np.clip(np.searchsorted(x, xq, side="right") - 1, 0, len(x) - 2)
-    h = x[k + 1] - x[k]
-    s = (xq - x[k]) / h
-    return ((2 * s**3 - 3 * s**2 + 1) * y[k] + (s**3 - 2 * s**2 + s) * h * d[k]
-            + (-2 * s**3 + 3 * s**2) * y[k + 1] + (s**3 - s**2) * h * d[k + 1])
-
-
-def pchip_integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
-    """Exact integral of the PCHIP interpolant of (x, y) over [lo, hi] within [x[0], x[-1]]."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    d = pchip_slopes(x, y)
-
-    def antiderivative(k: int, s: float) -> float:  # integral over [x_k, x_k + s h] of the Hermite cubic
-        h = x[k + 1] - x[k]
-        return h * ((s**4 / 2 - s**3 + s) * y[k] + (s**4 / 4 - 2 * s**3 / 3 + s**2 / 2) * h * d[k]
-                    + (-s**4 / 2 + s**3) * y[k + 1] + (s**4 / 4 - s**3 / 3) * h * d[k + 1])
-
-    total = 0.0
-    for k in range(len(x) - 1):
-        a, b = max(lo, x[k]), min(hi, x[k + 1])
-        if b > a:
-            h = x[k + 1] - x[k]
-            total += antiderivative(k, (b - x[k]) / h) - antiderivative(k, (a - x[k]) / h)
-    return float(total)
+    integral = (PchipInterpolator(x2, y2).integrate(lo, hi) - PchipInterpolator(x1, y1).integrate(lo, hi))
+    return float(integral / (hi - lo))
 
 
 def _curve(rate: Sequence[float], metric: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(metric, ln rate) sorted by metric; points with equal metric merged (mean log-rate); NaN dropped."""
     pairs = [(float(q), math.log(float(r))) for r, q in zip(rate, metric)
              if r is not None and q is not None and float(r) > 0 and math.isfinite(float(q))]
-    by_metric: dict[float, list[float]] = {}
-    for q, lr in pairs:
-        by_metric.setdefault(q, []).append(lr)
-    qs = np.array(sorted(by_metric))
-    return qs, np.array([np.mean(by_metric[q]) for q in qs])
+    return _dedupe(pairs)
 
 
 def bd_rate(ref_rate: Sequence[float], ref_metric: Sequence[float],
@@ -112,13 +62,7 @@ def bd_rate(ref_rate: Sequence[float], ref_metric: Sequence[float],
     fewer than 2 distinct points on a curve, or metric ranges that do not overlap)."""
     q1, r1 = _curve(ref_rate, ref_metric)
     q2, r2 = _curve(test_rate, test_metric)
-    if len(q1) < 2 or len(q2) < 2:
-        return float("nan")
-    lo, hi = max(q1[0], q2[0]), min(q1[-1], q2[-1])
-    if not hi > lo:
-        return float("nan")
-    avg = (pchip_integral(q2, r2, lo, hi) - pchip_integral(q1, r1, lo, hi)) / (hi - lo)
-    return float((math.exp(avg) - 1) * 100)
+    return float((math.exp(_mean_gap(q1, r1, q2, r2)) - 1) * 100)
 
 
 def bd_metric(ref_rate: Sequence[float], ref_metric: Sequence[float],
@@ -127,17 +71,11 @@ def bd_metric(ref_rate: Sequence[float], ref_metric: Sequence[float],
     overlapping log-rate range (PCHIP of metric over ln bpp). NaN if undefined."""
     pairs1 = [(math.log(r), q) for r, q in zip(ref_rate, ref_metric) if r and r > 0 and q is not None]
     pairs2 = [(math.log(r), q) for r, q in zip(test_rate, test_metric) if r and r > 0 and q is not None]
-    x1, y1 = _dedupe(pairs1)
-    x2, y2 = _dedupe(pairs2)
-    if len(x1) < 2 or len(x2) < 2:
-        return float("nan")
-    lo, hi = max(x1[0], x2[0]), min(x1[-1], x2[-1])
-    if not hi > lo:
-        return float("nan")
-    return float((pchip_integral(x2, y2, lo, hi) - pchip_integral(x1, y1, lo, hi)) / (hi - lo))
+    return _mean_gap(*_dedupe(pairs1), *_dedupe(pairs2))
 
 
 def _dedupe(pairs: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Points (x, y) sorted by x, those of equal x merged (mean y)."""
     groups: dict[float, list[float]] = {}
     for x, y in pairs:
         groups.setdefault(x, []).append(y)
@@ -190,10 +128,6 @@ def metrics_in(files: Iterable[dict[str, Any]]) -> list[str]:
                 seen.append(key)
     rank = {m: i for i, m in enumerate(PLOT_ORDER)}
     return sorted(seen, key=lambda m: (rank.get(m, len(rank)), seen.index(m)))
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric in LOWER_IS_BETTER
 
 
 def bd_rate_table(files: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
@@ -360,6 +294,5 @@ def plot_rd(files: Sequence[dict[str, Any]], output: str | Path, metrics: Sequen
     return output
 
 
-__all__ = ["bd_rate", "bd_metric", "bd_rate_table", "expand_paths", "load_results", "metrics_in", "pchip_eval",
-           "pchip_integral",
-           "pchip_slopes", "plot_rd", "rd_curves", "x_view", "y_view"]
+__all__ = ["bd_rate", "bd_metric", "bd_rate_table", "expand_paths", "load_results", "metrics_in", "plot_rd", "rd_curves",
+           "x_view", "y_view"]

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 import corrdiff  # noqa: E402
+from corrdiff.image_io import to_tensor  # noqa: E402,F401 (tests import it from here)
 from corrdiff.presets import preset  # noqa: E402
 
 TEST_SIZES = ((67, 131), (32, 48), (17, 33))
@@ -73,11 +74,6 @@ def natural_images() -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in _natural_images().items()}
 
 
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float() / 255
-
-
 def random_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     """A deterministic (1, 3, H, W) image in [0, 1]: smooth gradient plus noise."""
     g = torch.Generator().manual_seed(seed)
@@ -114,3 +110,37 @@ def num_threads():
     before = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(before)
+
+
+def _random_inception_state() -> dict[str, torch.Tensor]:
+    """A freshly initialised state dict of FID's Inception-v3 (torch-fidelity's, as torchmetrics builds it).
+
+    Its constructor loads weights (a file or a download) unconditionally; both are skipped here.
+    """
+    from torch_fidelity import feature_extractor_inceptionv3 as inception
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inception, "load_state_dict_from_url", lambda *args, **kwargs: {})
+        patch.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *args, **kwargs: None)
+        network = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    return network.state_dict()
+
+
+@pytest.fixture(scope="session")
+def random_weights_dir(tmp_path_factory):
+    """A ``--weights-dir`` holding every file of :data:`corrdiff.metrics.WEIGHT_FILES`, with freshly
+    initialised (seeded) networks: the pretrained metrics run their real code paths, numbers meaningless.
+
+    AlexNet and VGG-16 are saved features-only (what LPIPS and DISTS read), as plain state dicts.
+    """
+    from torchvision.models import alexnet, vgg16
+
+    from corrdiff.metrics import WEIGHT_FILES
+
+    folder = tmp_path_factory.mktemp("random-weights")
+    torch.manual_seed(0)
+    for key, network in (("alexnet", alexnet), ("vgg16", vgg16)):
+        features = network(weights=None).features.state_dict()
+        torch.save({f"features.{k}": v for k, v in features.items()}, folder / WEIGHT_FILES[key])
+    torch.save(_random_inception_state(), folder / WEIGHT_FILES["inception"])
+    return folder

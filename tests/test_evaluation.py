@@ -28,7 +28,7 @@ from corrdiff.metrics import (
     frechet_distance,
     kernel_inception_distance,
 )
-from corrdiff.plotting import bd_metric, bd_rate, load_results, pchip_eval, pchip_integral
+from corrdiff.plotting import bd_metric, bd_rate, load_results
 
 STEPS = 2
 QUALITIES = (20, 60)
@@ -168,7 +168,6 @@ def test_unavailable_metrics_are_reported_not_computed(eval_run):
     assert WEIGHT_FILES["inception"] in summary["unavailable"]["fid"]
     rows = read_csv(out / "per_image.csv")
     assert "lpips-alex" not in rows[0] and "lpips-alex" in rows[0]["unavailable"]
-    assert "test_only_random_weights" not in summary
     # one line says what was skipped and how to enable it (issue 13, item 11)
     skipped = [line for line in log.splitlines() if "lpips" in line]
     assert len(skipped) == 1 and "skipped lpips-alex, lpips-vgg, dists, fid, kid" in skipped[0]
@@ -185,9 +184,9 @@ def test_matched_baselines_match_the_corrected_file_once_per_model(eval_run):
         assert float(matched[0]["target_bpp"]) == pytest.approx(float(corrected["bpp"]), rel=1e-5)
 
 
-# --------------------------------------------------------------------------- pretrained metrics, test-only paths
-def test_pretrained_metric_path_with_test_only_random_weights(tmp_path, tiny_codec):
-    """LPIPS and FID/KID code paths, with random weights asked for by name (numbers meaningless)."""
+# --------------------------------------------------------------------------- pretrained metrics
+def test_pretrained_metric_paths_with_a_weights_dir(tmp_path, tiny_codec, random_weights_dir):
+    """LPIPS and FID/KID code paths, with weight files of randomly initialised networks (numbers meaningless)."""
     from skimage import data
 
     folder = tmp_path / "big"
@@ -195,24 +194,36 @@ def test_pretrained_metric_path_with_test_only_random_weights(tmp_path, tiny_cod
     Image.fromarray(np.ascontiguousarray(data.astronaut()[:384, :512])).save(folder / "astronaut.png")
     summaries = run_eval(folder, [tiny_codec], out=tmp_path / "out", modes="e2e", baselines="jpeg", qualities=[50],
                          matched=False, metrics="psnr-rgb,lpips-alex,fid,kid", progress=False,
-                         random_weights_for_tests=True, log=lambda *_: None)
+                         weights_dir=random_weights_dir, log=lambda *_: None)
     for key in ("corrdiff-e2e", "jpeg"):
         s = summaries[key]
         assert s["unavailable"] == {}
-        assert set(s["test_only_random_weights"]) == {"lpips-alex", "fid", "kid"}
-        assert s["description"].startswith("TEST ONLY")
+        assert s["settings"]["metrics"] == ["psnr-rgb", "lpips-alex", "fid", "kid"]
         res = s["results"]
+        assert list(res) == ["bpp", "psnr-rgb", "lpips-alex", "fid", "kid", "kid-std", "fid-patches", "encoding_time",
+                             *(["decoding_time"] if key == "corrdiff-e2e" else ["quality"])]
         assert res["fid-patches"] == [3.0]  # 1 x 2 patches, then 1 x 1 in the 128-px-shifted pass
         assert math.isfinite(res["fid"][0]) and res["fid"][0] >= -1e-6
         assert math.isfinite(res["kid"][0]) and res["lpips-alex"][0] >= 0
 
 
-def test_too_few_patches_make_fid_unavailable(tmp_path, tiny_codec, photos):
+def test_too_few_patches_make_fid_unavailable(tmp_path, tiny_codec, photos, random_weights_dir):
     summaries = run_eval(photos, [tiny_codec], out=tmp_path / "out", modes="e2e", baselines="none", limit=1,
-                         metrics="psnr-rgb,fid", progress=False, random_weights_for_tests=True,
+                         metrics="psnr-rgb,fid", progress=False, weights_dir=random_weights_dir,
                          log=lambda *_: None)
     s = summaries["corrdiff-e2e"]
     assert "fid" not in s["results"] and "at least 2 patches" in s["unavailable"]["fid"]
+
+
+def test_vgg_metrics_from_a_weights_dir(random_weights_dir):
+    """LPIPS-VGG and DISTS read the features-only VGG-16 file; an image against itself scores 0."""
+    suite = MetricSuite(["lpips-vgg", "dists"], weights_dir=random_weights_dir)
+    assert suite.image_metrics == ["lpips-vgg", "dists"] and suite.unavailable == {}
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (2, 32, 48, 3), dtype=np.uint8)
+    same, other = suite.score(a, a), suite.score(a, b)
+    for name in ("lpips-vgg", "dists"):
+        assert same[name] == pytest.approx(0.0, abs=1e-5) and other[name] > same[name]
 
 
 def test_weights_dir_is_searched(tmp_path):
@@ -271,18 +282,6 @@ def test_bd_rate_of_a_uniformly_cheaper_curve():
     assert bd_metric(bpp, psnr, bpp, [p + 0.5 for p in psnr]) == pytest.approx(0.5, abs=1e-9)
     assert math.isnan(bd_rate(bpp, psnr, [0.3], [30.0]))  # one point: undefined
     assert math.isnan(bd_rate(bpp, psnr, bpp, [p + 20 for p in psnr]))  # no overlap
-
-
-def test_pchip_matches_scipy():
-    from scipy.interpolate import PchipInterpolator
-
-    rng = np.random.default_rng(1)
-    for n in (2, 3, 5):
-        x, y = np.sort(rng.uniform(0, 5, n)), rng.normal(size=n)
-        xq = np.linspace(x[0], x[-1], 57)
-        ref = PchipInterpolator(x, y)
-        np.testing.assert_allclose(pchip_eval(x, y, xq), ref(xq), atol=1e-12)
-        assert pchip_integral(x, y, x[0] + 0.1, x[-1]) == pytest.approx(ref.integrate(x[0] + 0.1, x[-1]), abs=1e-12)
 
 
 # --------------------------------------------------------------------------- plot

@@ -265,6 +265,18 @@ def test_joint_training_learns_with_the_correction_it_will_get():
     assert auto.gamma_granularity.spec == "scalar"
 
 
+def test_joint_training_with_a_channel_codec_trains_with_channel_gammas():
+    """JointTraining of a codec with ``granularity: channel`` uses that granularity and computes a finite loss."""
+    from corrdiff.training import JointTraining
+
+    torch.manual_seed(0)
+    model = JointTraining(preset="tiny", rho=1.0, perceptual={"name": "hf"},
+                          codec={"correction": {"granularity": "channel"}})
+    assert model.gamma_granularity.spec == "channel"
+    loss, logs = model.compute_loss(torch.rand(2, 3, 32, 48) * 2 - 1)
+    assert torch.isfinite(loss) and logs["perceptual"] > 0
+
+
 def test_linear_maps_with_too_many_cells_are_refused_not_allocated():
     x = torch.zeros(1, 3, 2048, 2560)
     with pytest.raises(ValueError, match="linear maps allow"):

@@ -1,0 +1,79 @@
+"""What one evaluation does: the images it reads and its checked options (:class:`Plan`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from corrdiff import baselines as classical
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 75, 90)
+CORRDIFF_MODES = ("corrected", "diffusion", "e2e")
+BASELINE_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+
+
+def list_images(data_dir: str | Path) -> list[Path]:
+    """Image files under ``data_dir`` (recursively), sorted by path."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def parse_list(value: str | Sequence[str] | None, default: Sequence[str]) -> list[str]:
+    """A comma-separated string or a sequence as a list of stripped, non-empty items (``default`` for None)."""
+    if value is None:
+        return list(default)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [s.strip() for s in items if s and s.strip()]
+
+
+@dataclass
+class Plan:
+    """The checked options of one evaluation: what is encoded, decoded, matched and scored."""
+
+    modes: list[str]
+    baselines: list[str]
+    qualities: list[int]
+    metric_names: list[str] | None
+    steps: int | None
+    seed: int
+    same_file: bool
+    matched: bool
+
+    @property
+    def matched_mode(self) -> str:
+        """The mode whose file the bpp-matched baselines match (one file per model, i.e. per rate point)."""
+        return "corrected" if "corrected" in self.modes else self.modes[0]
+
+
+def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models) -> Plan:
+    """Parse and check run_eval's options (ValueError naming the bad one), before any work."""
+    modes = parse_list(modes, CORRDIFF_MODES)
+    bad = [m for m in modes if m not in CORRDIFF_MODES]
+    if bad or not modes:
+        raise ValueError(f"modes must be a non-empty subset of {', '.join(CORRDIFF_MODES)}, got {modes}")
+    available = classical.available_formats()
+    baselines = parse_list(baselines, available)
+    if baselines == ["none"]:
+        baselines = []
+    bad = [b for b in baselines if b not in available]
+    if bad:
+        raise ValueError(f"baseline(s) {bad} not available here; this Pillow writes: {', '.join(available)}")
+    qualities = [int(q) for q in parse_list([str(q) for q in qualities] if not isinstance(qualities, str)
+                                            else qualities, [])]
+    if any(not 1 <= q <= 100 for q in qualities):
+        raise ValueError(f"qualities must lie in 1..100, got {qualities}")
+    metric_names = parse_list(metrics, []) if metrics not in (None, "all") else None
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    if not models:
+        raise ValueError("give at least one model")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
+    return Plan(modes, baselines, qualities, metric_names, steps, seed, same_file, matched)

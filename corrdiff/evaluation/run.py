@@ -1,0 +1,153 @@
+""":func:`run_eval`: plan, code every image with every method, aggregate, write (the package's steps in order)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from corrdiff.errors import CorrDiffError
+from corrdiff.evaluation.aggregate import Method, dataset_metrics, method_table, summarise
+from corrdiff.evaluation.inference import Model, evaluate_image, load_models
+from corrdiff.evaluation.plan import CORRDIFF_MODES, DEFAULT_QUALITIES, Plan, list_images, make_plan
+from corrdiff.evaluation.write import format_table, save_reconstruction, write_csv, write_json
+from corrdiff.image_io import OutputGuard, load_image
+
+
+class EvaluationError(CorrDiffError):
+    """No image could be evaluated."""
+
+
+def run_eval(
+    data_dir: str | Path,
+    models: Sequence[Any] = ("default",),
+    out: str | Path = "corrdiff-eval",
+    modes: Sequence[str] | str = CORRDIFF_MODES,
+    steps: int | None = None,
+    seed: int = 0,
+    same_file: bool = False,
+    baselines: Sequence[str] | str | None = None,
+    qualities: Sequence[int] | str = DEFAULT_QUALITIES,
+    matched: bool = True,
+    metrics: Sequence[str] | str | None = None,
+    weights_dir: str | Path | None = None,
+    name: str = "CorrDiff",
+    limit: int | None = None,
+    save_images: bool = False,
+    device: str = "cpu",
+    force: bool = False,
+    progress: bool = True,
+    log=print,
+    warn=None,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate ``models`` and the baselines on the images of ``data_dir``; write CSV + JSON to ``out``.
+
+    Args:
+        models: model files / packaged names, or :class:`~corrdiff.codec.CorrDiffCodec` objects;
+            each is one RD point of every CorrDiff method.
+        modes: CorrDiff decoding modes, each its own method (``corrdiff-<mode>.json``).
+        same_file: decode every mode from the ``corrected`` file (bpp of that file for all modes).
+        baselines: classical codecs (default: every one Pillow can write); ``[]`` for none.
+        qualities: fixed qualities of the baselines (one RD point each).
+        matched: also run each baseline at the bpp of every CorrDiff point (per image).
+        metrics: names from :data:`corrdiff.metric_names.ALL_METRICS` (default: all); ``bpp``
+            and the timings are always recorded.
+        weights_dir: folder with the pretrained weights of LPIPS, DISTS and FID/KID
+            (:data:`corrdiff.metrics.WEIGHT_FILES`); metrics whose weights are missing are skipped.
+        log, warn: where the table and the summary line go (stdout), and where warnings go:
+            unavailable metrics, failed images (stderr).
+
+    Returns ``{method_key: summary JSON dict}``.
+    """
+    from tqdm.auto import tqdm
+
+    from corrdiff.codec import CorrDiffCodec
+    from corrdiff.metrics import MetricSuite
+    from corrdiff.model_io import model_path
+
+    plan = make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models)
+    data_dir = Path(data_dir)
+    files = list_images(data_dir)[:limit]
+    out = Path(out)
+    if (out / "per_image.csv").exists() and not force:
+        raise FileExistsError(f"{out} holds results already; pass --force to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    # results are replaced (the --force check above is per folder), inputs never: images, model files
+    guard = OutputGuard([*files, *(model_path(m) for m in models if not isinstance(m, CorrDiffCodec))], force=True)
+    loaded = load_models(models, device, plan)
+
+    suite = MetricSuite(plan.metric_names, weights_dir=weights_dir, device=device)
+    warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
+    if suite.skipped_line():
+        warn(f"corrdiff eval: {suite.skipped_line()}")
+    methods = method_table(plan, name)
+
+    bar = tqdm(files, desc="corrdiff eval", unit="img", disable=not progress, dynamic_ncols=True)
+    ok_images, failed = _score_images(bar, data_dir, loaded, plan, suite, methods,
+                                      out if save_images else None, guard, warn)
+    bar.close()
+    dataset_metrics(methods, suite, ok_images)
+
+    metric_cols = suite.image_metrics
+    write_csv(guard.check(out / "per_image.csv"), methods, metric_cols, failed, suite.unavailable)
+    settings = {
+        "data_dir": str(data_dir), "images": ok_images, "steps": steps, "seed": seed, "same_file": same_file,
+        "models": [{"label": m.label, "source": m.source, "fingerprint": m.codec.fingerprint().hex(),
+                    "config_steps": m.codec.config.get("steps")} for m in loaded],
+        "metrics": suite.computed, "weights_dir": str(weights_dir) if weights_dir else None,
+    }
+    summaries: dict[str, dict[str, Any]] = {}
+    for method in methods.values():
+        summaries[method.key] = summarise(method, metric_cols, ok_images, failed, settings)
+        write_json(guard, out / f"{method.key}.json", summaries[method.key])
+    write_json(guard, out / "index.json", {
+        "methods": {k: f"{k}.json" for k in summaries}, "per_image": "per_image.csv",
+        "num_images": len(ok_images), "num_failed": len(failed), "failed": failed,
+        "unavailable": suite.unavailable, "settings": settings})
+    log(format_table(summaries))
+    for key, summary in summaries.items():
+        if any(summary.get("over_target", [])):
+            warn(f"corrdiff eval: {key}: on {max(summary['over_target'])} of {len(ok_images)} image(s) even the "
+                 "lowest quality exceeds the CorrDiff file's bpp (see over_target and the CSV's target_bpp)")
+    log(f"corrdiff eval: {len(ok_images)} image(s) evaluated, {len(failed)} failed; wrote {out}/per_image.csv and "
+        f"{len(summaries)} JSON file(s) ({', '.join(s + '.json' for s in summaries)})")
+    if not ok_images:
+        raise EvaluationError(f"all {len(failed)} image(s) failed (first: {next(iter(failed.items()))})")
+    return summaries
+
+
+def _score_images(bar, data_dir: Path, loaded: list[Model], plan: Plan, suite, methods: dict[str, Method],
+                  save_to: Path | None, guard: OutputGuard, warn) -> tuple[list[str], dict[str, str]]:
+    """Every image of ``bar`` with every method: rows into ``methods``, features into the suite's FID.
+
+    A failed image is reported and skipped for every method (all methods are scored on the same
+    images). Returns the evaluated images' names and ``{image: reason}`` of the failed ones.
+    """
+    failed: dict[str, str] = {}
+    ok_images: list[str] = []
+    for path in bar:
+        image_name = str(path.relative_to(data_dir)) if path.is_relative_to(data_dir) else path.name
+        bar.set_postfix_str(image_name[-30:], refresh=False)
+        try:
+            rgb = load_image(path)
+            staged = evaluate_image(rgb, image_name, loaded, plan, suite)
+            features = []
+            if suite.patch_fid is not None:
+                features.append((None, suite.patch_fid.features(rgb)))
+                for method, point, _, decoded in staged:
+                    features.append((f"{method}|{point}", suite.patch_fid.features(decoded)))
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported, counted, and the image is skipped
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            failed[image_name] = reason
+            warn(f"corrdiff eval: {image_name}: failed, skipped ({reason})")
+            continue
+        ok_images.append(image_name)
+        for method, point, r, decoded in staged:
+            methods[method].point(point).rows.append(r)
+            if save_to is not None:
+                save_reconstruction(guard, save_to, method, point, image_name, decoded)
+        for key, feats in features:
+            suite.patch_fid.add(key, feats)
+    return ok_images, failed
