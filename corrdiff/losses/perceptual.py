@@ -6,8 +6,8 @@ and an ImageNet backbone (AlexNet or VGG-16, from torchvision's model store). Th
 is looked up in torch's hub cache (``torch.hub.get_dir()/checkpoints``) or at an explicit
 ``backbone_weights`` path; when neither exists, building fails with
 :class:`PerceptualUnavailable` saying where to put the file. Nothing downloads at run time
-and nothing silently runs with random weights: ``random_backbone=True`` exists for tests
-only and must be asked for by name.
+and nothing runs with random weights (tests write random weight files and pass their path, as a
+user would).
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ def backbone_weights_path(net: str) -> Path:
 class LPIPS(nn.Module):
     """LPIPS distance per image, shape (B,), on inputs in [-1, 1]; frozen, eval mode."""
 
-    def __init__(self, net: str = "alex", backbone_weights: str | None = None, random_backbone: bool = False):
+    def __init__(self, net: str = "alex", backbone_weights: str | None = None):
         super().__init__()
         import lpips
 
         path = Path(backbone_weights) if backbone_weights else backbone_weights_path(net)
-        if not random_backbone and not path.is_file():
+        if not path.is_file():
             raise PerceptualUnavailable(
                 f"LPIPS({net}) needs the ImageNet backbone weights at {path} (not found); download "
                 f"torchvision's {_BACKBONES.get(net, net)}.IMAGENET1K_V1 there or pass backbone_weights=PATH"
@@ -58,8 +58,7 @@ class LPIPS(nn.Module):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-        if not random_backbone:
-            _load_backbone(self.model.net, torch.load(path, map_location="cpu", weights_only=True))
+        _load_backbone(self.model.net, torch.load(path, map_location="cpu", weights_only=True))
         self.requires_grad_(False)
         self.eval()
 
