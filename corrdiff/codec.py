@@ -7,8 +7,8 @@ Data flow (Ma, Yang, Liu, ICML 2024; DESIGN.md section 1)::
 
 This module builds the components from the registry and says what goes into a file
 (:meth:`CorrDiffCodec.encode`) and what comes out of one (:meth:`CorrDiffCodec.decompress`);
-the two sides are :mod:`corrdiff.encoding` and :mod:`corrdiff.decoding` (with every check a decoder makes
-of a file), the sampling loop that both run is :mod:`corrdiff.sampling` (with the memory model), the byte
+the two sides are :mod:`corrdiff.encoding` and :mod:`corrdiff.decoding` (with the checks a decoder makes
+of a file's latent and output), the sampling loop that both run is :mod:`corrdiff.sampling` (with the memory model), the byte
 layout is :mod:`corrdiff.bitstream`.
 
 Public images are float tensors in [0, 1] of shape (1, 3, H, W) (as in compressai);

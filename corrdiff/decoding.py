@@ -1,4 +1,7 @@
-"""The decoder's side of a codec: ``.cdf`` file -> image, and every check a decoder makes of a file.
+"""The decoder's side of a codec: ``.cdf`` file -> image, and the checks a decoder makes before it allocates.
+
+(The container's own bounds are checked by :mod:`corrdiff.bitstream`, the recorded sampler by
+:func:`corrdiff.sampling.sampler_from_file`.)
 
 :func:`decode` reads the file, rebuilds the sampler it records and replays the encoder's trajectory
 (:func:`corrdiff.sampling.sample`) with the file's gammas. :func:`read` parses the container (:func:`corrdiff.bitstream.unpack` checks its own bounds),

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from corrdiff import bitstream, decoding, sampling
-from corrdiff.correction import GammaSolver, step_gammas
+from corrdiff.correction import CorrectionConfig, GammaSolver, step_gammas
 from corrdiff.image_io import as_image_tensor
 from corrdiff.modules.transforms import STRIDE
 
@@ -65,7 +65,8 @@ def encode(codec: CorrDiffCodec, image: Any, steps: int | None, seed: int, mode:
     gray = bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
     decoding.check_ready(codec)
     steps = int(steps if steps is not None else codec.config["steps"]) if kind.samples else 0
-    chosen = sampling.sampler_for_encoding(sampler or codec.config["sampler"], codec.schedule, steps or None)
+    chosen = sampling.sampler_for_encoding(sampler or codec.config["sampler"], codec.schedule,
+                                           steps if kind.samples else None)
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
     h, w = image.shape[-2:]
@@ -73,9 +74,7 @@ def encode(codec: CorrDiffCodec, image: Any, steps: int | None, seed: int, mode:
         x = image.to(codec.device) * 2 - 1
         y = sampling.tiled(codec, codec.encoder, codec.encoder, codec.pad(x), STRIDE)
         streams, y_hat = codec.prior.compress(y)
-        perceptual = codec.perceptual_distances.get(correction.perceptual, codec.device) if correction.rho > 0 else None
-        solver = GammaSolver(correction, perceptual)
-        choose = sampling.EncoderGammas(solver, x, steps) if kind.corrects else sampling.no_correction
+        choose = sampling.EncoderGammas(_solver(codec, correction), x, steps) if kind.corrects else sampling.no_correction
         x0 = sampling.sample(codec, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step)
     coded = tuple(choose.coded) if kind.corrects else ()
     data = bitstream.pack(bitstream.Bitstream(
@@ -83,3 +82,9 @@ def encode(codec: CorrDiffCodec, image: Any, steps: int | None, seed: int, mode:
         sampler_params=chosen.params, seed=seed, gamma_steps=coded, streams=tuple(streams), gray=gray,
     ))
     return EncodeResult(data, sampling.to_image(x0, (h, w), gray), coded, y_hat)
+
+
+def _solver(codec: CorrDiffCodec, correction: CorrectionConfig) -> GammaSolver:
+    """The gamma solver of eq. (5), with the codec's perceptual distance when ``rho > 0`` (built on first use)."""
+    perceptual = codec.perceptual_distances.get(correction.perceptual, codec.device) if correction.rho > 0 else None
+    return GammaSolver(correction, perceptual)

@@ -61,10 +61,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 ALL_METRICS = tuple(METRICS)
-#: weight-free full-reference metrics, per image
-WEIGHT_FREE = tuple(m.name for m in METRICS.values() if not m.pretrained and not m.dataset)
-#: full-reference metrics with pretrained networks, per image
-PRETRAINED = tuple(m.name for m in METRICS.values() if m.pretrained and not m.dataset)
 #: distribution metrics over 256x256 patches of the whole data set (one value per method)
 DATASET_METRICS = tuple(m.name for m in METRICS.values() if m.dataset)
 #: results keys of the data-set metrics, in order: the metrics and their companions

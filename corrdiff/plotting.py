@@ -69,9 +69,13 @@ def bd_metric(ref_rate: Sequence[float], ref_metric: Sequence[float],
               test_rate: Sequence[float], test_metric: Sequence[float]) -> float:
     """Bjøntegaard delta metric (e.g. BD-PSNR in dB): mean metric difference over the
     overlapping log-rate range (PCHIP of metric over ln bpp). NaN if undefined."""
-    pairs1 = [(math.log(r), q) for r, q in zip(ref_rate, ref_metric) if r and r > 0 and q is not None]
-    pairs2 = [(math.log(r), q) for r, q in zip(test_rate, test_metric) if r and r > 0 and q is not None]
+    pairs1 = [(math.log(r), q) for r, q in zip(ref_rate, ref_metric) if r and r > 0 and _finite(q)]
+    pairs2 = [(math.log(r), q) for r, q in zip(test_rate, test_metric) if r and r > 0 and _finite(q)]
     return _mean_gap(*_dedupe(pairs1), *_dedupe(pairs2))
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _dedupe(pairs: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,7 @@ Two codec attributes set how an image is computed; both sides derive the choice 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
@@ -84,25 +85,39 @@ class FileSampler:
     sampler: Any
 
 
-def recorded_params(name: str) -> tuple[str, ...]:
-    """The parameters that sampler ``name`` declares the file must record (its ``recorded_params``)."""
+def recorded_params(name: str, schedule: nn.Module) -> tuple[str, ...]:
+    """The parameters that sampler ``name`` declares the file must record (its ``recorded_params``): the
+    class's, or for a sampler registered as a factory function, those of one it builds with its defaults."""
     recorded = getattr(SAMPLERS.get(name), "recorded_params", None)
+    if recorded is None:
+        recorded = getattr(SAMPLERS.build(name, schedule=schedule), "recorded_params", None)
     if recorded is None:
         raise ContractError(f"sampler {name!r} declares no recorded_params (the parameters a file records)")
     return tuple(recorded)
 
 
+def _recorded_value(name: str, param: str, value: Any) -> float:
+    """``value`` as the file stores it (float32); ValueError for what a file cannot hold."""
+    try:
+        stored = bitstream.to_float32(value)
+    except (OverflowError, TypeError, ValueError):
+        stored = math.nan
+    if not math.isfinite(stored):
+        raise ValueError(f"sampler {name!r}: {param} = {value!r} is not a finite float32, which the file records")
+    return stored
+
+
 def _build(name: str, params: Mapping[str, Any], schedule: nn.Module, steps: int | None) -> FileSampler:
     """Build sampler ``name`` with ``params`` and read back its recorded values (float32-rounded)."""
     sampler = SAMPLERS.build({"name": name, **params}, schedule=schedule)
-    recorded = recorded_params(name)
+    recorded = recorded_params(name, schedule)
     missing = [p for p in recorded if not hasattr(sampler, p)]
     if missing or len(recorded) > bitstream.MAX_SAMPLER_PARAMS:
         raise ContractError(f"sampler {name!r} must expose each of its recorded_params {list(recorded)} as an "
                             f"attribute (missing {missing}) and record at most {bitstream.MAX_SAMPLER_PARAMS}")
     if steps is not None:
         sampler.set_timesteps(steps)
-    return FileSampler(name, tuple(bitstream.to_float32(getattr(sampler, p)) for p in recorded), sampler)
+    return FileSampler(name, tuple(_recorded_value(name, p, getattr(sampler, p)) for p in recorded), sampler)
 
 
 def sampler_for_encoding(spec: Mapping[str, Any], schedule: nn.Module, steps: int | None) -> FileSampler:
@@ -110,7 +125,7 @@ def sampler_for_encoding(spec: Mapping[str, Any], schedule: nn.Module, steps: in
     encoder samples exactly as the decoder will; its defaults are recorded too (ddpm: eta = 1). ValueError,
     before any work, for an option the file cannot record and for bad steps or parameter values."""
     name, options = str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
-    recorded = recorded_params(name)
+    recorded = recorded_params(name, schedule)
     extra = set(options) - set(recorded)
     if extra:
         raise ValueError(f"sampler {name!r} for compression takes only {sorted(recorded)} (what the file records), "
@@ -125,11 +140,11 @@ def sampler_from_file(bs: bitstream.Bitstream, schedule: nn.Module) -> FileSampl
         raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it has no sampling steps to decode")
     if bs.sampler not in SAMPLERS:
         raise BitstreamError(f"file needs sampler {bs.sampler!r}, which is not registered here")
-    recorded = recorded_params(bs.sampler)
-    if len(recorded) != len(bs.sampler_params):
-        raise BitstreamError(f"file records {len(bs.sampler_params)} parameters for sampler {bs.sampler!r}, "
-                             f"which records {len(recorded)} ({', '.join(recorded) or 'none'})")
     try:
+        recorded = recorded_params(bs.sampler, schedule)
+        if len(recorded) != len(bs.sampler_params):
+            raise BitstreamError(f"file records {len(bs.sampler_params)} parameters for sampler {bs.sampler!r}, "
+                                 f"which records {len(recorded)} ({', '.join(recorded) or 'none'})")
         return _build(bs.sampler, dict(zip(recorded, bs.sampler_params)), schedule, bs.steps)
     except (ValueError, TypeError) as exc:
         raise BitstreamError(f"file's sampler parameters are invalid ({exc})") from None

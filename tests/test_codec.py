@@ -208,6 +208,26 @@ def test_sampler_spec_with_unrecorded_options_is_refused(tiny_codec, test_images
         tiny_codec.encode(test_images["random17x33"], sampler={"name": "ddim", "eta": 0.0, "clip": True})
 
 
+def test_bad_steps_and_unused_perceptual_cost_no_work(tiny_codec, test_images, monkeypatch):
+    """steps = 0 is refused before the latent is coded; a mode without gammas never builds the gamma solver's
+    perceptual distance (LPIPS weights may be missing where diffusion-only files are made)."""
+    image = test_images["random17x33"]
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work was done before the options were checked")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(tiny_codec.prior, "compress", no_work)
+        for mode in ("corrected", "diffusion"):
+            with pytest.raises(ValueError, match="steps must lie in"):
+                tiny_codec.encode(image, steps=0, mode=mode)
+    monkeypatch.setattr(tiny_codec.perceptual_distances, "get", no_work)
+    lpips = {"solver": "gradient", "rho": 0.5, "perceptual": {"name": "lpips", "net": "alex"}}
+    for mode in ("diffusion", "e2e"):
+        result = tiny_codec.encode(image, steps=1, mode=mode, gamma=lpips)
+        assert torch.equal(tiny_codec.decompress(result.data), result.reconstruction)
+
+
 def test_encoder_samples_with_the_sampler_parameters_the_file_records(tiny_codec, test_images):
     """eta = 0.1 is not a float32: the file records float32(0.1) and the encoder samples with that value, so
     the decoder reproduces its reconstruction bit for bit."""

@@ -282,6 +282,10 @@ def test_bd_rate_of_a_uniformly_cheaper_curve():
     assert bd_metric(bpp, psnr, bpp, [p + 0.5 for p in psnr]) == pytest.approx(0.5, abs=1e-9)
     assert math.isnan(bd_rate(bpp, psnr, [0.3], [30.0]))  # one point: undefined
     assert math.isnan(bd_rate(bpp, psnr, bpp, [p + 20 for p in psnr]))  # no overlap
+    # a point whose metric is unknown (NaN, None) is left out, by both functions
+    shifted = [p + 0.5 for p in psnr]
+    assert bd_metric(bpp + [1.2], psnr + [math.nan], bpp, shifted) == pytest.approx(0.5, abs=1e-9)
+    assert bd_rate(bpp + [1.2], psnr + [None], [0.9 * b for b in bpp], psnr) == pytest.approx(-10.0, abs=1e-9)
 
 
 # --------------------------------------------------------------------------- plot

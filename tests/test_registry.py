@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import textwrap
 
 import pytest
@@ -112,6 +113,31 @@ def test_a_sampler_with_its_own_recorded_parameter_needs_no_change_elsewhere(cle
                             ((0.0, 0.5, 1.0), "records 3 parameters")]:
         with pytest.raises(corrdiff.BitstreamError, match=message):
             codec.decompress(corrdiff.bitstream.pack(dataclasses.replace(header, sampler_params=params)))
+
+
+def test_samplers_registered_as_factories_and_bad_recorded_values(cleanup):
+    """A sampler registered as a factory function declares its recorded parameters on what it builds; a
+    recorded value that a file cannot hold (not a finite float32) is refused at encode time, before any work."""
+    from corrdiff.modules.samplers import DDIMSampler
+
+    cleanup(SAMPLERS, "test_factory_ddim")
+    SAMPLERS.register("test_factory_ddim")(lambda schedule, eta=0.25: DDIMSampler(schedule, eta))
+    codec = make_codec(0, steps=2)
+    result = codec.encode(random_image(16, 16), sampler={"name": "test_factory_ddim"})
+    assert corrdiff.bitstream.unpack(result.data).sampler_params == (0.25,)
+    assert torch.equal(codec.decompress(result.data), result.reconstruction)
+
+    cleanup(SAMPLERS, "test_huge_eta")
+
+    @SAMPLERS.register("test_huge_eta")
+    class HugeEta(DDIMSampler):
+        def __init__(self, schedule, eta: float = 0.0):
+            super().__init__(schedule, 0.0)
+            self.eta = eta  # unchecked by this (broken) plug-in
+
+    for eta in (1e39, math.inf, math.nan):
+        with pytest.raises(ValueError, match="not a finite float32"):
+            codec.encode(random_image(16, 16), sampler={"name": "test_huge_eta", "eta": eta})
 
 
 def test_unknown_name_lists_registered_names():
