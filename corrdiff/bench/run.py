@@ -16,7 +16,6 @@ from corrdiff.bench.machine import load_average, machine_info
 from corrdiff.bench.measure import reference_flops, speed_drift
 from corrdiff.bench.profile import decode_breakdown, decode_flops
 from corrdiff.bench.settings import BenchmarkError, BenchSettings, size_name
-from corrdiff.bench.training import training_section
 from corrdiff.metrics import to_tensor
 
 SPEED_CHECK_REPEATS = 3  # runs of each dense reference at the start and at the end of a run
@@ -78,6 +77,8 @@ def run_benchmark(settings: BenchSettings, emit: Callable[[str], None] = print,
         if settings.wants("breakdown") or settings.wants("flops"):
             results.update(_decode_sections(settings, codec, emit, progress))
         if settings.wants("training"):
+            from corrdiff.bench.training import training_section  # Lightning: only when this section runs
+
             results["training"] = training_section(codec.config, settings.train_batches, settings.train_crop,
                                                    settings.train_steps, settings.warmup, progress)
             emit(report.format_training(results["training"]) + "\n")
