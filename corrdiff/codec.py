@@ -35,8 +35,6 @@ from corrdiff.losses.perceptual import PerceptualDistances
 from corrdiff.modules.transforms import STRIDE, check_stride
 from corrdiff.registry import CONDITIONERS, DECODERS, ENCODERS, PRIORS, SAMPLERS, SCHEDULES, SCORE_NETS
 
-MODES = bitstream.MODES
-
 
 class CorrDiffCodec(nn.Module):
     """CorrDiff codec; components are built by registry name (see :mod:`corrdiff.registry`).

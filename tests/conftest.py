@@ -83,6 +83,15 @@ def random_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     return (0.7 * base + 0.3 * torch.rand(3, height, width, generator=g)).clamp(0, 1).unsqueeze(0)
 
 
+def estimate_triple(seed: int, shape: tuple[int, ...], d_noise: float = 0.5, e_noise: float = 0.3):
+    """Seeded (x, x0_d, x0_e) in [-1, 1] for the gamma solvers: an image and two noisy estimates of it."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g) * 2 - 1
+    x0_d = (x + d_noise * torch.randn(shape, generator=g)).clamp(-1, 1)
+    x0_e = (x + e_noise * torch.randn(shape, generator=g)).clamp(-1, 1)
+    return x, x0_d, x0_e
+
+
 @pytest.fixture(scope="session")
 def test_images(natural_images) -> dict[str, torch.Tensor]:
     """Named (1, 3, H, W) test images in [0, 1]: random ones at odd sizes and natural crops."""

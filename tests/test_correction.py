@@ -15,13 +15,11 @@ from corrdiff.correction import (
     quantize_gamma,
 )
 
+from conftest import estimate_triple
+
 
 def triple(seed: int, shape=(2, 3, 8, 12)):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(shape, generator=g) * 2 - 1
-    x0_d = (x + 0.5 * torch.randn(shape, generator=g)).clamp(-1, 1)
-    x0_e = (x + 0.3 * torch.randn(shape, generator=g)).clamp(-1, 1)
-    return x, x0_d, x0_e
+    return estimate_triple(seed, shape)
 
 
 def mse(a: torch.Tensor, b: torch.Tensor, groups: int = 1) -> torch.Tensor:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_codec, random_image
+from conftest import estimate_triple, make_codec, random_image
 
 from corrdiff import bitstream
 from corrdiff.correction import (
@@ -25,10 +25,7 @@ from corrdiff.losses.perceptual import HighFrequencyDeficit, build_perceptual
 
 def triple(seed: int, shape=(1, 3, 40, 72)):
     """x, x0_d, x0_e whose best gamma differs between the left and the right half of the image."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(shape, generator=g) * 2 - 1
-    x0_d = (x + 0.4 * torch.randn(shape, generator=g)).clamp(-1, 1)
-    x0_e = (x + 0.3 * torch.randn(shape, generator=g)).clamp(-1, 1)
+    x, x0_d, x0_e = estimate_triple(seed, shape, d_noise=0.4)
     x0_e[..., shape[-1] // 2 :] = x0_d[..., shape[-1] // 2 :] + 2 * (x - x0_d)[..., shape[-1] // 2 :]  # gamma 0.5 there
     return x, x0_d, x0_e
 

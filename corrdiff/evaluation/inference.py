@@ -34,6 +34,7 @@ def load_models(models: Sequence[Any], device: str, plan: Plan) -> list[Model]:
     """Each model once, labelled by its file's stem (made unique); option values checked against it."""
     from corrdiff.codec import CorrDiffCodec
     from corrdiff.model_io import load_model
+    from corrdiff.sampling import sampler_for_encoding
 
     loaded: list[Model] = []
     for i, source in enumerate(models):
@@ -44,7 +45,7 @@ def load_models(models: Sequence[Any], device: str, plan: Plan) -> list[Model]:
         # reject bad option values before any work, not once per image
         if plan.steps is not None and (plan.same_file or plan.modes != ["e2e"]):
             try:
-                m.codec.make_sampler().set_timesteps(plan.steps)
+                sampler_for_encoding(m.codec.config["sampler"], m.codec.schedule, plan.steps)
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"--steps {plan.steps}: {exc}") from None
     labels = [m.label for m in loaded]
