@@ -35,6 +35,7 @@ from corrdiff.modules.priors import CODER_PRECISION, MIN_SYMBOLS
 FORMAT = "corrdiff-model"
 FORMAT_VERSION = 1
 PACKAGED = {"default": "default.pt"}
+PHASE_KEY = "corrdiff_phase"  # the training phase a Lightning checkpoint records (CodecTraining.phase)
 _ENTROPY_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format
 
@@ -387,12 +388,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def untrained_components(hyper_parameters: Mapping[str, Any]) -> list[str]:
-    """Components a checkpoint certainly never trained: a phase-1 run (ScoreTraining, which freezes
-    the end-to-end decoder; JointTraining's arguments such as ``distortion_weight`` are absent) that
-    started from scratch (no ``init_from``) leaves the decoder at its random initialisation. Other
-    histories (e.g. phase 1 started from a trained model) are not known: nothing is listed."""
-    if "distortion_weight" not in hyper_parameters and not hyper_parameters.get("init_from"):
+def untrained_components(hyper_parameters: Mapping[str, Any], phase: str | None = None) -> list[str]:
+    """Components a checkpoint certainly never trained: a phase-1 run (``phase`` ``score``: ScoreTraining
+    freezes the end-to-end decoder) that started from scratch (no ``init_from``) leaves the decoder at
+    its random initialisation. Other histories (e.g. phase 1 started from a trained model) are not
+    known: nothing is listed. Checkpoints written before the phase was recorded (``phase`` None) are
+    recognised by the absence of phase 2's ``distortion_weight``."""
+    phase_one = phase == "score" if phase is not None else "distortion_weight" not in hyper_parameters
+    if phase_one and not hyper_parameters.get("init_from"):
         return ["decoder"]
     return []
 
@@ -437,7 +440,7 @@ def export_checkpoint(
         "global_step": checkpoint.get("global_step"),
         "epoch": checkpoint.get("epoch"),
         "ema": ema,
-        "untrained": untrained_components(checkpoint["hyper_parameters"]),
+        "untrained": untrained_components(checkpoint["hyper_parameters"], checkpoint.get(PHASE_KEY)),
     }
     save_model(codec, output, metadata=metadata, half=half, overwrite=overwrite)
     return load_model(output)

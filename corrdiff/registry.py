@@ -36,6 +36,7 @@ _BUILTIN_MODULES = (
     "corrdiff.modules.score_net",
     "corrdiff.modules.schedules",
     "corrdiff.modules.samplers",
+    "corrdiff.modules.discriminators",
 )
 _builtins_loaded = False
 _entry_points_loaded = False
@@ -208,7 +209,12 @@ SAMPLERS = Registry("sampler", "reverse-process samplers exposing each step's x0
     ("set_timesteps", "alpha_bar", "step"), class_attributes=("recorded_params",),
     optional="each name in recorded_params is a number attribute that a file records (corrdiff.sampling)"))
 
-ALL = {r.kind: r for r in (ENCODERS, DECODERS, PRIORS, CONDITIONERS, SCORE_NETS, SCHEDULES, SAMPLERS)}
+DISCRIMINATORS = Registry("discriminator", "training-only critics (sample, condition[, t]) -> (patch logits, features)",
+                          Contract(("__call__",), class_attributes=("uses_timestep",),
+                                   optional="built with condition_channels (wiring) by the adversarial training"))
+
+ALL = {r.kind: r for r in (ENCODERS, DECODERS, PRIORS, CONDITIONERS, SCORE_NETS, SCHEDULES, SAMPLERS,
+                           DISCRIMINATORS)}
 
 
 class _RegistryModule(types.ModuleType):

@@ -185,13 +185,13 @@ def test_registry_module_repr_lists_every_kind(capsys):
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert lines[0] == "corrdiff registries:"
-    expected_kinds = {"encoder", "decoder", "prior", "conditioner", "score_net", "schedule", "sampler"}
+    expected_kinds = {"encoder", "decoder", "prior", "conditioner", "score_net", "schedule", "sampler", "discriminator"}
     assert set(registry.ALL) == expected_kinds
     for kind, reg in registry.ALL.items():
         line = next(line for line in lines if line.split()[0] == kind)
         for name in reg:
             assert name in line
-    for name in ("gdn", "residual", "mean_scale_hyperprior", "factorized", "pyramid", "unet", "ddim", "ddpm"):
+    for name in ("gdn", "residual", "mean_scale_hyperprior", "factorized", "pyramid", "unet", "ddim", "ddpm", "patch"):
         assert name in out
     assert repr(SAMPLERS).startswith("Registry(sampler:") and "ddim" in repr(SAMPLERS)
 

@@ -161,9 +161,10 @@ def test_loss_goes_down_on_real_photos(photos):
 
 def test_nonfinite_loss_is_skipped_then_stops(photos):
     class Exploding(ScoreTraining):
-        def compute_loss(self, x):
-            loss, logs = super().compute_loss(x)
-            return loss * float("nan"), logs
+        def compute_terms(self, x):
+            terms, inter = super().compute_terms(x)
+            terms.add("exploding", torch.tensor(float("nan")))
+            return terms, inter
 
     model = Exploding(preset="tiny", val_compress_images=0, max_nonfinite_steps=3)
     before = {k: v.clone() for k, v in model.codec.score_net.state_dict().items()}

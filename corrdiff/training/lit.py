@@ -1,4 +1,4 @@
-"""The two training phases of CorrDiff as LightningModules (DESIGN.md section 1).
+"""The training phases of CorrDiff as LightningModules (the method: docs/training.md).
 
 * :class:`ScoreTraining` (phase 1, cf. CDC, Yang & Mandt 2023): encoder, prior,
   conditioning network and score network::
@@ -11,14 +11,18 @@
       L2 = lambda * R + w_diff * L_diff + w_dist * d(x, x0_e) + rho * P(x, x0_c)
       x0_c = x0_d + gamma (x0_e - x0_d),  gamma from the closed form at the sampled t
 
+* :class:`~corrdiff.training.adversarial.AdversarialTraining` adds a discriminator's term and
+  its own optimiser to phase 2 (corrdiff/training/adversarial.py).
+
 R is the estimated bpp, L_diff the denoising loss, d a distortion (MSE or MS-SSIM),
-P LPIPS. The entropy bottleneck's quantiles are trained by the aux loss only, in their own
-parameter group (see :meth:`CodecTraining.configure_optimizers`); both losses are
-back-propagated in one pass (the aux loss touches only the quantiles, the main loss
-does not reach them), which keeps DDP's gradient synchronisation simple.
+P LPIPS. Each phase returns its loss as named, weighted terms (:class:`~corrdiff.training.terms.StepTerms`,
+each logged as ``train/<name>``). Optimisation is manual: :meth:`CodecTraining.guarded_step` is the one
+step (NaN guard across ranks, gradient clipping, optimiser) that the codec's optimiser and any extra
+optimiser of a subclass go through. The entropy bottleneck's quantiles are trained by the aux loss
+only, in their own parameter group of the codec's optimiser; both losses are back-propagated in one
+pass (the aux loss touches only the quantiles, the main loss does not reach them).
 The score network's weights are also tracked as an EMA, which validation, testing and
-export use. A non-finite loss skips the step on every rank and, after
-``max_nonfinite_steps`` in a row, stops the run with a message.
+export use. The phase is recorded in every checkpoint (``corrdiff_phase``).
 
 Numerically sensitive parts run in float32 under mixed precision: the prior and its
 likelihoods (see :meth:`CorrDiffCodec.analyse`), the rate, gamma and the losses.
@@ -43,11 +47,16 @@ from corrdiff.correction import Granularity, apply_correction
 from corrdiff.errors import ModelLoadError
 from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas
-from corrdiff.model_io import (FORMAT, PACKAGED, codec_from_training_state, load_codec_state, load_model,
-                               read_checkpoint)
+from corrdiff.model_io import (FORMAT, PACKAGED, PHASE_KEY, codec_from_training_state, load_codec_state,
+                               load_model, read_checkpoint)
 from corrdiff.presets import preset as get_preset
+from corrdiff.training.terms import Intermediates, StepTerms
 
 COMPONENTS = ("encoder", "decoder", "prior", "conditioner", "score_net")
+
+# Lightning warns that a manually optimised module's checkpoint holds the weights after the step:
+# that is what corrdiff's checkpoints are meant to hold (as with automatic optimisation).
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
 
 def resolve_codec_config(
@@ -102,6 +111,8 @@ class CodecTraining(L.LightningModule):
     """
 
     trains_decoder = False
+    phase = "codec"  # recorded in checkpoints; each phase names itself
+    automatic_optimization = False
 
     def __init__(
         self,
@@ -197,48 +208,114 @@ class CodecTraining(L.LightningModule):
         for name in self.freeze:
             getattr(self.codec, name).requires_grad_(False)
 
-    def configure_optimizers(self):
-        """One Adam with two parameter groups: the main weights and the bottleneck quantiles (aux).
-
-        Adam is per-parameter, so this is the same as two optimisers (CompressAI's main/aux
-        split) while Lightning counts one step per iteration and handles AMP scaling.
-        """
+    def codec_parameter_groups(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The trainable codec weights (main) and the entropy bottleneck's quantiles (aux)."""
         named = list(self.codec.named_parameters())
         main = [p for n, p in named if p.requires_grad and not n.endswith("quantiles")]
         aux = [p for n, p in named if n.endswith("quantiles")]
-        return torch.optim.Adam([
+        return main, aux
+
+    def configure_optimizers(self) -> Any:
+        """The codec's Adam with two parameter groups: the main weights and the bottleneck quantiles (aux).
+
+        Adam is per-parameter, so this is the same as two optimisers (CompressAI's main/aux split)
+        while one ``optimizer.step()`` is one training step (``global_step``). Subclasses return this
+        optimiser first, then their own (see :meth:`extra_optimizers`).
+        """
+        main, aux = self.codec_parameter_groups()
+        codec_optimizer = torch.optim.Adam([
             {"params": main, "lr": self.lr, "name": "main"},
             {"params": aux, "lr": self.aux_lr, "name": "aux"},
         ])
+        extra = self.extra_optimizers()
+        return [codec_optimizer, *extra] if extra else codec_optimizer
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        """Clip the main group's gradient norm to ``grad_clip`` (the aux group is left alone)."""
-        limit = gradient_clip_val or self.grad_clip
-        if limit:
-            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], limit)
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimisers of a subclass's own networks (e.g. a discriminator), stepped by :meth:`guarded_step`."""
+        return []
 
-    # ------------------------------------------------------------------ the step shared by both phases
-    def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:  # pragma: no cover - abstract
+    # ------------------------------------------------------------------ the step shared by every phase
+    def compute_terms(self, x: Tensor) -> tuple[StepTerms, Intermediates]:  # pragma: no cover - abstract
+        """The phase's weighted loss terms and the intermediates they were computed from."""
         raise NotImplementedError
 
+    def _diffusion_term(self, inter: Intermediates) -> Tensor:
+        """L_diff; fills ``inter``'s t, x_t and x0_d. The score network sees x0_e as sampling does
+        (clipped) and trains neither D nor, through it, the encoder: D stays the distortion-optimal
+        estimate that the correction pulls towards."""
+        score_x0_e = inter.x0_e.detach().clamp(-1, 1) if self.codec.score_uses_e2e else None
+        diff, sample = diffusion_loss(self.codec, inter.x, inter.cond, self.min_snr_gamma, x0_e=score_x0_e)
+        inter.t, inter.x_t, inter.x0_d = sample["t"], sample["x_t"], sample["x0_d"]
+        return diff
+
+    def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted sum of :meth:`compute_terms` and each term's unweighted value."""
+        terms, _ = self.compute_terms(x)
+        return terms.total(), dict(terms.values)
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor | None:
-        """Main loss + aux loss in one backward pass; a non-finite loss on any rank skips the step on all."""
-        loss, logs = self.compute_loss(batch)
+        """One codec step (main + aux loss, one backward, guarded), the EMA, then :meth:`after_codec_step`.
+
+        Manual optimisation: the step is :meth:`guarded_step`, which subclasses call again for each
+        extra (loss, optimiser) pair. Returns the codec loss (None: skipped as non-finite).
+        """
+        terms, inter = self.compute_terms(batch)
+        loss = terms.total()
         aux_loss = self.codec.aux_loss()
-        finite = bool(torch.isfinite(loss).item())
-        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
-            self._skip_nonfinite(loss)
+        optimizer = self.optimizers()
+        codec_optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
+        main, _ = self.codec_parameter_groups()
+        if not self.guarded_step(loss + aux_loss, codec_optimizer, main, self.grad_clip, counts_as_step=True):
             return None
-        self.nonfinite_in_a_row = 0
+        self.ema.update_parameters(self.codec.score_net)
         batch_size = batch.shape[0]
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size, sync_dist=True)
         self.log("train/aux_loss", aux_loss.detach(), batch_size=batch_size, sync_dist=True)
-        for key, value in logs.items():
-            self.log(f"train/{key}", value.detach(), batch_size=batch_size, sync_dist=True)
-        return loss + aux_loss
+        for name, value in terms.values.items():
+            self.log(f"train/{name}", value.detach().float(), batch_size=batch_size, sync_dist=True)
+        self.after_codec_step(inter)
+        return loss.detach()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.ema.update_parameters(self.codec.score_net)
+    def after_codec_step(self, inter: Intermediates) -> None:
+        """Hook for a subclass's own optimisation steps (e.g. the discriminator's) after the codec's."""
+
+    def guarded_step(self, loss: Tensor, optimizer: Any, clip_params: list[Tensor], clip: float | None,
+                     counts_as_step: bool = False) -> bool:
+        """Backward ``loss`` and step ``optimizer``, unless the loss is non-finite on any rank.
+
+        * A non-finite loss (on any DDP rank) skips the step on every rank; after
+          ``max_nonfinite_steps`` in a row the run stops with a message.
+        * The gradient norm of ``clip_params`` is clipped to ``clip`` (after AMP's unscaling, in
+          :meth:`on_before_optimizer_step`).
+        * Only the codec's step ``counts_as_step`` (Lightning's ``global_step``, ``max_steps`` and
+          checkpoint intervals count codec updates); other optimisers step through the same
+          precision plugin without advancing it.
+        * ``optimizer``'s gradients are zeroed first: what another loss left there (a generator loss
+          reaching a discriminator) does not count.
+        """
+        finite = bool(torch.isfinite(loss).item())
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            self._skip_nonfinite(loss)
+            return False
+        self.nonfinite_in_a_row = 0
+        try:
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            self._pending_clip = (clip_params, clip)
+            if counts_as_step:
+                optimizer.step()
+            else:
+                raw = getattr(optimizer, "optimizer", optimizer)
+                self.trainer.strategy.optimizer_step(raw, closure=lambda: None, model=self)
+        finally:
+            self._pending_clip = None
+        return True
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Clip the gradient norm that :meth:`guarded_step` asked for (gradients are unscaled here)."""
+        params, limit = getattr(self, "_pending_clip", None) or ((), None)
+        if limit:
+            torch.nn.utils.clip_grad_norm_(params, limit)
 
     def _skip_nonfinite(self, loss: Tensor) -> None:
         self.nonfinite_in_a_row += 1
@@ -250,6 +327,10 @@ class CodecTraining(L.LightningModule):
                 f"the loss was NaN/Inf for {self.nonfinite_in_a_row} steps in a row; stopping. "
                 "Lower the learning rate, enable gradient clipping or resume from an earlier checkpoint."
             )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the training phase explicitly (``corrdiff export`` reads it, see model_io)."""
+        checkpoint[PHASE_KEY] = self.phase
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resize the entropy coder's table buffers to the checkpoint's before Lightning loads it."""
@@ -353,17 +434,22 @@ class CodecTraining(L.LightningModule):
 
 
 class ScoreTraining(CodecTraining):
-    """Phase 1: L1 = lambda * R + L_diff (see the module docstring). The decoder D is frozen."""
+    """Phase 1: L1 = lambda * R + L_diff (see the module docstring). The decoder D is frozen.
+
+    Terms: ``bpp`` (weight ``lmbda``) and ``diffusion_loss`` (weight 1).
+    """
 
     trains_decoder = False
+    phase = "score"
 
-    def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def compute_terms(self, x: Tensor) -> tuple[StepTerms, Intermediates]:
         y_hat, likelihoods = self.codec.analyse(x)
-        bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
-        # as in JointTraining: the score network's x0_e input trains neither D nor, through it, the encoder
-        x0_e = self.codec.decode_e2e(y_hat).detach().clamp(-1, 1) if self.codec.score_uses_e2e else None
-        diff, _ = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma, x0_e=x0_e)
-        return self.lmbda * bpp + diff, {"bpp": bpp, "diffusion_loss": diff}
+        x0_e = self.codec.decode_e2e(y_hat) if self.codec.score_uses_e2e else None
+        inter = Intermediates(x=x, y_hat=y_hat, x0_e=x0_e, cond=self.codec.condition(y_hat))
+        terms = StepTerms()
+        terms.add("bpp", bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1]), self.lmbda)
+        terms.add("diffusion_loss", self._diffusion_term(inter), 1.0)
+        return terms, inter
 
 
 class JointTraining(CodecTraining):
@@ -385,6 +471,7 @@ class JointTraining(CodecTraining):
     """
 
     trains_decoder = True
+    phase = "joint"
 
     def __init__(
         self,
@@ -408,27 +495,21 @@ class JointTraining(CodecTraining):
         self.perceptual = build_perceptual(perceptual or {"name": "lpips", "net": "alex"}) if rho > 0 else None
         self.gamma_granularity = Granularity.parse(gamma_granularity or self.codec.correction.granularities[0].spec)
 
-    def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def compute_terms(self, x: Tensor) -> tuple[StepTerms, Intermediates]:
         y_hat, likelihoods = self.codec.analyse(x)
-        bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
-        x0_e = self.codec.decode_e2e(y_hat)
-        # the score network sees x0_e as sampling does (clipped) and does not train D through it:
-        # D stays the distortion-optimal estimate that the correction pulls towards
-        score_x0_e = x0_e.detach().clamp(-1, 1) if self.codec.score_uses_e2e else None
-        diff, sample = diffusion_loss(self.codec, x, self.codec.condition(y_hat), self.min_snr_gamma, x0_e=score_x0_e)
-        dist = self.distortion(x, x0_e)
-        loss = self.lmbda * bpp + self.diffusion_weight * diff + self.distortion_weight * dist
-        logs = {"bpp": bpp, "diffusion_loss": diff, "distortion": dist}
+        inter = Intermediates(x=x, y_hat=y_hat, x0_e=self.codec.decode_e2e(y_hat), cond=self.codec.condition(y_hat))
+        terms = StepTerms()
+        terms.add("bpp", bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1]), self.lmbda)
+        terms.add("diffusion_loss", self._diffusion_term(inter), self.diffusion_weight)
+        terms.add("distortion", self.distortion(x, inter.x0_e), self.distortion_weight)
         if self.perceptual is not None:
-            x0_d = sample["x0_d"].clamp(-1, 1)
+            x0_d = inter.x0_d.clamp(-1, 1)
             with torch.autocast(x.device.type, enabled=False):
                 gran, (h, w) = self.gamma_granularity, x.shape[-2:]
-                gamma = gran.closed_form(x, x0_d.detach(), x0_e.detach().float())
-                x0_c = apply_correction(x0_d.float(), x0_e.float(), gran.expand(gamma, h, w))
-                perc = self.perceptual(x0_c, x.float()).mean()
-            loss = loss + self.rho * perc
-            logs["perceptual"] = perc
-        return loss, logs
+                gamma = gran.closed_form(x, x0_d.detach(), inter.x0_e.detach().float())
+                inter.x0_c = apply_correction(x0_d.float(), inter.x0_e.float(), gran.expand(gamma, h, w))
+                terms.add("perceptual", self.perceptual(inter.x0_c, x.float()).mean(), self.rho)
+        return terms, inter
 
 
 def _check_same_component(component: str, theirs: dict[str, Any], ours: dict[str, Any], path: str) -> None:
