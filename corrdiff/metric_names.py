@@ -51,6 +51,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("ms-ssim-rgb", "ms_ssim"),
     Metric("hf-ratio", "high_frequency_ratio", monotone=False),
     Metric("colour-error", "colour_error", lower_is_better=True),
+    Metric("bandpass-w1", "bandpass_distance", lower_is_better=True),
     Metric("haarpsi", "haarpsi", needs="piq"),
     Metric("gmsd", "gmsd", lower_is_better=True, needs="piq"),
     Metric("lpips-alex", "lpips_alex", lower_is_better=True, weights=("alexnet",)),
@@ -73,7 +74,7 @@ LOWER_IS_BETTER = frozenset({m.name for m in METRICS.values() if m.lower_is_bett
 NOT_MONOTONE = frozenset(m.name for m in METRICS.values() if not m.monotone)
 #: the order of plot panels: fidelity, then perception, then the rest
 PLOT_ORDER = ("psnr-rgb", "ms-ssim-rgb", "lpips-alex", "lpips-vgg", "dists", "fid", "kid", "haarpsi", "gmsd", "hf-ratio",
-              "colour-error")
+              "bandpass-w1", "colour-error")
 assert set(PLOT_ORDER) == set(ALL_METRICS)
 
 

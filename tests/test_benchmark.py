@@ -3,7 +3,7 @@
 No timing thresholds: the tests check that every figure exists, is positive or finite where it
 must be, that the rows cover what the settings ask for, that the bytes are the codec's real
 output, and that the training section runs the LightningModules' own step (their parameters,
-quantiles and EMA move; their clipping hook runs). The quick mode runs the tiny untrained preset
+quantiles and EMA move; their guarded steps run). The quick mode runs the tiny untrained preset
 on images of a few thousand pixels.
 """
 
@@ -28,7 +28,8 @@ from corrdiff.bench.report import markdown_table
 from corrdiff.bench.training import fit_steps
 from corrdiff.cli import main
 from corrdiff.metrics import to_tensor
-from corrdiff.training import JointTraining, ScoreTraining
+from corrdiff.training import AdversarialTraining, JointTraining, ScoreTraining
+from corrdiff.training.terms import StepTerms
 
 QUICK = quick_settings()
 
@@ -121,8 +122,9 @@ def test_breakdown_and_flops_cover_the_networks(quick_cli):
 def test_training_and_gamma_figures(quick_cli):
     _, _, results = quick_cli
     rows = results["training"]
-    assert [(r["phase"].split()[1], r["batch"]) for r in rows] == [
-        (phase, batch) for phase in ("1", "2") for batch in QUICK.train_batches]
+    phases = ("phase 1 (ScoreTraining)", "phase 2 (JointTraining)", "adversarial (AdversarialTraining)")
+    assert [(r["phase"], r["batch"]) for r in rows] == [
+        (phase, batch) for phase in phases for batch in QUICK.train_batches]
     for row in rows:
         assert row["loss_finite"] and row["crop"] == QUICK.train_crop
         assert len(row["timing"]["times_s"]) == QUICK.train_steps and row["timing"]["warmup"] == QUICK.warmup
@@ -133,20 +135,22 @@ def test_training_and_gamma_figures(quick_cli):
     assert gamma["agree_fp16"] and closed["gamma_fp16"] == gradient["gamma_fp16"]
 
 
-@pytest.mark.parametrize("phase", [ScoreTraining, JointTraining])
+@pytest.mark.parametrize("phase", [ScoreTraining, JointTraining, AdversarialTraining])
 def test_training_steps_are_the_modules_own(phase):
-    """fit_steps runs the module's step: its clipping hook, its optimiser (main weights and quantiles)
-    and its EMA; the phase's frozen parts stay as they were."""
+    """fit_steps runs the module's step: its guarded step (the codec's optimiser, and the discriminator's
+    for the adversarial phase), its optimiser (main weights and quantiles) and its EMA; the phase's frozen
+    parts stay as they were."""
     steps = 2
     torch.manual_seed(0)
     module = phase(preset="tiny", val_compress_images=0)
     before = {k: v.clone() for k, v in module.codec.state_dict().items()}
     ema_before = {k: v.clone() for k, v in module.ema.module.state_dict().items()}
-    clipped = []
-    clip = module.configure_gradient_clipping
-    module.configure_gradient_clipping = lambda *args, **kwargs: clipped.append(clip(*args, **kwargs))
+    guarded = []
+    step = module.guarded_step
+    module.guarded_step = lambda *args, **kwargs: guarded.append(step(*args, **kwargs)) or guarded[-1]
     timer = fit_steps(module, training_batch(1, QUICK.train_crop, photo=demo_photo()), steps)
-    assert len(timer.times) == len(timer.losses) == len(clipped) == steps
+    assert len(timer.times) == len(timer.losses) == steps
+    assert guarded == [True] * steps
     assert all(t > 0 for t in timer.times) and all(math.isfinite(loss) for loss in timer.losses)
     after = module.codec.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
@@ -160,7 +164,9 @@ def test_training_steps_are_the_modules_own(phase):
 def test_a_nonfinite_step_is_skipped_by_the_module():
     """The module's own NaN guard runs: a non-finite loss is a skipped step (no loss) with nothing trained."""
     module = ScoreTraining(preset="tiny", val_compress_images=0)
-    module.compute_loss = lambda x: (torch.tensor(float("nan"), requires_grad=True), {})
+    terms = StepTerms()
+    terms.add("nan", torch.tensor(float("nan"), requires_grad=True))
+    module.compute_terms = lambda x: (terms, None)
     before = {k: v.clone() for k, v in module.codec.state_dict().items()}
     with pytest.warns(UserWarning, match="non-finite loss"):
         timer = fit_steps(module, training_batch(1, QUICK.train_crop, photo=demo_photo()), steps=1)

@@ -263,11 +263,14 @@ DDP_SCRIPT = textwrap.dedent(
     import hashlib, json, sys, warnings
     warnings.filterwarnings("ignore")
     import lightning as L, torch
-    from corrdiff.training import ImageDataModule, ScoreTraining
+    from corrdiff.training import AdversarialTraining, ImageDataModule, ScoreTraining
 
-    photos, out = sys.argv[1], sys.argv[2]
+    photos, out, phase = sys.argv[1], sys.argv[2], sys.argv[3]
     L.seed_everything(0)
-    model = ScoreTraining(preset="tiny", val_compress_images=1)
+    if phase == "adversarial":  # two optimisers, R1's double backward, both under DDP
+        model = AdversarialTraining(preset="tiny", val_compress_images=1, r1_weight=1.0, feature_matching_weight=1.0)
+    else:
+        model = ScoreTraining(preset="tiny", val_compress_images=1)
     dm = ImageDataModule(photos + "/train", photos + "/val", crop_size=32, batch_size=2, num_workers=0,
                          train_repeat=4)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=3, logger=False,
@@ -286,11 +289,12 @@ DDP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_keep_parameters_identical(photos, tmp_path):
+@pytest.mark.parametrize("phase", ["score", "adversarial"])
+def test_ddp_two_processes_keep_parameters_identical(photos, tmp_path, phase):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(script), str(photos), str(tmp_path)], capture_output=True,
+    result = subprocess.run([sys.executable, str(script), str(photos), str(tmp_path), phase], capture_output=True,
                             text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

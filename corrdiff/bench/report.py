@@ -177,8 +177,9 @@ def format_training(rows: list[dict[str, Any]]) -> str:
     )
     steps = rows[0]["timing"] if rows else {"times_s": [], "warmup": 0}
     return ("## Training step\n\n" + table + "\n\nOne step = one iteration of lightning.Trainer.fit on the "
-            "phase's LightningModule (its training_step: loss + aux loss; backward; its gradient clipping; "
-            "the Adam step of its configure_optimizers; its EMA update); median of "
+            "phase's LightningModule (its training_step: loss terms + aux loss; its guarded step: backward, "
+            "gradient clipping, the Adam steps of its configure_optimizers; its EMA update; the adversarial "
+            "phase's discriminator step); median of "
             f"{len(steps['times_s'])} step(s) after {steps['warmup']} warm-up step(s); the model's "
             "architecture, fp32.")
 

@@ -1,10 +1,10 @@
-"""Section ``training``: the time of one optimisation step of both training phases, as Lightning runs it.
+"""Section ``training``: the time of one optimisation step of each training phase, as Lightning runs it.
 
 Each measurement is a ``lightning.Trainer.fit`` of the phase's own LightningModule on one fixed batch
-(CPU, fp32, no logger, checkpoints or validation), so the step is the module's own: its
-``training_step`` (loss + aux loss), backward, its ``configure_gradient_clipping``, the optimiser of
-its ``configure_optimizers`` and its EMA update in ``on_train_batch_end``. :class:`StepTimer` reads
-the wall time of every step.
+(CPU, fp32, no logger, checkpoints or validation), so the step is the module's own ``training_step``:
+its loss terms, its guarded step (backward, gradient clipping, the optimisers of its
+``configure_optimizers``), its EMA update and, for the adversarial phase, the discriminator's step.
+:class:`StepTimer` reads the wall time of every step.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import math
 import time
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
 import lightning as L
@@ -72,13 +73,14 @@ def quiet_lightning() -> Iterator[None]:
 def fit_steps(module: L.LightningModule, batch: torch.Tensor, steps: int, warmup: int = 0) -> StepTimer:
     """``warmup + steps`` optimisation steps of ``module`` on ``batch`` by a ``lightning.Trainer``.
 
-    The Trainer's optimiser comes from ``module.configure_optimizers`` afresh on every call.
+    The Trainer's optimiser comes from ``module.configure_optimizers`` afresh on every call. One pass
+    over the batches: a step the module skips (non-finite loss) is not repeated.
     """
     total = warmup + steps
     timer = StepTimer()
     with quiet_lightning():
         trainer = L.Trainer(
-            accelerator="cpu", devices=1, max_steps=total, logger=False, enable_checkpointing=False,
+            accelerator="cpu", devices=1, max_steps=total, max_epochs=1, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
             callbacks=[timer],
         )
@@ -88,11 +90,12 @@ def fit_steps(module: L.LightningModule, batch: torch.Tensor, steps: int, warmup
 
 def training_section(codec_config: dict[str, Any], batch_sizes: Iterable[int], crop: int, steps: int,
                      warmup: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Section ``training``: step time and samples/s of both phases for the model's architecture."""
-    from corrdiff.training import JointTraining, ScoreTraining
+    """Section ``training``: step time and samples/s of each phase for the model's architecture."""
+    from corrdiff.training import AdversarialTraining, JointTraining, ScoreTraining
 
     photo, rows = demo_photo(), []
-    phases = (("phase 1 (ScoreTraining)", ScoreTraining), ("phase 2 (JointTraining)", JointTraining))
+    phases = (("phase 1 (ScoreTraining)", ScoreTraining), ("phase 2 (JointTraining)", JointTraining),
+              ("adversarial (AdversarialTraining)", partial(AdversarialTraining, r1_weight=1.0)))
     for phase, cls in phases:
         torch.manual_seed(0)
         module = cls(preset=None, codec=codec_config)

@@ -37,7 +37,7 @@ from corrdiff.losses.adversarial import feature_matching, gan_loss, r1_penalty, 
 from corrdiff.modules.samplers import x0_from_output
 from corrdiff.registry import DISCRIMINATORS
 from corrdiff.training.lit import JointTraining
-from corrdiff.training.terms import Intermediates, StepTerms
+from corrdiff.training.terms import Intermediates, OptimiserLoss, StepTerms
 
 TARGETS = ("x0_d", "posterior", "x0_e")
 DEFAULT_DISCRIMINATOR = {"x0_d": "patch", "posterior": "timestep_patch", "x0_e": "patch"}
@@ -154,23 +154,23 @@ class AdversarialTraining(JointTraining):
         self._judged = (real.detach(), fake.detach(), condition.detach(), t)
         return terms, inter
 
-    def after_codec_step(self, inter: Intermediates) -> None:
-        """The discriminator's step on the pair the codec's step was judged on."""
+    def extra_losses(self, inter: Intermediates) -> list[OptimiserLoss]:
+        """The discriminator's loss on the pair this step's generator term was judged on (the fake from
+        before this step's update: both networks step together, from one backward pass)."""
         real, fake, condition, t = self._judged
         self._judged = None
         real = real.requires_grad_(self.r1_weight > 0)
         real_logits, _ = self.discriminator(real, condition, t)
         fake_logits, _ = self.discriminator(fake, condition, t)
         loss = self.gan.discriminator(real_logits.float(), fake_logits.float())
-        logs = {"loss": loss.detach(), "real_logit": real_logits.detach().float().mean(),
-                "fake_logit": fake_logits.detach().float().mean()}
+        logs = {"real_logit": real_logits.detach().float().mean(), "fake_logit": fake_logits.detach().float().mean()}
         if self.r1_weight > 0:
             r1 = r1_penalty(real_logits, real)
             loss = loss + self.r1_weight * r1
             logs["r1"] = r1.detach()
-        if self.guarded_step(loss, self.optimizers()[1], list(self.discriminator.parameters()), self.grad_clip):
-            for name, value in logs.items():
-                self.log(f"train/discriminator_{name}", value, batch_size=real.shape[0], sync_dist=True)
+        for name, value in logs.items():
+            self.log(f"train/discriminator_{name}", value, batch_size=real.shape[0], sync_dist=True)
+        return [OptimiserLoss("discriminator", loss, 1, list(self.discriminator.parameters()), self.grad_clip)]
 
 
 def posterior_sample(schedule, x_t: Tensor, x0: Tensor, t: Tensor, s: Tensor, noise: Tensor) -> Tensor:

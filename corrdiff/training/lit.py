@@ -17,8 +17,8 @@
 R is the estimated bpp, L_diff the denoising loss, d a distortion (MSE or MS-SSIM),
 P LPIPS. Each phase returns its loss as named, weighted terms (:class:`~corrdiff.training.terms.StepTerms`,
 each logged as ``train/<name>``). Optimisation is manual: :meth:`CodecTraining.guarded_step` is the one
-step (NaN guard across ranks, gradient clipping, optimiser) that the codec's optimiser and any extra
-optimiser of a subclass go through. The entropy bottleneck's quantiles are trained by the aux loss
+step (one backward pass, NaN guard across ranks, gradient clipping, optimisers) that the codec's loss
+and any extra (loss, optimiser) pair of a subclass go through. The entropy bottleneck's quantiles are trained by the aux loss
 only, in their own parameter group of the codec's optimiser; both losses are back-propagated in one
 pass (the aux loss touches only the quantiles, the main loss does not reach them).
 The score network's weights are also tracked as an EMA, which validation, testing and
@@ -50,7 +50,7 @@ from corrdiff.losses.distortion import ms_ssim_betas
 from corrdiff.model_io import (FORMAT, PACKAGED, PHASE_KEY, codec_from_training_state, load_codec_state,
                                load_model, read_checkpoint)
 from corrdiff.presets import preset as get_preset
-from corrdiff.training.terms import Intermediates, StepTerms
+from corrdiff.training.terms import Intermediates, OptimiserLoss, StepTerms
 
 COMPONENTS = ("encoder", "decoder", "prior", "conditioner", "score_net")
 
@@ -254,18 +254,14 @@ class CodecTraining(L.LightningModule):
         return terms.total(), dict(terms.values)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor | None:
-        """One codec step (main + aux loss, one backward, guarded), the EMA, then :meth:`after_codec_step`.
-
-        Manual optimisation: the step is :meth:`guarded_step`, which subclasses call again for each
-        extra (loss, optimiser) pair. Returns the codec loss (None: skipped as non-finite).
-        """
+        """One guarded step of the codec's loss (its terms + the aux loss) and of every pair from
+        :meth:`extra_losses`, then the EMA. Returns the codec loss (None: skipped as non-finite)."""
         terms, inter = self.compute_terms(batch)
         loss = terms.total()
         aux_loss = self.codec.aux_loss()
-        optimizer = self.optimizers()
-        codec_optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer
         main, _ = self.codec_parameter_groups()
-        if not self.guarded_step(loss + aux_loss, codec_optimizer, main, self.grad_clip, counts_as_step=True):
+        pairs = [OptimiserLoss("codec", loss + aux_loss, 0, main, self.grad_clip), *self.extra_losses(inter)]
+        if not self.guarded_step(pairs):
             return None
         self.ema.update_parameters(self.codec.score_net)
         batch_size = batch.shape[0]
@@ -273,40 +269,49 @@ class CodecTraining(L.LightningModule):
         self.log("train/aux_loss", aux_loss.detach(), batch_size=batch_size, sync_dist=True)
         for name, value in terms.values.items():
             self.log(f"train/{name}", value.detach().float(), batch_size=batch_size, sync_dist=True)
-        self.after_codec_step(inter)
+        for pair in pairs[1:]:
+            self.log(f"train/{pair.name}_loss", pair.loss.detach().float(), batch_size=batch_size, sync_dist=True)
         return loss.detach()
 
-    def after_codec_step(self, inter: Intermediates) -> None:
-        """Hook for a subclass's own optimisation steps (e.g. the discriminator's) after the codec's."""
+    def extra_losses(self, inter: Intermediates) -> list[OptimiserLoss]:
+        """A subclass's own (loss, optimiser) pairs for this step, e.g. a discriminator's (index 1 onwards
+        of :meth:`configure_optimizers`). Their graphs must not reach the codec's weights."""
+        return []
 
-    def guarded_step(self, loss: Tensor, optimizer: Any, clip_params: list[Tensor], clip: float | None,
-                     counts_as_step: bool = False) -> bool:
-        """Backward ``loss`` and step ``optimizer``, unless the loss is non-finite on any rank.
+    def guarded_step(self, pairs: list[OptimiserLoss]) -> bool:
+        """One backward pass of the sum of the pairs' losses, then each pair's optimiser steps, unless
+        any loss is non-finite on any rank. Returns whether the step was taken.
 
-        * A non-finite loss (on any DDP rank) skips the step on every rank; after
-          ``max_nonfinite_steps`` in a row the run stops with a message.
-        * The gradient norm of ``clip_params`` is clipped to ``clip`` (after AMP's unscaling, in
-          :meth:`on_before_optimizer_step`).
-        * Only the codec's step ``counts_as_step`` (Lightning's ``global_step``, ``max_steps`` and
-          checkpoint intervals count codec updates); other optimisers step through the same
-          precision plugin without advancing it.
-        * ``optimizer``'s gradients are zeroed first: what another loss left there (a generator loss
-          reaching a discriminator) does not count.
+        * One backward pass per step (the losses' graphs are disjoint in the parameters they reach):
+          DDP synchronises every gradient in it, as it expects one backward per forward.
+        * A non-finite loss (on any DDP rank) skips the whole step on every rank (a skipped step is
+          not counted in ``global_step``: that counts updates); after ``max_nonfinite_steps`` in a row
+          the run stops with a message.
+        * Each pair's ``clip_params`` have their gradient norm clipped to its ``clip`` (after AMP's
+          unscaling, in :meth:`on_before_optimizer_step`).
+        * Only the first pair's (the codec's) optimiser step counts (Lightning's ``global_step``,
+          ``max_steps`` and checkpoint intervals count codec updates); the others step through the
+          same precision plugin without advancing it.
         """
-        finite = bool(torch.isfinite(loss).item())
+        total = sum(pair.loss for pair in pairs)
+        finite = bool(torch.isfinite(total).item())
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
-            self._skip_nonfinite(loss)
+            self._skip_nonfinite(total)
             return False
         self.nonfinite_in_a_row = 0
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for pair in pairs:
+            optimizers[pair.optimizer_index].zero_grad()
+        self.manual_backward(total)
         try:
-            optimizer.zero_grad()
-            self.manual_backward(loss)
-            self._pending_clip = (clip_params, clip)
-            if counts_as_step:
-                optimizer.step()
-            else:
-                raw = getattr(optimizer, "optimizer", optimizer)
-                self.trainer.strategy.optimizer_step(raw, closure=lambda: None, model=self)
+            for i, pair in enumerate(pairs):
+                optimizer = optimizers[pair.optimizer_index]
+                self._pending_clip = (pair.clip_params, pair.clip)
+                if i == 0:
+                    optimizer.step()
+                else:
+                    self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
         finally:
             self._pending_clip = None
         return True

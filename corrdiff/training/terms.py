@@ -1,4 +1,5 @@
-"""The record a training step passes around: named, weighted loss terms and the shared intermediates.
+"""The records a training step passes around: named, weighted loss terms, the shared intermediates, and
+the (loss, optimiser) pairs of networks other than the codec (e.g. a discriminator).
 
 A phase's ``compute_terms`` fills one :class:`StepTerms`; subclasses add their own terms to it (and
 read the intermediates instead of recomputing them), the base module sums, logs and steps it. A term
@@ -52,4 +53,16 @@ class StepTerms:
         return sum(self.weights[name] * value for name, value in self.values.items())  # type: ignore[return-value]
 
 
-__all__ = ["Intermediates", "StepTerms"]
+@dataclass
+class OptimiserLoss:
+    """One (loss, optimiser) pair of a step: ``optimizer_index`` into ``configure_optimizers``' list
+    (0: the codec's), and the parameters whose gradient norm is clipped to ``clip`` (None: not clipped)."""
+
+    name: str
+    loss: Tensor
+    optimizer_index: int
+    clip_params: list[Tensor]
+    clip: float | None = None
+
+
+__all__ = ["Intermediates", "OptimiserLoss", "StepTerms"]
