@@ -37,25 +37,30 @@ class PatchDiscriminator(nn.Module):
         channels: width of the first layer (doubled per strided layer, at most 8x).
         strided_layers: 4x4 stride-2 layers; the receptive field is 70 pixels for 3, 34 for 2.
         timestep_dim: size of the timestep embedding (0: the discriminator does not see t).
+        spectral: spectral normalisation of every convolution (False: plain convolutions, for use with
+            an R1 penalty instead, as StyleGAN; they start with a usable output scale, where a
+            spectrally normalised stack starts with logits of ~1e-3 and takes longer to get going).
     """
 
     uses_timestep = False
 
-    def __init__(self, condition_channels: int, channels: int = 64, strided_layers: int = 3, timestep_dim: int = 0):
+    def __init__(self, condition_channels: int, channels: int = 64, strided_layers: int = 3, timestep_dim: int = 0,
+                 spectral: bool = True):
         super().__init__()
         if strided_layers < 1 or channels < 1:
             raise ValueError(f"a patch discriminator needs channels >= 1 and strided_layers >= 1, got "
                              f"{channels} and {strided_layers}")
         if self.uses_timestep != (timestep_dim > 0):
             raise ValueError(f"{type(self).__name__}: timestep_dim must be {'> 0' if self.uses_timestep else '0'}")
+        norm = spectral_norm if spectral else (lambda conv: conv)
         widths = [min(channels * 2**i, channels * 8) for i in range(strided_layers + 1)]
         cin = 3 + condition_channels
         self.layers = nn.ModuleList()
         for i, width in enumerate(widths):
             stride = 2 if i < strided_layers else 1
-            self.layers.append(spectral_norm(nn.Conv2d(cin, width, 4, stride, 1)))
+            self.layers.append(norm(nn.Conv2d(cin, width, 4, stride, 1)))
             cin = width
-        self.head = spectral_norm(nn.Conv2d(cin, 1, 4, 1, 1))
+        self.head = norm(nn.Conv2d(cin, 1, 4, 1, 1))
         self.timestep_dim = timestep_dim
         self.timestep_bias = (nn.Sequential(nn.Linear(timestep_dim, widths[0]), nn.SiLU(),
                                             nn.Linear(widths[0], widths[0])) if timestep_dim else None)
@@ -88,8 +93,9 @@ class TimestepPatchDiscriminator(PatchDiscriminator):
 
     uses_timestep = True
 
-    def __init__(self, condition_channels: int, channels: int = 64, strided_layers: int = 3, timestep_dim: int = 64):
-        super().__init__(condition_channels, channels, strided_layers, timestep_dim)
+    def __init__(self, condition_channels: int, channels: int = 64, strided_layers: int = 3, timestep_dim: int = 64,
+                 spectral: bool = True):
+        super().__init__(condition_channels, channels, strided_layers, timestep_dim, spectral)
 
 
 __all__ = ["ConditionalPatchDiscriminator", "PatchDiscriminator", "TimestepPatchDiscriminator"]

@@ -13,13 +13,15 @@ Each call adds ``--max-time`` of training to the run, then exports ``last.ckpt``
   with all its weights (``init_skip`` emptied: the score network is continued, not re-initialised)
   and a fresh optimiser.
 
-Anything after ``--`` is passed to ``corrdiff fit`` (e.g. ``-- --model.lr 2e-4``). Commit the
-exported model (about 12 MB), not the checkpoint, at most once a session.
+Anything after ``--`` is passed to ``corrdiff fit`` (e.g. ``-- --model.lr 2e-4``); ``--config`` picks
+the recipe (``score.yaml``, or ``adversarial.yaml``: from a model file its discriminator starts afresh,
+under its warm-up). Commit the exported model (about 12 MB), not the checkpoint, at most once a session.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
@@ -88,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if not last.exists() and not start.exists():
         parser.error(f"neither {last} nor the start model {start} exists")
     args.run.mkdir(parents=True, exist_ok=True)
-    # the config's output paths, pointed at this run
-    text = args.config.read_text().replace("runs/default_model/score", str(args.run))
+    # the config's output paths (everything under its default_root_dir), pointed at this run
+    text = args.config.read_text()
+    root = re.search(r"default_root_dir:\s*(\S+)", text)
+    if root is None:
+        parser.error(f"{args.config} sets no trainer.default_root_dir to point at --run")
+    text = text.replace(root.group(1), str(args.run))
     (args.run / "config.yaml").write_text(text)
     command = fit_command(args.run, start, parse_duration(args.max_time), extra)
     print("$", shlex.join(command), flush=True)
