@@ -139,6 +139,25 @@ def sampler_for_encoding(spec: Mapping[str, Any], schedule: nn.Module, steps: in
     return _build(name, dict(zip(recorded, first.params)), schedule, steps)
 
 
+def parse_sampler_spec(text: str) -> dict[str, Any]:
+    """``"NAME[,key=value...]"`` (the command line's ``--sampler``, docs/architecture.md) -> ``{"name": NAME,
+    key: float(value), ...}``, e.g. ``"ddim,eta=0.5"``. ValueError for a malformed spec; the name and the
+    parameters are checked against the registry by :func:`sampler_for_encoding`."""
+    name, *pairs = (item.strip() for item in text.split(","))
+    if not name or "=" in name:
+        raise ValueError(f"a sampler is NAME[,key=value...], e.g. ddim or ddim,eta=0.5; got {text!r}")
+    spec: dict[str, Any] = {"name": name}
+    for pair in pairs:
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or not key or key in spec:
+            raise ValueError(f"sampler {name!r}: expected distinct key=value parameters, got {pair!r} in {text!r}")
+        try:
+            spec[key] = float(value)
+        except ValueError:
+            raise ValueError(f"sampler {name!r}: {key} = {value!r} is not a number") from None
+    return spec
+
+
 def sampler_from_file(bs: bitstream.Bitstream, schedule: nn.Module) -> FileSampler:
     """The sampler a file records, rebuilt here (BitstreamError if it is unknown here or its values are invalid)."""
     if bs.steps == 0:
