@@ -58,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default="corrected",
                    help="corrected: diffusion steered by the sent gammas (default); diffusion: no gammas "
                         "(most texture); e2e: the end-to-end decoder only, no sampling (fastest)")
-    p.add_argument("--sampler", default=None, help="sampler name (ddim, ddim_quadratic, ddpm); default: the model's")
-    p.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default 0)")
+    _sampler_argument(p)
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default 0); short for --sampler NAME,eta=ETA")
     p.add_argument("--save-reconstruction", type=Path, default=None, metavar="PNG",
                    help="also write the reconstruction the decoder will produce (identical to decompress's); "
                         "with several inputs, a folder that receives NAME.png")
@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="corrected,diffusion,e2e", help="CorrDiff modes, comma-separated")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
+    _sampler_argument(p)
     p.add_argument("--same-file", action="store_true",
                    help="decode every mode from the 'corrected' file (default: one file per mode)")
     p.add_argument("--out", type=Path, default=Path("corrdiff-eval"), help="output folder (default: corrdiff-eval)")
@@ -154,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="timed runs per size (default: 3 up to 768x512 pixels, 1 above)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads, here and in the measuring processes (default: torch's default)")
+    _sampler_argument(p)
     p.add_argument("--skip", default=None,
                    help="sections to skip, comma-separated: codecs,peers,breakdown,flops,training,gamma")
     p.add_argument("--profile-size", default=None,
@@ -170,6 +172,21 @@ def _device_and_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                         help="CPU threads for torch (default: one for images up to 256x256 pixels, "
                              "else torch's, one per core)")
+
+
+def _sampler_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sampler", type=_sampler_spec, default=None, metavar="NAME[,KEY=VALUE...]",
+                        help="sampler and its recorded parameters, e.g. ddim_quadratic or ddim,eta=0.5 "
+                             "(ddim, ddim_quadratic, ddpm); default: the model's")
+
+
+def _sampler_spec(text: str) -> dict:
+    from corrdiff.sampling import parse_sampler_spec
+
+    try:
+        return parse_sampler_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -248,10 +265,12 @@ def _warn_untrained(codec, model: str, mode: str) -> None:
 
 def _sampler_option(codec, args: argparse.Namespace) -> dict | None:
     """The sampler that --sampler / --eta ask for (None: the model's)."""
-    if not args.sampler and args.eta is None:
+    if args.sampler is None and args.eta is None:
         return None
-    sampler = {"name": args.sampler} if args.sampler else dict(codec.config["sampler"])
+    sampler = dict(args.sampler or codec.config["sampler"])
     if args.eta is not None:
+        if args.sampler is not None and args.sampler.get("eta", args.eta) != args.eta:
+            raise UsageError(f"--eta {args.eta} contradicts --sampler ...,eta={args.sampler['eta']}; give one")
         sampler["eta"] = args.eta
     return sampler
 
@@ -365,7 +384,8 @@ def _eval(args: argparse.Namespace) -> None:
     try:
         run_eval(
             args.data_dir, models=args.model or ["default"], out=args.out, modes=args.modes, steps=args.steps,
-            seed=args.seed, same_file=args.same_file, baselines=args.baselines, qualities=args.qualities,
+            seed=args.seed, sampler=args.sampler, same_file=args.same_file, baselines=args.baselines,
+            qualities=args.qualities,
             matched=not args.no_matched, metrics=args.metrics, weights_dir=args.weights_dir, name=args.name,
             limit=args.limit, save_images=args.save_images, device=args.device, force=args.force,
             progress=not args.no_progress,
@@ -407,6 +427,8 @@ def _bench(args: argparse.Namespace) -> None:
             options["sizes"] = parse_sizes(args.sizes)
         if args.profile_size is not None:
             options["profile_size"] = parse_size(args.profile_size)
+        if args.sampler is not None:
+            options["sampler"] = args.sampler
         for name in ("repeats", "threads"):
             value = getattr(args, name)
             if value is not None and value < 1:

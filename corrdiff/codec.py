@@ -48,8 +48,9 @@ class CorrDiffCodec(nn.Module):
     """
 
     max_decode_pixels: int = MAX_DECODE_PIXELS  # read() refuses larger images (decode-memory bound, corrdiff.decoding)
-    tile_size: int | None = 1024  # E, D and C run on tiles of this many pixels a side (None: never; corrdiff.sampling)
-    channels_last_pixels: int | None = 1 << 20  # from this size on, reconstruct channels-last on a CPU (None: never)
+    # The encoder E runs on tiles of this many pixels a side (None: never), to bound its memory. It changes
+    # nothing a decoder computes: D and C run on a fixed grid of sampling.TILE_PIXELS (docs/bitstream.md, section 4).
+    tile_size: int | None = 1024
 
     def __init__(
         self,

@@ -72,7 +72,7 @@ def encode(codec: CorrDiffCodec, image: Any, steps: int | None, seed: int, mode:
     h, w = image.shape[-2:]
     with sampling.evaluating(codec):
         x = image.to(codec.device) * 2 - 1
-        y = sampling.tiled(codec, codec.encoder, codec.encoder, codec.pad(x), STRIDE)
+        y = sampling.tiled(codec, codec.encoder, codec.encoder, codec.pad(x), STRIDE, codec.tile_size)
         streams, y_hat = codec.prior.compress(y)
         choose = sampling.EncoderGammas(_solver(codec, correction), x, steps) if kind.corrects else sampling.no_correction
         x0 = sampling.sample(codec, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step)

@@ -24,9 +24,9 @@ Memory (issue 7). With P pixels (padded), the peak is that of one sampling step:
   (the packaged model) S = 328 bytes of live tensors per pixel decoding, 352 encoding;
   the process RSS adds allocator slack (measured 335-350 B/px in all at 3840x2160).
 * K * P + tile cost: before the loop, the encoder, the end-to-end decoder and the
-  conditioning network run on tiles of ``codec.tile_size`` (they have no global
-  operation, see :mod:`corrdiff.modules.tiling`), so their activations cost a constant
-  (~0.3 GiB at the default 1024-pixel tiles) over what is kept (K = 57 B/px).
+  conditioning network run on tiles (of ``codec.tile_size`` and :data:`TILE_PIXELS`; they have
+  no global operation, see :mod:`corrdiff.modules.tiling`), so their activations cost a constant
+  (~0.3 GiB at 1024-pixel tiles) over what is kept (K = 57 B/px).
 * fixed: libraries and weights, 0.5-0.6 GiB RSS after loading (``corrdiff bench``'s "RSS
   loaded"), up to ~0.9 GiB with the allocator's slack: take 0.9 GiB as the bound.
 
@@ -34,20 +34,25 @@ So 3840x2160 (8.3 Mpx) is bounded by ~3.6 GiB and measured 3.4 GiB peak RSS (``c
 docs/benchmarks.md; 8.4 GiB before tiling and the rest). The U-Net's GroupNorm makes its own
 activations global, so they are not tiled.
 
-Two codec attributes set how an image is computed; both sides derive the choice from the image size:
+How an image is computed, tiles and memory layout, is part of the decoding procedure, not a setting:
+a convolution sums in another order on tiles of another shape and on another memory layout (PyTorch
+convolves inputs of up to 20480 values with its native kernel and larger ones with oneDNN, which picks
+its kernels by shape and layout), so a decoder that tiled or laid out differently from the encoder
+would miss its reconstruction by float rounding (~1e-7 after 4 steps, growing with steps); the
+halo is not the cause (each module's receptive radius is checked by tests/test_memory.py). Both are therefore fixed
+functions of the image size, identical on every decoder (docs/bitstream.md, section 4):
 
-* ``codec.tile_size`` (1024): the encoder, the end-to-end decoder and the conditioning network run
-  on tiles of at most this many image pixels a side (plus a halo of their receptive radius) when
-  the image is larger, so their memory is bounded by the tile, not the image (:func:`tiled`). None:
-  never tile. Images that fit in one tile are computed whole, exactly as without tiling; above that,
-  tiled results equal untiled ones to float rounding, and the decoder reproduces the encoder's
-  reconstruction bit for bit when both use the same tile_size (the default on both sides).
-* ``codec.channels_last_pixels`` (2^20): images of at least this many (padded) pixels are
+* :data:`TILE_PIXELS` (1024): the end-to-end decoder and the conditioning network run on tiles of
+  at most this many image pixels a side (plus a halo of their receptive radius) on a fixed grid
+  (:func:`corrdiff.modules.tiling.split`) when the image is larger, so their memory is bounded by
+  the tile, not the image; images that fit in one tile are computed whole. The encoder E runs on
+  tiles of ``codec.tile_size`` (a memory setting of the encoder alone: it may change y by float
+  rounding, hence the file, but both sides sample from the y_hat that the file codes).
+* :data:`CHANNELS_LAST_PIXELS` (2^20): images of at least this many (padded) pixels are
   reconstructed (end-to-end decoder, conditioning, score network) on channels-last tensors on a CPU:
   oneDNN then convolves them as they are instead of copying every input into its blocked layout,
   which cuts the peak of a sampling step by ~25% and the decode time by ~1/3 (measured at
-  1920x1080). The values equal the default format's to float rounding (another summation order), so
-  smaller images keep the default format: their reconstructions are unchanged. None: never.
+  1920x1080). Smaller images keep the default format.
 """
 
 from __future__ import annotations
@@ -134,6 +139,25 @@ def sampler_for_encoding(spec: Mapping[str, Any], schedule: nn.Module, steps: in
     return _build(name, dict(zip(recorded, first.params)), schedule, steps)
 
 
+def parse_sampler_spec(text: str) -> dict[str, Any]:
+    """``"NAME[,key=value...]"`` (the command line's ``--sampler``, docs/architecture.md) -> ``{"name": NAME,
+    key: float(value), ...}``, e.g. ``"ddim,eta=0.5"``. ValueError for a malformed spec; the name and the
+    parameters are checked against the registry by :func:`sampler_for_encoding`."""
+    name, *pairs = (item.strip() for item in text.split(","))
+    if not name or "=" in name:
+        raise ValueError(f"a sampler is NAME[,key=value...], e.g. ddim or ddim,eta=0.5; got {text!r}")
+    spec: dict[str, Any] = {"name": name}
+    for pair in pairs:
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or not key or key in spec:
+            raise ValueError(f"sampler {name!r}: expected distinct key=value parameters, got {pair!r} in {text!r}")
+        try:
+            spec[key] = float(value)
+        except ValueError:
+            raise ValueError(f"sampler {name!r}: {key} = {value!r} is not a number") from None
+    return spec
+
+
 def sampler_from_file(bs: bitstream.Bitstream, schedule: nn.Module) -> FileSampler:
     """The sampler a file records, rebuilt here (BitstreamError if it is unknown here or its values are invalid)."""
     if bs.steps == 0:
@@ -151,24 +175,30 @@ def sampler_from_file(bs: bitstream.Bitstream, schedule: nn.Module) -> FileSampl
 
 
 # ----------------------------------------------------------------------------- what runs before the loop
-def tiled(codec: CorrDiffCodec, module: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, cell: int) -> Any:
-    """``fn(x)`` for a convolutional ``module`` (``fn`` built on it), on tiles of ``codec.tile_size``.
+TILE_PIXELS = 1024  # side of the tiles of the end-to-end decoder and the conditioning network (fixed: see above)
+CHANNELS_LAST_PIXELS = 1 << 20  # from this many padded pixels on, reconstruct channels-last on a CPU (fixed)
 
-    Tiles are squares of ``tile_size / 16`` latent cells with a halo of the module's
-    ``receptive_radius`` (a module that declares none is never tiled); ``cell`` is the
-    input's pixels per cell (16 for an image, 1 for a latent). The tile grid depends only
-    on the input size and the codec, so encoder and decoder tile identically.
+
+def tiled(codec: CorrDiffCodec, module: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, cell: int,
+          tile_pixels: int | None) -> Any:
+    """``fn(x)`` for a convolutional ``module`` (``fn`` built on it), on tiles of ``tile_pixels`` a side.
+
+    Tiles are squares of ``tile_pixels / 16`` latent cells with a halo of the module's
+    ``receptive_radius`` (a module that declares none is never tiled; ``tile_pixels=None``: never
+    tile); ``cell`` is the input's pixels per cell (16 for an image, 1 for a latent). The tile grid
+    depends only on the input size, the model and ``tile_pixels`` (:data:`TILE_PIXELS` for what a
+    decoder computes, so the same on every decoder).
     """
     radius = getattr(module, "receptive_radius", None)
-    if codec.tile_size is None or radius is None:
+    if tile_pixels is None or radius is None:
         return fn(x)
     align = codec.multiple // STRIDE
-    return map_tiles(fn, x, cell, max(align, codec.tile_size // STRIDE), radius, align)
+    return map_tiles(fn, x, cell, max(align, tile_pixels // STRIDE), radius, align)
 
 
 def decode_x0_e(codec: CorrDiffCodec, y_hat: Tensor) -> Tensor:
     """x0_e = clip(D(y_hat)) for sampling, in tiles (clipped in place, one copy less, without autograd)."""
-    x0_e = tiled(codec, codec.decoder, codec.decoder, y_hat, 1)
+    x0_e = tiled(codec, codec.decoder, codec.decoder, y_hat, 1, TILE_PIXELS)
     return x0_e.clamp(-1, 1) if torch.is_grad_enabled() else x0_e.clamp_(-1, 1)
 
 
@@ -185,15 +215,14 @@ def sampling_condition(codec: CorrDiffCodec, y_hat: Tensor) -> tuple[list[Tensor
     """
     project = getattr(codec.score_net, "project_condition", None)
     if project is None:
-        return tiled(codec, codec.conditioner, codec.conditioner, y_hat, 1), False
-    return tiled(codec, codec.conditioner, lambda z: project(codec.conditioner(z)), y_hat, 1), True
+        return tiled(codec, codec.conditioner, codec.conditioner, y_hat, 1, TILE_PIXELS), False
+    return tiled(codec, codec.conditioner, lambda z: project(codec.conditioner(z)), y_hat, 1, TILE_PIXELS), True
 
 
-def uses_channels_last(codec: CorrDiffCodec, y_hat: Tensor) -> bool:
-    """Whether this image is reconstructed in channels-last format (``codec.channels_last_pixels``)."""
-    limit = codec.channels_last_pixels
+def uses_channels_last(y_hat: Tensor) -> bool:
+    """Whether this image is reconstructed in channels-last format (:data:`CHANNELS_LAST_PIXELS`)."""
     pixels = y_hat.shape[-2] * y_hat.shape[-1] * STRIDE**2  # of the padded image
-    return limit is not None and y_hat.device.type == "cpu" and pixels >= limit
+    return y_hat.device.type == "cpu" and pixels >= CHANNELS_LAST_PIXELS
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -222,7 +251,7 @@ def sample(
     # One memory format for everything below, chosen from the size: a convolution rounds differently
     # on channels-last input, and the encoder's y_hat inherits the image's format (channels-last
     # for an image made from an (H, W, 3) array) while the decoder's comes contiguous.
-    fmt = torch.channels_last if uses_channels_last(codec, y_hat) else torch.contiguous_format
+    fmt = torch.channels_last if uses_channels_last(y_hat) else torch.contiguous_format
     y_hat = y_hat.contiguous(memory_format=fmt)
     x0_e = decode_x0_e(codec, y_hat)
     if not bitstream.decode_mode(mode).samples:

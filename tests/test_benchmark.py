@@ -27,6 +27,7 @@ from corrdiff.bench.profile import HYPER_SYNTHESIS, NETWORKS, networks
 from corrdiff.bench.report import markdown_table
 from corrdiff.bench.training import fit_steps
 from corrdiff.cli import main
+from corrdiff.codec import CorrDiffCodec
 from corrdiff.metrics import to_tensor
 from corrdiff.training import AdversarialTraining, JointTraining, ScoreTraining
 from corrdiff.training.terms import StepTerms
@@ -203,12 +204,23 @@ def test_measuring_processes_do_not_load_lightning():
     (["--skip", "codecs,nope"], "unknown section"),
     (["--repeats", "0"], "--repeats"),
     (["--model", "preset:nope"], "unknown preset"),
+    (["--sampler", "euler"], "unknown sampler 'euler'; registered: ddim"),
+    (["--sampler", "ddim,order=2"], "--sampler"),
 ])
 def test_cli_rejects_bad_options(capsys, argv, message):
     assert main(["bench", "--quick", *argv]) == 2
     out, err = capsys.readouterr()
     assert err.startswith("corrdiff bench: error:") and message in err
     assert "## Encode and decode" not in out
+
+
+def test_cli_encodes_with_the_sampler_spec(capsys, monkeypatch):
+    samplers = []
+    encode = CorrDiffCodec.encode
+    monkeypatch.setattr(CorrDiffCodec, "encode", lambda self, *a, **k: samplers.append(k["sampler"]) or encode(self, *a, **k))
+    skip = ",".join(s for s in SECTIONS if s != "breakdown")  # the one section that encodes in this process
+    assert main(["bench", "--quick", "--skip", skip, "--sampler", "ddim_quadratic"]) == 0
+    assert samplers == [{"name": "ddim_quadratic"}]
 
 
 def test_cli_refuses_to_overwrite_json_before_any_work(capsys, tmp_path):

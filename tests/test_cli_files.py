@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import corrdiff
@@ -85,13 +86,52 @@ def test_default_output_names_and_options(tmp_path, png, model_file, capsys):
     assert Image.open(png.with_suffix(".decoded.png")).size == (40, 24)
 
 
-def test_compress_sampler_options_are_recorded(tmp_path, png, model_file, capsys):
-    cdf = tmp_path / "s.cdf"
+@pytest.mark.parametrize("options, recorded", [
+    (["--sampler", "ddim_quadratic"], ("ddim_quadratic", (0.0,))),
+    (["--sampler", "ddim,eta=0.5"], ("ddim", (0.5,))),
+    (["--sampler", "ddim", "--eta", "0.25"], ("ddim", (0.25,))),
+    (["--sampler", "ddim_quadratic,eta=0.25", "--eta", "0.25"], ("ddim_quadratic", (0.25,))),  # no conflict
+    (["--eta", "0.25"], ("ddim", (0.25,))),  # the model's sampler
+], ids=["name", "name-and-eta", "eta-shorthand", "both-agree", "eta-alone"])
+def test_compress_sampler_options_are_recorded_and_decode_bit_exactly(tmp_path, png, model_file, capsys,
+                                                                      options, recorded):
+    cdf, reconstruction = tmp_path / "s.cdf", tmp_path / "s.png"
     code, _, err = run_main(capsys, "compress", png, "-o", cdf, "--model", model_file, "--steps", 2,
-                            "--sampler", "ddim", "--eta", 0.25)
+                            "--save-reconstruction", reconstruction, *options)
     assert code == 0, err
     header = corrdiff.bitstream.unpack(cdf.read_bytes())
-    assert (header.sampler, header.sampler_params, header.steps) == ("ddim", (0.25,), 2)
+    assert (header.sampler, header.sampler_params, header.steps) == (*recorded, 2)
+    codec = corrdiff.load_model(model_file)
+    assert torch.equal(codec.decompress(cdf.read_bytes()), codec.encode(load_image(png), steps=2, sampler={
+        "name": recorded[0], "eta": recorded[1][0]}).reconstruction)
+    code, _, err = run_main(capsys, "decompress", cdf, "-o", tmp_path / "d.png", "--model", model_file)
+    assert code == 0, err
+    assert np.array_equal(load_image(tmp_path / "d.png"), load_image(reconstruction))
+
+
+def exit_code(capsys, *argv) -> tuple[int, str]:
+    """(exit status, stderr) of the command line, whether argparse or the command refused."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--sampler", "euler"], "unknown sampler 'euler'; registered: ddim, ddim_quadratic"),
+    (["--sampler", ""], "NAME[,key=value...]"),
+    (["--sampler", "ddim,eta"], "key=value"),
+    (["--sampler", "ddim,eta=0.5,eta=0.6"], "distinct"),
+    (["--sampler", "ddim,eta=half"], "not a number"),
+    (["--sampler", "ddim,order=2"], "takes only ['eta']"),
+    (["--sampler", "ddim,eta=2"], "eta"),
+    (["--sampler", "ddim,eta=0.5", "--eta", "0.25"], "contradicts"),
+], ids=["unknown", "empty", "no-value", "twice", "not-a-number", "unrecorded", "out-of-range", "conflict"])
+def test_compress_refuses_bad_sampler_specs_with_exit_2(tmp_path, png, model_file, capsys, options, message):
+    code, err = exit_code(capsys, "compress", png, "-o", tmp_path / "o.cdf", "--model", model_file, *options)
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and not (tmp_path / "o.cdf").exists()
 
 
 def test_decompress_modes_and_gamma_scale(tmp_path, png, model_file, capsys):

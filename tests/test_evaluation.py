@@ -18,6 +18,7 @@ from PIL import Image
 
 from corrdiff import baselines
 from corrdiff.cli import main
+from corrdiff.codec import CorrDiffCodec
 from corrdiff.evaluation import EvaluationError, run_eval
 from corrdiff.metrics import (
     MetricSuite,
@@ -378,12 +379,28 @@ def test_same_file_ablation_shares_one_bitstream(photos, tiny_codec, tmp_path):
 
 
 def test_eval_usage_errors(photos, model_file, tmp_path, capsys):
-    bad = [["--modes", "corrected,bogus"], ["--steps", "0"], ["--baselines", "gif"], ["--metrics", "psnr,nope"]]
+    bad = [["--modes", "corrected,bogus"], ["--steps", "0"], ["--baselines", "gif"], ["--metrics", "psnr,nope"],
+           ["--sampler", "euler"], ["--sampler", "ddim,order=2"], ["--sampler", "ddim,eta=2", "--modes", "e2e"]]
     for extra in bad:
         code = main(["eval", str(photos), "--model", str(model_file), "--out", str(tmp_path / "x"), *extra])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("corrdiff eval: error: "), (extra, err)
     assert main(["eval", str(tmp_path / "missing"), "--model", str(model_file)]) == 2
+
+
+def test_eval_encodes_with_the_sampler_spec(photos, model_file, tmp_path, monkeypatch):
+    samplers = []
+    encode = CorrDiffCodec.encode
+    monkeypatch.setattr(CorrDiffCodec, "encode", lambda self, *a, **k: samplers.append(k["sampler"]) or encode(self, *a, **k))
+    out = tmp_path / "out"
+    code = main(["eval", str(photos), "--model", str(model_file), "--steps", "2", "--modes", "corrected", "--limit", "1",
+                 "--baselines", "none", "--metrics", "psnr-rgb", "--sampler", "ddim_quadratic,eta=0.5", "--out", str(out),
+                 "--no-progress"])
+    assert code == 0
+    assert samplers == [{"name": "ddim_quadratic", "eta": 0.5}]
+    assert load(out, "corrdiff-corrected")["settings"]["sampler"] == {"name": "ddim_quadratic", "eta": 0.5}
+    with open(out / "per_image.csv") as f:
+        assert [row["decode_mismatch"] for row in csv.DictReader(f)] == ["0"]
 
 
 def test_all_images_failing_is_an_error(tmp_path, tiny_codec):

@@ -6,12 +6,16 @@
 * the codec with tiling and channels-last sampling forced on small images: the decoder still
   reproduces the encoder's reconstruction bit for bit, the result equals the untiled one to
   float rounding (so no seam can show), and small images take exactly the old path;
+* the encoder's memory settings (its tile size, a channels-last image) never change what a decoder
+  computes: a decoder with the defaults reproduces the reconstruction bit for bit;
 * exact rewrites: projected conditioning and in-place inference blocks give the same bits;
 * the memory bound itself, as peak bytes of live tensors per pixel (what the sampler keeps plus
   one score-network call), measured with a dispatch mode on the packaged model.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -163,13 +167,20 @@ def test_in_place_inference_block_gives_the_same_bits_as_the_autograd_path():
 # --------------------------------------------------------------------------- the codec
 # The packaged (trained) model: a randomly initialised score network outputs zeros (its last layer
 # starts at zero), which would hide every difference in the sampling loop.
-@pytest.fixture(scope="module")
-def forced_codec():
-    """The packaged model with tiles of 2 cells (32 pixels) and channels-last sampling forced."""
-    codec = corrdiff.load_model("default")
-    codec.tile_size = 32
-    codec.channels_last_pixels = 1
-    return codec
+@pytest.fixture
+def forced(monkeypatch):
+    """A context in which the codec computes on tiles of 2 cells (32 pixels) and channels-last, whatever
+    the image size: the decoding procedure's constants changed, on both sides (a test seam, not a setting)."""
+
+    @contextlib.contextmanager
+    def context(codec):
+        with monkeypatch.context() as patch:
+            patch.setattr(sampling, "TILE_PIXELS", 32)
+            patch.setattr(sampling, "CHANNELS_LAST_PIXELS", 1)
+            patch.setattr(codec, "tile_size", 32)
+            yield codec
+
+    return context
 
 
 def _count_tiles(monkeypatch) -> list[int]:
@@ -192,14 +203,54 @@ def _count_tiles(monkeypatch) -> list[int]:
     return calls
 
 
-def test_decoder_reproduces_the_encoder_with_tiling_and_channels_last(forced_codec, monkeypatch):
+def test_decoder_reproduces_the_encoder_with_tiling_and_channels_last(default_codec, forced, monkeypatch):
     calls = _count_tiles(monkeypatch)
     image = random_image(67, 131, seed=5)
-    result = forced_codec.encode(image)
-    assert calls == [15, 15, 15]  # encoder, decoder, conditioner: 5 x 9 cells in tiles of 2 (3 x 5)
-    decoded = forced_codec.decompress(result.data)
+    with forced(default_codec) as codec:
+        result = codec.encode(image)
+        assert calls == [15, 15, 15]  # encoder, decoder, conditioner: 5 x 9 cells in tiles of 2 (3 x 5)
+        decoded = codec.decompress(result.data)
     assert torch.equal(decoded, result.reconstruction)
     assert decoded.is_contiguous() and result.reconstruction.is_contiguous()
+
+
+@pytest.fixture(scope="module")
+def lively_codec():
+    """A ``tiny`` codec whose score network's zero-initialised output layers are randomised, so that the
+    conditioning and x_t reach its output (a fresh one outputs zeros, which hides sampling differences)."""
+    codec = make_codec(5)
+    torch.manual_seed(5)
+    for module in codec.score_net.modules():
+        if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
+            torch.nn.init.normal_(module.weight, std=0.05)
+    return codec
+
+
+# What an encoding machine may set to save memory or time; none may change what a decoder computes.
+# channels_last_pixels was a codec setting (channels-last sampling from that size on) until the layout
+# became a fixed function of the image size: setting it must stay without effect.
+ENCODER_SETTINGS = {
+    "tiles-of-64": ({"tile_size": 64}, False),
+    "untiled": ({"tile_size": None}, False),
+    "channels-last": ({"tile_size": 64, "channels_last_pixels": 1}, True),
+}
+
+
+@pytest.mark.parametrize("mode", ["corrected", "diffusion", "e2e"])
+@pytest.mark.parametrize("setting", ENCODER_SETTINGS)
+def test_encoder_memory_settings_do_not_change_the_decode(lively_codec, monkeypatch, setting, mode):
+    """Encoded with tiles of 64 pixels (the encoder used to tile D and C with them too), untiled, or from a
+    channels-last image: a decoder with the default settings reproduces the reconstruction bit for bit."""
+    attributes, channels_last = ENCODER_SETTINGS[setting]
+    image = random_image(160, 224, seed=9)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    with monkeypatch.context() as patch:
+        for name, value in attributes.items():
+            patch.setattr(lively_codec, name, value, raising=False)
+        result = lively_codec.encode(image, steps=4, mode=mode)
+    assert lively_codec.tile_size == corrdiff.CorrDiffCodec.tile_size
+    assert torch.equal(lively_codec.decompress(result.data), result.reconstruction)
 
 
 def _boundary_bands(height: int, width: int, tile_cells: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +263,7 @@ def _boundary_bands(height: int, width: int, tile_cells: int) -> tuple[torch.Ten
 
 
 @pytest.mark.parametrize("mode", ["corrected", "diffusion", "e2e"])
-def test_tiled_results_equal_untiled_ones_without_seams(default_codec, forced_codec, mode):
+def test_tiled_results_equal_untiled_ones_without_seams(default_codec, forced, mode):
     """One file decoded plain and tiled + channels-last: the difference is float rounding.
 
     Measured: corrected (the file's own mode) <= 2e-7 of the [0, 1] range, plain diffusion
@@ -222,10 +273,11 @@ def test_tiled_results_equal_untiled_ones_without_seams(default_codec, forced_co
     image = random_image(120, 200, seed=6)
     data = default_codec.encode(image).data
     plain = default_codec.decompress(data, mode=mode)
-    tiled = forced_codec.decompress(data, mode=mode)
+    with forced(default_codec) as codec:
+        tiled = codec.decompress(data, mode=mode)
     diff = (tiled - plain).abs()[0].mean(0)
     assert float(diff.max()) < {"corrected": 1e-6, "diffusion": 1e-3, "e2e": 1e-6}[mode]
-    rows, cols = _boundary_bands(120, 200, forced_codec.tile_size // 16)
+    rows, cols = _boundary_bands(120, 200, 2)
     overall = float(diff.mean())
     assert float(diff[rows].mean()) <= 2 * overall + 1e-9
     assert float(diff[:, cols].mean()) <= 2 * overall + 1e-9
@@ -237,12 +289,9 @@ def test_small_images_take_exactly_the_untiled_path(default_codec, monkeypatch):
     calls = _count_tiles(monkeypatch)
     result = default_codec.encode(image)
     assert calls == [1, 1, 1]
-    before = (default_codec.tile_size, default_codec.channels_last_pixels)
-    try:
-        default_codec.tile_size = default_codec.channels_last_pixels = None
-        untouched = default_codec.encode(image)
-    finally:
-        default_codec.tile_size, default_codec.channels_last_pixels = before
+    monkeypatch.setattr(sampling, "TILE_PIXELS", None)
+    monkeypatch.setattr(default_codec, "tile_size", None)
+    untouched = default_codec.encode(image)
     assert untouched.data == result.data
     assert torch.equal(untouched.reconstruction, result.reconstruction)
 
@@ -288,13 +337,14 @@ class _PeakLiveBytes(TorchDispatchMode):
 
 
 @pytest.mark.slow
-def test_memory_is_bounded_per_pixel_with_the_conv_parts_in_tiles():
+def test_memory_is_bounded_per_pixel_with_the_conv_parts_in_tiles(monkeypatch):
     """The packaged model, 512 x 768 in tiles of 128 pixels: the peak of live tensors is one
     sampling step's, ~328 bytes per pixel decoding and ~352 encoding (which also holds the
-    image and x), see CorrDiffCodec.tile_size. Untiled, the conditioner's full-resolution
+    image and x), see corrdiff.sampling.TILE_PIXELS. Untiled, the conditioner's full-resolution
     trunk peaked at ~680 bytes per pixel, before any sampling step."""
     codec = corrdiff.load_model("default")
     codec.tile_size = 128
+    monkeypatch.setattr(sampling, "TILE_PIXELS", 128)
     image = torch.rand(1, 3, 512, 768, generator=torch.Generator().manual_seed(0))
     pixels = 512 * 768
     with _PeakLiveBytes(codec) as encoding:

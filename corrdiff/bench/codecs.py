@@ -52,12 +52,13 @@ class CorrDiffBench(BenchCodec):
 
     name = "corrdiff"
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, sampler: dict[str, Any] | None = None):
         self.codec = load_bench_model(model)
+        self.sampler = sampler
         self.label = f"CorrDiff ({model})"
 
     def encode(self, image: torch.Tensor) -> tuple[bytes, int]:
-        data = self.codec.encode(image).data
+        data = self.codec.encode(image, sampler=self.sampler).data
         return data, len(data)
 
     def decode(self, payload: bytes) -> None:
@@ -120,7 +121,7 @@ def build_bench_codec(spec: dict[str, Any]) -> BenchCodec:
     """A :class:`BenchCodec` from a plain (picklable) spec: ``{"kind": "corrdiff"|"msh"|"pillow", ...}``."""
     kind = spec["kind"]
     if kind == "corrdiff":
-        return CorrDiffBench(spec["model"])
+        return CorrDiffBench(spec["model"], spec.get("sampler"))
     if kind == "msh":
         return HyperpriorBench(spec["n"], spec["m"])
     if kind == "pillow":
@@ -192,7 +193,7 @@ def codec_section(settings: BenchSettings, codec, threads: int,
             rows.append(row)
             return row
 
-        ours = measure({"kind": "corrdiff", "model": settings.model})
+        ours = measure({"kind": "corrdiff", "model": settings.model, "sampler": settings.sampler})
         if settings.wants("peers"):
             for spec in peer_specs(codec, ours["bpp"]):
                 measure(spec)

@@ -17,12 +17,19 @@ from corrdiff.bench.measure import reference_flops, speed_drift
 from corrdiff.bench.profile import decode_breakdown, decode_flops
 from corrdiff.bench.settings import BenchmarkError, BenchSettings, size_name
 from corrdiff.metrics import to_tensor
+from corrdiff.sampling import sampler_for_encoding
 
 SPEED_CHECK_REPEATS = 3  # runs of each dense reference at the start and at the end of a run
 
 
 def check_settings(settings: BenchSettings, codec) -> None:
-    """Refuse, before any work, sizes the decoder would refuse (BenchmarkError)."""
+    """Refuse, before any work, sizes the decoder would refuse and a sampler the codec cannot encode with
+    (BenchmarkError; an unknown sampler name: the registry's error listing the registered ones)."""
+    if settings.sampler is not None:
+        try:
+            sampler_for_encoding(settings.sampler, codec.schedule, None)
+        except (ValueError, TypeError) as exc:
+            raise BenchmarkError(f"--sampler: {exc}") from None
     limit = codec.max_decode_pixels
     for width, height in settings.sizes + (settings.profile_size,):
         if width * height > limit:
@@ -32,7 +39,7 @@ def check_settings(settings: BenchSettings, codec) -> None:
 
 def _settings_summary(settings: BenchSettings) -> dict[str, Any]:
     return {"sizes": [size_name(size) for size in settings.sizes], "repeats": settings.repeats,
-            "skip": sorted(settings.skip), "quick": settings.quick,
+            "skip": sorted(settings.skip), "quick": settings.quick, "sampler": settings.sampler,
             "profile_size": size_name(settings.profile_size)}
 
 
@@ -41,7 +48,7 @@ def _decode_sections(settings: BenchSettings, codec, emit: Callable[[str], None]
     """Sections ``breakdown`` and ``flops`` (which needs the breakdown's times) on one encoded image."""
     size = size_name(settings.profile_size)
     progress(f"decode profile at {size}")
-    data = codec.encode(to_tensor(bench_image(*settings.profile_size))).data
+    data = codec.encode(to_tensor(bench_image(*settings.profile_size)), sampler=settings.sampler).data
     breakdown = decode_breakdown(codec, data, *settings.runs(settings.profile_size))
     results: dict[str, Any] = {"breakdown": {"size": size, **breakdown}}
     if settings.wants("breakdown"):

@@ -29,6 +29,7 @@ class BenchSettings:
     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
     repeats: int | None = None
     threads: int | None = None
+    sampler: dict[str, Any] | None = None  # {"name": ..., **recorded parameters} for every encode; None: the model's
     skip: frozenset[str] = frozenset()
     profile_size: tuple[int, int] = (768, 512)
     train_batches: tuple[int, ...] = (2, 4, 8)

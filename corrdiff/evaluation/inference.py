@@ -42,12 +42,15 @@ def load_models(models: Sequence[Any], device: str, plan: Plan) -> list[Model]:
         origin = "in-memory codec" if isinstance(source, CorrDiffCodec) else str(source)
         loaded.append(Model(model_label(source, i, len(models)), codec, origin))
     for m in loaded:
-        # reject bad option values before any work, not once per image
-        if plan.steps is not None and (plan.same_file or plan.modes != ["e2e"]):
+        # reject bad option values before any work, not once per image (an unknown sampler: the registry's error)
+        samples = plan.same_file or plan.modes != ["e2e"]
+        if plan.sampler is not None or (plan.steps is not None and samples):
+            options = f"--steps {plan.steps}" if plan.sampler is None else f"--sampler {plan.sampler}"
             try:
-                sampler_for_encoding(m.codec.config["sampler"], m.codec.schedule, plan.steps)
+                sampler_for_encoding(plan.sampler or m.codec.config["sampler"], m.codec.schedule,
+                                     plan.steps if samples else None)
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"--steps {plan.steps}: {exc}") from None
+                raise ValueError(f"{options}: {exc}") from None
     labels = [m.label for m in loaded]
     if len(set(labels)) != len(labels):  # two files with the same stem
         for i, m in enumerate(loaded):
@@ -77,14 +80,14 @@ def evaluate_image(rgb: np.ndarray, image_name: str, loaded: list[Model], plan: 
         shared = None
         if plan.same_file:
             start = time.perf_counter()
-            shared = codec.encode(x, steps=plan.steps, seed=plan.seed, mode="corrected")
+            shared = codec.encode(x, steps=plan.steps, seed=plan.seed, mode="corrected", sampler=plan.sampler)
             shared_time = time.perf_counter() - start
         for mode in plan.modes:
             if plan.same_file:
                 result, enc_time = shared, (shared_time if mode == "corrected" else None)
             else:
                 start = time.perf_counter()
-                result = codec.encode(x, steps=plan.steps, seed=plan.seed, mode=mode)
+                result = codec.encode(x, steps=plan.steps, seed=plan.seed, mode=mode, sampler=plan.sampler)
                 enc_time = time.perf_counter() - start
             start = time.perf_counter()
             decoded = to_uint8(codec.decompress(result.data, mode=mode))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from corrdiff import baselines as classical
 
@@ -45,6 +45,7 @@ class Plan:
     seed: int
     same_file: bool
     matched: bool
+    sampler: dict[str, Any] | None = None  # {"name": ..., **recorded parameters}; None: each model's own
 
     @property
     def matched_mode(self) -> str:
@@ -52,7 +53,8 @@ class Plan:
         return "corrected" if "corrected" in self.modes else self.modes[0]
 
 
-def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models) -> Plan:
+def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models,
+              sampler: Mapping[str, Any] | None = None) -> Plan:
     """Parse and check run_eval's options (ValueError naming the bad one), before any work."""
     modes = parse_list(modes, CORRDIFF_MODES)
     bad = [m for m in modes if m not in CORRDIFF_MODES]
@@ -76,4 +78,5 @@ def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matc
         raise ValueError("give at least one model")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
-    return Plan(modes, baselines, qualities, metric_names, steps, seed, same_file, matched)
+    return Plan(modes, baselines, qualities, metric_names, steps, seed, same_file, matched,
+                dict(sampler) if sampler is not None else None)

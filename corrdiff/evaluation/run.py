@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from corrdiff.errors import CorrDiffError
 from corrdiff.evaluation.aggregate import Method, dataset_metrics, method_table, summarise
@@ -25,6 +25,7 @@ def run_eval(
     modes: Sequence[str] | str = CORRDIFF_MODES,
     steps: int | None = None,
     seed: int = 0,
+    sampler: Mapping[str, Any] | None = None,
     same_file: bool = False,
     baselines: Sequence[str] | str | None = None,
     qualities: Sequence[int] | str = DEFAULT_QUALITIES,
@@ -46,6 +47,8 @@ def run_eval(
         models: model files / packaged names, or :class:`~corrdiff.codec.CorrDiffCodec` objects;
             each is one RD point of every CorrDiff method.
         modes: CorrDiff decoding modes, each its own method (``corrdiff-<mode>.json``).
+        sampler: ``{"name": ..., **recorded parameters}`` for every encode (default: each model's own;
+            :meth:`corrdiff.codec.CorrDiffCodec.encode`).
         same_file: decode every mode from the ``corrected`` file (bpp of that file for all modes).
         baselines: classical codecs (default: every one Pillow can write); ``[]`` for none.
         qualities: fixed qualities of the baselines (one RD point each).
@@ -65,7 +68,7 @@ def run_eval(
     from corrdiff.metrics import MetricSuite
     from corrdiff.model_io import model_path
 
-    plan = make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models)
+    plan = make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models, sampler)
     data_dir = Path(data_dir)
     files = list_images(data_dir)[:limit]
     out = Path(out)
@@ -91,7 +94,8 @@ def run_eval(
     metric_cols = suite.image_metrics
     write_csv(guard.check(out / "per_image.csv"), methods, metric_cols, failed, suite.unavailable)
     settings = {
-        "data_dir": str(data_dir), "images": ok_images, "steps": steps, "seed": seed, "same_file": same_file,
+        "data_dir": str(data_dir), "images": ok_images, "steps": steps, "seed": seed, "sampler": plan.sampler,
+        "same_file": same_file,
         "models": [{"label": m.label, "source": m.source, "fingerprint": m.codec.fingerprint().hex(),
                     "config_steps": m.codec.config.get("steps")} for m in loaded],
         "metrics": suite.computed, "weights_dir": str(weights_dir) if weights_dir else None,

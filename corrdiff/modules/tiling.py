@@ -8,16 +8,17 @@ pixels), the radius is small (2 cells for the ``gdn`` transforms and the pyramid
 conditioner; each module declares its own as ``receptive_radius``). Running such a map on
 a tile extended by a halo of at least that radius on every side gives, inside the tile,
 the outputs of the whole-image computation: same inputs, same weights, same arithmetic.
-Only the summation order inside a convolution kernel may differ with the tile's shape
-(oneDNN chooses its blocking and threading by shape), so tiled outputs equal untiled
-ones to float32 rounding (measured ~1e-6 relative), not always to the bit.
+Only the summation order inside a convolution may differ with the tile's shape (PyTorch chooses
+between its native kernel and oneDNN by input size, and oneDNN its kernels by shape), so tiled
+outputs equal untiled ones to float32 rounding (measured ~1e-6 relative), not always to the bit.
 
 Memory: a map's intermediate activations exist for one tile at a time, so its peak is
 bounded by the tile size (plus the stitched outputs), not by the image size.
 Determinism: the tile grid is a pure function of the input's size, the tile size and
-the halo, so the encoder and the decoder, which both call this with the same arguments,
-compute the same bits on the same machine. An input that fits in one tile is passed to
-the map whole: small images take exactly the untiled path.
+the halo; what a decoder computes is tiled with a fixed tile size
+(:data:`corrdiff.sampling.TILE_PIXELS`), so every decoder computes the same bits as the
+encoder on the same machine. An input that fits in one tile is passed to the map whole:
+small images take exactly the untiled path.
 """
 
 from __future__ import annotations
