@@ -153,6 +153,15 @@ def test_the_generator_term_reaches_the_score_network_only_through_the_discrimin
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.codec.score_net.parameters())
 
 
+def test_residual_judging_subtracts_the_condition():
+    module = _module(residual_scale=10.0)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    terms, inter = module.compute_terms(x)
+    real, fake, condition, t = module._judged
+    x0_e = inter.x0_e.detach().clamp(-1, 1)
+    assert torch.allclose(real, (x - x0_e) * 10.0) and torch.equal(condition, x0_e)
+
+
 def test_warmup_scales_the_adversarial_weight():
     module = _module(adversarial_weight=0.5, warmup_steps=4)
     terms, _ = module.compute_terms(torch.rand(1, 3, 32, 32) * 2 - 1)
@@ -178,6 +187,8 @@ def test_options_are_checked():
         _module(timestep_range=(10, 5000))
     with pytest.raises(ValueError, match="posterior_gap"):
         _module(target="posterior", timestep_range=(0, 100), posterior_gap=200)
+    with pytest.raises(ValueError, match="residual_scale"):
+        _module(target="posterior", residual_scale=10.0)
     with pytest.raises(ValueError, match="do not freeze"):
         _module(target="x0_e", freeze=["decoder"])
 

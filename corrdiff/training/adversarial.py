@@ -13,7 +13,10 @@ gains the generator's term::
 
 * ``x0_d``: the score network's clean estimate at a timestep drawn from ``timestep_range`` (the
   low-noise range whose estimates become the decode: 8 DDIM steps end at t = 124, 2 steps at
-  t = 499 for T = 1000); real = x, condition c = x0_e.
+  t = 499 for T = 1000); real = x, condition c = x0_e. With ``residual_scale`` s the discriminator
+  judges the detail over the condition, s (x - x0_e) against s (x0_d - x0_e): the texture is a few
+  hundredths of the image's range, and a critic that must first learn to subtract x0_e takes
+  hundreds of steps longer to tell them apart (measured: docs/training.md).
 * ``posterior`` (Denoising Diffusion GANs): the posterior sample x_s ~ q(x_s | x_t, x0_d), s = t - gap,
   judged against x_s ~ q(x_s | x_t, x) with the same noise; c = [x_t, x0_e], and the discriminator
   sees t (``timestep_patch``).
@@ -71,6 +74,7 @@ class AdversarialTraining(JointTraining):
             betas (0.5, 0.999).
         timestep_range: [low, high] of the timesteps drawn for ``x0_d`` and ``posterior``.
         posterior_gap: t - s of the ``posterior`` target (T / steps: the gap of a sampler step).
+        residual_scale: for ``x0_d``, judge s (sample - x0_e) instead of the sample (None: the sample).
         Other arguments as in :class:`~corrdiff.training.lit.JointTraining`.
     """
 
@@ -88,6 +92,7 @@ class AdversarialTraining(JointTraining):
         discriminator_lr: float | None = None,
         timestep_range: tuple[int, int] = (0, 500),
         posterior_gap: int = 125,
+        residual_scale: float | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -101,7 +106,10 @@ class AdversarialTraining(JointTraining):
             raise ValueError(f"posterior_gap must be in (0, {high}] (the range's high end), got {posterior_gap}")
         if target == "x0_e" and "decoder" in self.freeze:
             raise ValueError("target x0_e trains the end-to-end decoder: do not freeze it")
+        if residual_scale is not None and (target != "x0_d" or not residual_scale > 0):
+            raise ValueError(f"residual_scale (> 0) applies to target x0_d only, got {residual_scale} for {target}")
         self.target, self.timestep_range, self.posterior_gap = target, (low, high), int(posterior_gap)
+        self.residual_scale = residual_scale
         self.adversarial_weight, self.r1_weight = adversarial_weight, r1_weight
         self.feature_matching_weight, self.warmup_steps = feature_matching_weight, warmup_steps
         self.discriminator_lr = discriminator_lr if discriminator_lr is not None else 4 * self.lr
@@ -132,6 +140,8 @@ class AdversarialTraining(JointTraining):
         output = self.codec.denoise(x_t, t, inter.cond, x0_e=x0_e if self.codec.score_uses_e2e else None)
         x0_d = x0_from_output(output.float(), x_t.float(), schedule.alpha_bar_at(t, x).float(), self.codec.prediction)
         if self.target == "x0_d":
+            if self.residual_scale:
+                return (x - x0_e) * self.residual_scale, (x0_d - x0_e) * self.residual_scale, x0_e, t
             return x, x0_d, x0_e, t
         s = t - self.posterior_gap
         z = torch.randn_like(x)

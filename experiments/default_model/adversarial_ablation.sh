@@ -10,14 +10,19 @@ cd "$(dirname "$0")/../.."
 OUT=${1:-runs/default_model/adversarial_ablation}
 STEPS=${STEPS:-500}
 CROP=${CROP:-64}
+# ONLY="name ..." runs a subset (e.g. to add runs to an ablation whose other runs are done).
+NO_RESIDUAL='--model.residual_scale null'
 declare -A RUNS=(
   [mse-baseline]='--model.adversarial_weight 0'
   [x0d-w0.003]='--model.adversarial_weight 0.003'
   [x0d-w0.01]='--model.adversarial_weight 0.01'
   [x0d-w0.03]='--model.adversarial_weight 0.03'
-  [posterior-w0.01]='--model.target posterior --model.adversarial_weight 0.01'
-  [x0e-w0.01]='--model.target x0_e --model.adversarial_weight 0.01 --model.freeze [encoder,prior] --model.distortion_weight 150'
+  [posterior-w0.01]="--model.target posterior --model.adversarial_weight 0.01 $NO_RESIDUAL"
+  [x0e-w0.01]="--model.target x0_e --model.adversarial_weight 0.01 --model.freeze [encoder,prior] --model.distortion_weight 150 $NO_RESIDUAL"
 )
+if [ -n "${ONLY:-}" ]; then
+  for name in "${!RUNS[@]}"; do [[ " $ONLY " == *" $name "* ]] || unset "RUNS[$name]"; done
+fi
 mkdir -p "$OUT"
 pids=()
 for name in "${!RUNS[@]}"; do
