@@ -432,7 +432,8 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> None:
-    from corrdiff.plotting import bd_rate_table, expand_paths, load_results, plot_rd
+    from corrdiff.plotting import (bd_rate_table, expand_paths, load_results, metrics_in, plot_rd,
+                                   single_point_methods, single_point_note)
 
     metrics = [m.strip() for item in (args.metric or []) for m in item.split(",") if m.strip()] or None
     try:
@@ -443,6 +444,9 @@ def _plot(args: argparse.Namespace) -> None:
             output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title,
                              full_range=args.full_range)
             print(f"wrote {output}")
+            single = single_point_methods(files, metrics or metrics_in(files))
+            if single:
+                print(f"note: {single_point_note(single)}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
