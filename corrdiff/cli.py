@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="corrdiff-demo", help="output folder (default: corrdiff-demo)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
+    p.add_argument("-f", "--force", action="store_true", help="replace the files of an earlier demo in --out")
 
     p = sub.add_parser("export", help="turn a training checkpoint into a slim model file for compress/decompress")
     p.add_argument("checkpoint", type=Path)
@@ -413,7 +414,8 @@ def _model_path(model: str) -> Path:
 def _demo(args: argparse.Namespace) -> None:
     from corrdiff.demo import run_demo
 
-    run_demo(model=args.model, image=args.image, out=args.out, steps=args.steps, seed=args.seed)
+    run_demo(model=args.model, image=args.image, out=args.out, steps=args.steps, seed=args.seed,
+             force=args.force)
 
 
 def _eval(args: argparse.Namespace) -> None:
