@@ -4,10 +4,9 @@ The model is any subclass of :class:`~corrdiff.training.lit.CodecTraining`
 (``class_path: corrdiff.training.ScoreTraining`` or ``JointTraining``); components
 inside ``codec:`` are chosen by registry name.
 
-Two of Lightning's messages are silenced because they do not apply to the ``corrdiff`` command:
-the warning that ``args`` and ``sys.argv`` are both given (``corrdiff fit ...`` passes its own
-arguments on purpose), and the "Tip" lines that advertise Lightning's cloud services
-(docs/training.md).
+Two of Lightning's messages are silenced while the command runs, because they do not apply to the
+``corrdiff`` command: the warning that ``args`` and ``sys.argv`` are both given (``corrdiff fit ...``
+passes its own arguments on purpose), and the "Tip" lines that advertise Lightning's cloud services.
 """
 
 from __future__ import annotations
