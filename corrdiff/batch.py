@@ -6,9 +6,10 @@ progress, threads. The command line (:mod:`corrdiff.cli`) wires these to the cod
 * Several inputs share one model load. ``-o`` names a folder (created if missing) that receives
   ``NAME.cdf`` (compress) or ``NAME.png`` (decompress); without ``-o`` each output goes beside its
   input. Every output passes :func:`corrdiff.image_io.check_output` (never an input of the command,
-  nor the model file; existing files need ``--force``), and two inputs may not claim one output. An
-  input that fails prints its error and the others go on; a summary line ends the run, and the exit
-  status is 2 if any input failed.
+  nor the model file; existing files need ``--force``), and two inputs may not claim one output; an
+  ``-o`` with a file's suffix (``.cdf``, ``.png``, ...) is refused. An input that fails, whatever the
+  error, prints it with the input's name and the others go on; a summary line ends the run, and the
+  exit status is 2 if any input failed.
 * On a terminal, an image that takes more than :data:`PROGRESS_DELAY_S` seconds shows a progress bar
   of its sampling steps (tqdm, on stderr).
 * ``--threads N`` sets torch's threads; without it small images use one (:func:`coding_threads`).
@@ -55,10 +56,18 @@ class Done:
     pixels: int
 
 
+#: suffixes that make ``-o`` a file name, refused as the folder of several inputs
+FILE_SUFFIXES = frozenset({".cdf", ".png", ".jpg", ".jpeg", ".webp", ".avif", ".bmp", ".gif", ".tif", ".tiff",
+                           ".ppm", ".pgm"})
+
+
 def output_folder(path: Path) -> Path:
     """``-o`` for several inputs: a folder, created if missing (its parent must exist)."""
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file; with several inputs, -o names a folder")
+    if not path.exists() and path.suffix.lower() in FILE_SUFFIXES:
+        raise NotADirectoryError(f"-o {path}: with several inputs, -o names a folder, and {path.name} is a file "
+                                 f"name; give a folder (e.g. -o {path.with_suffix('')}/) or one input")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(f"{parent}: no such folder for the output folder {path}")
@@ -111,11 +120,17 @@ def check_jobs(jobs: list[Job], kind: str, protected: list[Path], force: bool) -
 def run_jobs(command: str, jobs: list[Job], work: Callable[[Job, str], Done]) -> int:
     """``work(job, label)`` for every job; the exit status.
 
-    One job: its errors propagate (the command line prints them). Several: a job's documented error
-    (:class:`CorrDiffError`, ``OSError``) is printed and the next job runs; a summary line follows.
+    One job: its errors propagate (the command line prints them), a documented error's message naming
+    the input. Several: any error of a job, unexpected ones included, is printed with the input's name
+    (:func:`describe`) and the next job runs; a summary line follows, and the status is
+    :data:`EXIT_FAILED` if any job failed.
     """
     if len(jobs) == 1:
-        work(jobs[0], jobs[0].input.name)
+        try:
+            work(jobs[0], jobs[0].input.name)
+        except CorrDiffError as exc:
+            exc.args = (describe(exc, jobs[0].input),)
+            raise
         return 0
     start, done, failed = time.perf_counter(), [], 0
     try:
@@ -124,15 +139,24 @@ def run_jobs(command: str, jobs: list[Job], work: Callable[[Job, str], Done]) ->
                 if job.error is not None:
                     raise job.error
                 done.append(work(job, f"[{number}/{len(jobs)}] {job.input.name}"))
-            except (CorrDiffError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one file's failure, whatever it is, must not stop the others
                 failed += 1
-                print(f"corrdiff {command}: error: {exc}", file=sys.stderr, flush=True)
+                print(f"corrdiff {command}: error: {describe(exc, job.input)}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print(f"corrdiff {command}: interrupted after {len(done)} of {len(jobs)} files; those outputs are complete, "
               "no partial file written", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary(command, len(jobs), failed, done, time.perf_counter() - start))
     return EXIT_FAILED if failed else 0
+
+
+def describe(exc: Exception, path: Path) -> str:
+    """The message of a job's error, naming its input ``path`` unless it already does. An error that is
+    not a documented one (:class:`CorrDiffError`, ``OSError``) is a bug: its type is named too."""
+    text = str(exc)
+    if not isinstance(exc, (CorrDiffError, OSError)):
+        text = f"unexpected {type(exc).__name__}: {text} (a bug in corrdiff: please report it with this file)"
+    return text if str(path) in text else f"{path}: {text}"
 
 
 def summary(command: str, total: int, failed: int, done: list[Done], seconds: float) -> str:

@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="corrdiff-demo", help="output folder (default: corrdiff-demo)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
+    p.add_argument("-f", "--force", action="store_true", help="replace the files of an earlier demo in --out")
 
     p = sub.add_parser("export", help="turn a training checkpoint into a slim model file for compress/decompress")
     p.add_argument("checkpoint", type=Path)
@@ -231,10 +232,9 @@ def _compress(args: argparse.Namespace) -> int:
 def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, job, label: str):
     """Encode one image, write its .cdf (and reconstruction), print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
-    from corrdiff.image_io import atomic_write, load_image, save_image, to_uint8
-    from corrdiff.metrics import ms_ssim, psnr
+    from corrdiff.image_io import atomic_write, save_image, to_uint8
 
-    rgb = load_image(job.input)
+    rgb = _load_image_with_notes(job.input)
     threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads)
     start = time.perf_counter()
     try:
@@ -245,13 +245,58 @@ def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: 
         raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - start
     data, decoded = result.data, to_uint8(result.reconstruction)
+    h, w = rgb.shape[:2]
+    line = (f"{job.input} -> {job.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
+            f"{quality_figures(rgb, decoded)}, {seconds:.2f} s")  # before writing: a failure leaves no file
+    if codec.correction.replace(gamma).granularity == "auto" and result.gamma_steps:
+        line += f", {auto_choice(result.gamma_steps)}"
     atomic_write(job.output, data, overwrite=args.force)
     if job.reconstruction is not None:
         save_image(job.reconstruction, decoded, overwrite=args.force)
-    h, w = rgb.shape[:2]
-    print(f"{job.input} -> {job.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
-          f"PSNR {psnr(rgb, decoded):.2f} dB, MS-SSIM {ms_ssim(rgb, decoded):.4f}, {seconds:.2f} s", flush=True)
+    print(line, flush=True)
     return Done(len(data), h * w)
+
+
+def _load_image_with_notes(path: Path):
+    """:func:`~corrdiff.image_io.load_image`, its warnings (an alpha channel dropped) printed as one
+    ``corrdiff compress: note: ...`` line each on stderr instead of Python's warning with a source line."""
+    import warnings
+
+    from corrdiff.image_io import load_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rgb = load_image(path)
+    for warning in caught:
+        print(f"corrdiff compress: note: {warning.message}", file=sys.stderr, flush=True)
+    return rgb
+
+
+def quality_figures(reference, decoded) -> str:
+    """``PSNR 31.20 dB, MS-SSIM 0.9712`` of a reconstruction, for the per-file line. MS-SSIM needs
+    sides of :data:`MS_SSIM_MIN_SIDE` pixels (its 11-pixel window, reflection-padded); smaller images
+    print ``MS-SSIM n/a`` (docs/reliability.md, "Any image size")."""
+    from corrdiff.metrics import ms_ssim, psnr
+
+    text = f"PSNR {psnr(reference, decoded):.2f} dB"
+    if min(reference.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return f"{text}, MS-SSIM n/a (sides under {MS_SSIM_MIN_SIDE} pixels)"
+    return f"{text}, MS-SSIM {ms_ssim(reference, decoded):.4f}"
+
+
+#: the smallest image side MS-SSIM is defined for: its window reaches 5 pixels each way, and reflection
+#: padding by 5 needs 6 pixels (corrdiff.losses.distortion.SSIM_WINDOW = 11)
+MS_SSIM_MIN_SIDE = 6
+
+
+def auto_choice(steps) -> str:
+    """What ``granularity=auto`` chose over the sampling steps: ``auto chose scalar x7, tile-128 x1``."""
+    from collections import Counter
+
+    from corrdiff.correction import step_granularity
+
+    counts = Counter(step_granularity(step).spec for step in steps)
+    return "auto chose " + ", ".join(f"{spec} x{count}" for spec, count in counts.items())
 
 
 def _warn_untrained(codec, model: str, mode: str) -> None:
@@ -293,6 +338,9 @@ def _decompress(args: argparse.Namespace) -> int:
         check_gamma_scale(args.gamma_scale)  # before loading the model
     except ValueError as exc:
         raise UsageError(f"--gamma-scale: {exc}") from None
+    if args.gamma_scale != 1.0 and args.mode in MODES_WITHOUT_GAMMAS:
+        raise UsageError(f"--gamma-scale scales the gammas of a corrected decode, and --mode {args.mode} uses none; "
+                         "drop --gamma-scale, or use --mode corrected")
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
     return run_jobs("decompress", jobs, lambda job, label: _decompress_one(codec, args, job, label))
@@ -302,11 +350,14 @@ def _decompress_one(codec, args: argparse.Namespace, job, label: str):
     """Decode one .cdf file, write its PNG, print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.bitstream import unpack
-    from corrdiff.image_io import save_image
-    from corrdiff.image_io import to_uint8
+    from corrdiff.errors import CorrDiffError
+    from corrdiff.image_io import save_image, to_uint8
 
     data = job.input.read_bytes()
     header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)
+    if args.gamma_scale != 1.0 and args.mode is None and header.mode in MODES_WITHOUT_GAMMAS:
+        raise CorrDiffError(f"{job.input} was coded in mode {header.mode}, without gammas: --gamma-scale does not "
+                            "apply to it; drop --gamma-scale for this file")
     threads = coding_threads(header.height * header.width, args.threads)
     start = time.perf_counter()
     with torch_threads(threads), step_progress(label) as on_step:
@@ -323,14 +374,23 @@ def _decompress_one(codec, args: argparse.Namespace, job, label: str):
 # --sharpen's gamma maps: on the held-out crops, rho = 3 with these maps reached hf-ratio 0.263 at 28.39 dB against
 # 28.45 dB at 0.245 with a scalar gamma, and they keep flat regions clean (docs/gamma.md)
 SHARPEN_GRANULARITY = "tile-128-linear"
+#: decode modes that use no gammas, so that --gamma-scale has nothing to scale
+MODES_WITHOUT_GAMMAS = ("diffusion", "e2e")
 
 
 def _gamma_options(pairs: list[str], sharpen: float | None) -> dict:
     """``--gamma KEY=VALUE`` pairs (values read as JSON numbers where they are numbers; ``candidates`` as a
     comma-separated list) and ``--sharpen RHO`` as overrides of the model's CorrectionConfig."""
+    from corrdiff.correction import CorrectionConfig
+
     options: dict = {}
     if sharpen is not None:
         options.update(solver="gradient", perceptual={"name": "hf"}, rho=sharpen, granularity=SHARPEN_GRANULARITY)
+        try:
+            CorrectionConfig().replace(options)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--sharpen {sharpen:g}: {exc}; RHO is the sharpness weight, e.g. 1 (mild) to 3 "
+                             "(strong)") from None
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -345,8 +405,6 @@ def _gamma_options(pairs: list[str], sharpen: float | None) -> dict:
             except json.JSONDecodeError:
                 options[key] = value
     try:
-        from corrdiff.correction import CorrectionConfig
-
         # names and values checked before the model loads; whether they fit together with the model's own
         # settings (e.g. rho > 0 with its solver) is checked once it is loaded (_check_gamma)
         CorrectionConfig().replace({"solver": "gradient", **options})
@@ -375,7 +433,8 @@ def _model_path(model: str) -> Path:
 def _demo(args: argparse.Namespace) -> None:
     from corrdiff.demo import run_demo
 
-    run_demo(model=args.model, image=args.image, out=args.out, steps=args.steps, seed=args.seed)
+    run_demo(model=args.model, image=args.image, out=args.out, steps=args.steps, seed=args.seed,
+             force=args.force)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -395,7 +454,8 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> None:
-    from corrdiff.plotting import bd_rate_table, expand_paths, load_results, plot_rd
+    from corrdiff.plotting import (bd_rate_table, expand_paths, load_results, metrics_in, plot_rd,
+                                   single_point_methods, single_point_note)
 
     metrics = [m.strip() for item in (args.metric or []) for m in item.split(",") if m.strip()] or None
     try:
@@ -406,6 +466,9 @@ def _plot(args: argparse.Namespace) -> None:
             output = plot_rd(files, args.output or Path("rd.png"), metrics, title=args.title,
                              full_range=args.full_range)
             print(f"wrote {output}")
+            single = single_point_methods(files, metrics or metrics_in(files))
+            if single:
+                print(f"note: {single_point_note(single)}")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

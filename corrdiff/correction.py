@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
@@ -254,7 +255,9 @@ def gradient_gamma(
     x, x0_d, x0_e = x.detach().float(), x0_d.detach().float(), x0_e.detach().float()
     h, w = x.shape[-2:]
     gamma = torch.zeros(x.shape[0], gran.count(h, w), dtype=torch.float32, device=x.device, requires_grad=True)
-    optimiser = torch.optim.LBFGS([gamma], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+    with warnings.catch_warnings():  # its first use imports torch._dynamo, which warns of torch.jit.script's end
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        optimiser = torch.optim.LBFGS([gamma], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
 
     def objective() -> Tensor:
         optimiser.zero_grad()

@@ -3,7 +3,8 @@
 Writes, into the output folder: ``demo.cdf`` (the bitstream), ``demo.png`` (decoded),
 ``comparison.png`` (original | CorrDiff | the same file decoded with half the gammas
 (``--gamma-scale 0.5``), diffusion only (gamma = 0) and end-to-end only | JPEG at the same bpp,
-each labelled in a strip below it), and prints bpp, PSNR, MS-SSIM, sharpness and encode/decode times.
+in rows of three panels, each labelled in a strip below it), and prints bpp, PSNR, MS-SSIM, sharpness
+and encode/decode times. Files of an earlier run are replaced only with ``--force``, as by compress.
 """
 
 from __future__ import annotations
@@ -27,32 +28,37 @@ def demo_image_path() -> Path:
 
 
 CAPTION_HEIGHT, GAP = 30, 8  # pixels: the label strip under the panels, the space between panels
+COLUMNS = 3  # panels per row of comparison.png: six 768-pixel panels in one row were 4648 pixels wide
 
 
-def side_by_side(panels: list[tuple[np.ndarray, str]]) -> bytes:
-    """Panels next to each other, each label centred in a white strip below its panel (never over the
-    image), as PNG bytes."""
+def side_by_side(panels: list[tuple[np.ndarray, str]], columns: int = COLUMNS) -> bytes:
+    """Panels in a grid of ``columns`` per row, each label centred in a white strip below its panel
+    (never over the image), as PNG bytes."""
     from PIL import ImageFont
 
     font = ImageFont.load_default(size=18)
-    h = max(p.shape[0] for p, _ in panels)
-    width = sum(p.shape[1] for p, _ in panels) + GAP * (len(panels) - 1)
-    canvas = Image.new("RGB", (width, h + CAPTION_HEIGHT), (255, 255, 255))
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    cell_w, cell_h = max(p.shape[1] for p, _ in panels), max(p.shape[0] for p, _ in panels) + CAPTION_HEIGHT
+    canvas = Image.new("RGB", (columns * cell_w + GAP * (columns - 1), rows * cell_h + GAP * (rows - 1)),
+                       (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    x = 0
-    for rgb, label in panels:
-        canvas.paste(Image.fromarray(rgb), (x, 0))
-        draw.text((x + rgb.shape[1] / 2, h + CAPTION_HEIGHT / 2), label, fill=(0, 0, 0), font=font, anchor="mm")
-        x += rgb.shape[1] + GAP
+    for index, (rgb, label) in enumerate(panels):
+        x, y = (index % columns) * (cell_w + GAP), (index // columns) * (cell_h + GAP)
+        canvas.paste(Image.fromarray(rgb), (x, y))
+        draw.text((x + rgb.shape[1] / 2, y + rgb.shape[0] + CAPTION_HEIGHT / 2), label, fill=(0, 0, 0), font=font,
+                  anchor="mm")
     return encode_png(np.asarray(canvas))
 
 
 def run_demo(model: str = "default", image: str | None = None, out: str = "corrdiff-demo",
-             steps: int | None = None, seed: int = 0) -> dict[str, float]:
+             steps: int | None = None, seed: int = 0, force: bool = False) -> dict[str, float]:
+    """Run the demo into the folder ``out`` (created if missing). Like compress, it replaces files
+    of an earlier run only with ``force`` (``corrdiff demo -f``), and never an input."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = Path(image) if image else demo_image_path()
-    guard = OutputGuard([source, model_path(model)], force=True)  # replaces its results, never an input
+    guard = OutputGuard([source, model_path(model)], force=force)
     cdf_path, png_path, comparison_path = (guard.check(out_dir / n) for n in ("demo.cdf", "demo.png", "comparison.png"))
     rgb = load_image(source)
     codec = load_model(model)

@@ -112,10 +112,13 @@ def load_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    what = "corrdiff plot reads the result .json files of corrdiff eval or CompressAI"
     try:
         data = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a results JSON file (not text: an image?); {what}") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a JSON file ({exc})") from None
+        raise ValueError(f"{path}: not a results JSON file ({exc}); {what}") from None
     results = data.get("results", data) if isinstance(data, dict) else None
     if not isinstance(results, dict) or "bpp" not in results:
         raise ValueError(f"{path}: no results with a 'bpp' list (CompressAI's schema)")
@@ -135,30 +138,67 @@ def metrics_in(files: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def bd_rate_table(files: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
-    """BD-rate (%) of every file against the first, one row per test file, one column per metric."""
+    """BD-rate (%) of every file against the first, one row per test file, one column per metric; a cell
+    that has no value says why (:func:`bd_rate_gap`)."""
     if len(files) < 2:
         raise ValueError("a BD-rate table needs a reference and at least one test file")
     ref, tests = files[0], files[1:]
     metrics = list(metrics or [m for m in metrics_in(files) if m not in NOT_MONOTONE])
-    width = max(12, *(len(m) + 2 for m in metrics))
+    width = max(len("n/a (no overlap)") + 2, *(len(m) + 2 for m in metrics))
     lines = [f"BD-rate vs {ref['name']} (%, negative = fewer bits at equal quality; PCHIP, Bjøntegaard)",
              f"{'method':32}" + "".join(f"{m:>{width}}" for m in metrics)]
     for test in tests:
         cells = []
         for m in metrics:
-            if m not in ref["results"] or m not in test["results"]:
-                cells.append(f"{'n/a':>{width}}")
-                continue
-            value = bd_rate(ref["results"]["bpp"], ref["results"][m], test["results"]["bpp"], test["results"][m])
-            cells.append(f"{'n/a':>{width}}" if math.isnan(value) else f"{value:>+{width}.2f}")
+            gap = bd_rate_gap(ref, test, m)
+            if gap is None:
+                value = bd_rate(ref["results"]["bpp"], ref["results"][m], test["results"]["bpp"], test["results"][m])
+                gap = "no overlap" if math.isnan(value) else None
+            cells.append(f"{'n/a (' + gap + ')':>{width}}" if gap else f"{value:>+{width}.2f}")
         lines.append(f"{test['name'][:32]:32}" + "".join(cells))
-    lines.append("n/a: fewer than 2 RD points on a curve, no overlap of the metric ranges, or metric missing")
+    lines += ["n/a (one point): this method or the reference has fewer than 2 RD points; one model gives one point,",
+              "                 evaluate several (corrdiff eval --model A --model B ...) for a curve",
+              "n/a (no overlap): the two curves' metric ranges do not overlap",
+              "n/a (missing): a file lacks the metric"]
     return "\n".join(lines)
+
+
+def bd_rate_gap(ref: dict[str, Any], test: dict[str, Any], metric: str) -> str | None:
+    """Why the BD-rate of ``test`` against ``ref`` for ``metric`` cannot be computed before trying:
+    ``missing`` (a file lacks the metric), ``one point`` (a curve with fewer than 2 distinct points), or None."""
+    if metric not in ref["results"] or metric not in test["results"]:
+        return "missing"
+    for f in (ref, test):
+        if len(_curve(f["results"]["bpp"], f["results"][metric])[0]) < 2:
+            return "one point"
+    return None
 
 
 # ----------------------------------------------------------------------------- plot
 #: a value counts as an outlier beyond this many bulk widths from the bulk (see :func:`y_view`)
 OUTLIER_FACTOR = 8.0
+
+
+#: legend handle length in font sizes: a 2-em handle's marker hid the one gap of a dashed line (drawn solid)
+LEGEND_HANDLE_LENGTH = 4.5
+
+
+def single_point_methods(files: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
+    """CorrDiff (non-classical) methods with one rate point in every panel: drawn as dots, not curves."""
+    names = []
+    for name in dict.fromkeys(f["name"] for f in files):
+        if is_classical(name):
+            continue
+        rates = [{x for x, _ in rd_curves(files, m).get(name, [])} for m in metrics]
+        if all(len(r) <= 1 for r in rates):
+            names.append(name)
+    return names
+
+
+def single_point_note(names: Sequence[str]) -> str:
+    """The figure's note when :func:`single_point_methods` finds any."""
+    return (f"{', '.join(names)}: one rate point each (one model), so dots, not curves; "
+            "evaluate several models (corrdiff eval --model A --model B ...) for a curve")
 
 
 def is_classical(name: str) -> bool:
@@ -232,7 +272,7 @@ def _draw_curve(ax, pts: list[tuple[float, float]], name: str, colour: str, xlim
     in an ablation at one rate); points of the bpp view beyond ``ylim`` sit on the panel's edge as
     triangles with their value. Returns the line for the legend."""
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    one_curve = len(set(xs)) == len(xs)
+    one_curve = len(set(xs)) == len(xs) > 1  # else dots (one point, or points that share a bpp), also in the legend
     style = (":" if "matched" in name.lower() else "--") if is_classical(name) else "-"
     (line,) = ax.plot(xs, ys, linestyle=style if one_curve else "none", marker="o",
                       markersize=4 if not is_classical(name) else 3, linewidth=1.6, color=colour, label=name)
@@ -289,7 +329,12 @@ def plot_rd(files: Sequence[dict[str, Any]], output: str | Path, metrics: Sequen
             legend.setdefault(name, _draw_curve(ax, pts, name, colours[name], (x0, x1), ylim))
         ax.set_xlim(x0, x1)
         ax.set_ylim(*ylim)
-    fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=8, frameon=False)
+    # handles long enough that a dashed or dotted line shows its gaps on both sides of the marker
+    fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=8, frameon=False,
+               handlelength=LEGEND_HANDLE_LENGTH)
+    single = single_point_methods(files, metrics)
+    if single:
+        fig.supxlabel(single_point_note(single), fontsize=8)  # a footnote that constrained layout makes room for
     if title:
         fig.suptitle(title)
     output = Path(output)
@@ -298,5 +343,5 @@ def plot_rd(files: Sequence[dict[str, Any]], output: str | Path, metrics: Sequen
     return output
 
 
-__all__ = ["bd_rate", "bd_metric", "bd_rate_table", "expand_paths", "load_results", "metrics_in", "plot_rd", "rd_curves",
-           "x_view", "y_view"]
+__all__ = ["bd_rate", "bd_metric", "bd_rate_gap", "bd_rate_table", "expand_paths", "load_results", "metrics_in",
+           "plot_rd", "rd_curves", "single_point_methods", "x_view", "y_view"]

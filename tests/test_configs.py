@@ -268,6 +268,25 @@ def test_sweep_commands_parse(path):
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=_id)
+def test_sweep_point_builds_its_trainer_on_this_cpu(path, in_tmp):
+    """A grid point's trainer, as the sweep's command configures it (accelerator, devices, strategy,
+    precision: nothing overridden here), builds on a machine without a GPU: `accelerator: gpu` of the
+    paper configs stopped a sweep tried on a CPU with "No supported gpu backend found" (docs/sweeps.md)."""
+    from lightning.pytorch import Trainer
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    config = _load_sweep(path)
+    point = _grid(config["parameters"])[0]
+    expanded = create_sweep_command_args({"args": {k: {"value": v} for k, v in point.items()}})["args"]
+    argv = [a for chunk in config["command"][1:] for a in (expanded if chunk == "${args}" else [str(chunk)])]
+    trainer = print_config(argv)["trainer"]
+    assert trainer["accelerator"] == "auto"
+    kwargs = {k: v for k, v in trainer.items() if k not in ("logger", "callbacks")}
+    built = Trainer(**{**kwargs, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False})
+    assert built.num_devices == 1
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=_id)
 def test_sweep_schema_of_wandb(path):
     """W&B's own sweep-config schema (the `sweeps` package of `pip install wandb[sweeps]`), offline."""
     sweeps = pytest.importorskip("sweeps", reason="W&B's schema needs `pip install wandb[sweeps]`")

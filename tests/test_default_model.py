@@ -74,8 +74,8 @@ def test_demo_writes_files_and_prints_figures(tmp_path, capsys):
     for name in ("demo.cdf", "demo.png", "comparison.png"):
         assert (tmp_path / name).stat().st_size > 0
     comparison = load_image(tmp_path / "comparison.png")
-    # original, CorrDiff, gamma x 0.5, diffusion, e2e, JPEG; labels in a strip below
-    assert comparison.shape == (512 + CAPTION_HEIGHT, 6 * 768 + 5 * GAP, 3)
+    # original, CorrDiff, gamma x 0.5 | diffusion, e2e, JPEG: two rows of three, labels in a strip below each
+    assert comparison.shape == (2 * (512 + CAPTION_HEIGHT) + GAP, 3 * 768 + 2 * GAP, 3)
 
 
 def test_demo_labels_do_not_cover_the_images():

@@ -3,23 +3,55 @@
 The model is any subclass of :class:`~corrdiff.training.lit.CodecTraining`
 (``class_path: corrdiff.training.ScoreTraining`` or ``JointTraining``); components
 inside ``codec:`` are chosen by registry name.
+
+Two of Lightning's messages are silenced while the command runs, because they do not apply to the
+``corrdiff`` command: the warning that ``args`` and ``sys.argv`` are both given (``corrdiff fit ...``
+passes its own arguments on purpose), and the "Tip" lines that advertise Lightning's cloud services.
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Iterator
 
 from lightning.pytorch.cli import LightningCLI
 
 from corrdiff.training.data import ImageDataModule
 from corrdiff.training.lit import CodecTraining
 
+#: the start of LightningCLI's warning when both ``args`` and ``sys.argv`` hold arguments
+ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
+#: Lightning's logger of ``rank_zero_info`` messages, which carries its "Tip" lines
+RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    """A logging filter: False for Lightning's advertising tips (litlogger, litmodels)."""
+    return not str(record.msg).lstrip("💡 ").startswith("Tip:")
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    logger = logging.getLogger(RANK_ZERO_LOGGER)
+    logger.addFilter(_not_a_tip)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=ARGS_WARNING)
+            yield
+    finally:
+        logger.removeFilter(_not_a_tip)
+
 
 def run_lightning_cli(argv: list[str]) -> LightningCLI:
-    return LightningCLI(
-        CodecTraining,
-        ImageDataModule,
-        subclass_mode_model=True,
-        args=argv,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={"prog": "corrdiff"},
-    )
+    with _quiet_lightning():
+        return LightningCLI(
+            CodecTraining,
+            ImageDataModule,
+            subclass_mode_model=True,
+            args=argv,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={"prog": "corrdiff"},
+        )
