@@ -40,7 +40,7 @@ EXPERIMENTS = ROOT / "experiments"
 SWEEP_DIR = EXPERIMENTS / "sweeps"
 LADDER_SCRIPT = EXPERIMENTS / "ladder" / "run.sh"
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
-MODELS = {"corrdiff.training.ScoreTraining", "corrdiff.training.JointTraining"}
+MODELS = {"corrdiff.training.ScoreTraining", "corrdiff.training.JointTraining", "corrdiff.training.AdversarialTraining"}
 
 
 def _yaml_files(folder: Path) -> list[Path]:
