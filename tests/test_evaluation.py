@@ -411,3 +411,22 @@ def test_all_images_failing_is_an_error(tmp_path, tiny_codec):
         run_eval(folder, [tiny_codec], out=tmp_path / "out", baselines="none", metrics="psnr-rgb",
                  progress=False, log=lambda *_: None)
     assert json.loads((tmp_path / "out" / "index.json").read_text())["num_failed"] == 1
+
+
+def test_network_scores_get_the_input_range_their_network_expects():
+    """LPIPS takes [-1, 1] as (reference, test); DISTS [0, 1] as (test, reference)."""
+    from torch import nn
+
+    from corrdiff.metrics import network_score
+
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, a, b):
+            seen.append((float(a.min()), float(a.max()), float(b.min()), float(b.max())))
+            return torch.zeros(1)
+
+    black, white = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)
+    network_score(Spy(), "cpu", signed=True)(black, white)
+    network_score(Spy(), "cpu", signed=False)(black, white)
+    assert seen == [(-1.0, -1.0, 1.0, 1.0), (1.0, 1.0, 0.0, 0.0)]

@@ -262,16 +262,24 @@ def test_joint_training_learns_with_the_correction_it_will_get():
     assert auto.gamma_granularity.spec == "scalar"
 
 
-def test_joint_training_with_a_channel_codec_trains_with_channel_gammas():
-    """JointTraining of a codec with ``granularity: channel`` uses that granularity and computes a finite loss."""
+@pytest.mark.parametrize("spec", ["tile-16", "channel"])
+def test_joint_training_corrects_with_its_granularity(spec):
+    """The P term's x0_c is the correction of the configured granularity, not the scalar one."""
+    from corrdiff.correction import apply_correction
     from corrdiff.training import JointTraining
 
     torch.manual_seed(0)
-    model = JointTraining(preset="tiny", rho=1.0, perceptual={"name": "hf"},
-                          codec={"correction": {"granularity": "channel"}})
-    assert model.gamma_granularity.spec == "channel"
-    loss, logs = model.compute_loss(torch.rand(2, 3, 32, 48) * 2 - 1)
-    assert torch.isfinite(loss) and logs["perceptual"] > 0
+    model = JointTraining(preset="tiny", rho=1.0, perceptual={"name": "hf"}, gamma_granularity=spec)
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    terms, inter = model.compute_terms(x)
+    assert torch.isfinite(terms.total()) and terms.values["perceptual"] > 0
+
+    def corrected(gran: Granularity) -> torch.Tensor:
+        x0_d, x0_e = inter.x0_d.clamp(-1, 1).detach(), inter.x0_e.detach()
+        return apply_correction(x0_d, x0_e, gran.expand(gran.closed_form(x, x0_d, x0_e), 32, 48))
+
+    assert torch.allclose(inter.x0_c, corrected(Granularity.parse(spec)), atol=1e-6)
+    assert not torch.allclose(inter.x0_c, corrected(Granularity.parse("scalar")), atol=1e-4)
 
 
 def test_linear_maps_with_too_many_cells_are_refused_not_allocated():
