@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from corrdiff.metric_names import ALL_METRICS
+from corrdiff.weights import OFFLINE_ENV
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (phase 1 ScoreTraining or phase 2 JointTraining) from a YAML config",
@@ -124,7 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="all",
                    help=f"comma-separated subset of {','.join(ALL_METRICS)} (default: all)")
     p.add_argument("--weights-dir", type=Path, default=None,
-                   help="folder with the LPIPS/DISTS/FID weight files (default: torch hub's cache only)")
+                   help="folder with the LPIPS/DISTS/FID weight files (default: torch hub's cache, where "
+                        "missing ones are downloaded)")
+    p.add_argument("--offline", action="store_true",
+                   help=f"never download weight files (also with the environment variable {OFFLINE_ENV}=1): "
+                        "metrics whose files are missing are skipped")
     p.add_argument("--name", default="CorrDiff", help="method name in the JSON files and plots")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--save-images", action="store_true", help="also write every reconstruction as PNG")
@@ -445,7 +450,8 @@ def _eval(args: argparse.Namespace) -> None:
             args.data_dir, models=args.model or ["default"], out=args.out, modes=args.modes, steps=args.steps,
             seed=args.seed, sampler=args.sampler, same_file=args.same_file, baselines=args.baselines,
             qualities=args.qualities,
-            matched=not args.no_matched, metrics=args.metrics, weights_dir=args.weights_dir, name=args.name,
+            matched=not args.no_matched, metrics=args.metrics, weights_dir=args.weights_dir,
+            offline=args.offline, name=args.name,
             limit=args.limit, save_images=args.save_images, device=args.device, force=args.force,
             progress=not args.no_progress,
         )
