@@ -163,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per size (default: 3 up to 768x512 pixels, 1 above)")
     p.add_argument("--threads", type=int, default=None,
-                   help=f"torch threads, here and in the measuring processes (default: {DEFAULT_THREADS_RULE})")
+                   help="torch threads, here and in the measuring processes "
+                        f"(default: {DEFAULT_THREADS_RULE})")
     _sampler_argument(p)
     p.add_argument("--skip", default=None,
                    help="sections to skip, comma-separated: codecs,peers,breakdown,flops,training,gamma")
@@ -236,11 +237,12 @@ def _compress(args: argparse.Namespace) -> int:
     _warn_untrained(codec, args.model, args.mode)
     sampler = _sampler_option(codec, args) if codec is not None else None
     return run_jobs("compress", jobs,
-                    lambda job, label: _compress_one(codec, args, sampler, gamma, machine_threads, job, label))
+                    lambda job, label: _compress_one(codec, args, sampler, gamma, machine_threads, job,
+                                                     label))
 
 
-def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, machine_threads: int, job,
-                  label: str):
+def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, machine_threads: int,
+                  job, label: str):
     """Encode one image, write its .cdf (and reconstruction), print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.image_io import atomic_write, save_image, to_uint8
@@ -355,7 +357,8 @@ def _decompress(args: argparse.Namespace) -> int:
     machine_threads = default_threads()
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
-    return run_jobs("decompress", jobs, lambda job, label: _decompress_one(codec, args, machine_threads, job, label))
+    return run_jobs("decompress", jobs,
+                    lambda job, label: _decompress_one(codec, args, machine_threads, job, label))
 
 
 def _decompress_one(codec, args: argparse.Namespace, machine_threads: int, job, label: str):
@@ -456,11 +459,10 @@ def _eval(args: argparse.Namespace) -> None:
     try:
         with torch_threads(args.threads or default_threads()):
             run_eval(
-                args.data_dir, models=args.model or ["default"], out=args.out, modes=args.modes, steps=args.steps,
-                seed=args.seed, sampler=args.sampler, same_file=args.same_file, baselines=args.baselines,
-                qualities=args.qualities,
-                matched=not args.no_matched, metrics=args.metrics, weights_dir=args.weights_dir,
-                offline=args.offline, name=args.name,
+                args.data_dir, models=args.model or ["default"], out=args.out, modes=args.modes,
+                steps=args.steps, seed=args.seed, sampler=args.sampler, same_file=args.same_file,
+                baselines=args.baselines, qualities=args.qualities, matched=not args.no_matched,
+                metrics=args.metrics, weights_dir=args.weights_dir, offline=args.offline, name=args.name,
                 limit=args.limit, save_images=args.save_images, device=args.device, force=args.force,
                 progress=not args.no_progress,
             )

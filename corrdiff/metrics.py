@@ -16,8 +16,8 @@ it would write to disk (8-bit-rounded).
   distribution, noise makes it Gaussian where natural images are heavy-tailed (Field 1987;
   Simoncelli & Olshausen 2001), and a wrong scale shows at that scale.
 * HaarPSI and GMSD (piq; weight-free), LPIPS-Alex/VGG and DISTS (pretrained networks, found or
-  downloaded by :mod:`corrdiff.weights`), FID/KID on 256x256 patches (HiFiC protocol): :class:`MetricSuite`, used by
-  ``corrdiff eval`` (docs/evaluation.md).
+  downloaded by :mod:`corrdiff.weights`), FID/KID on 256x256 patches (HiFiC protocol):
+  :class:`MetricSuite`, used by ``corrdiff eval`` (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from corrdiff.image_io import hwc_to_nchw, to_tensor, to_uint8
 from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
-from corrdiff.weights import WEIGHT_FILES, PerceptualUnavailable, WeightsNotFound, find_weights  # noqa: F401
+from corrdiff.weights import WEIGHT_FILES, PerceptualUnavailable, WeightsNotFound, find_weights  # noqa: F401 (re-exported)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
@@ -160,7 +160,8 @@ def gmsd(reference: np.ndarray, test: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- pretrained
 def build_lpips(net: str, weights_dir: str | Path | None = None, offline: bool = False) -> nn.Module:
-    """LPIPS (Zhang et al. 2018), ImageNet backbone from :func:`find_weights` (see :mod:`corrdiff.losses.perceptual`)."""
+    """LPIPS (Zhang et al. 2018), ImageNet backbone from :func:`find_weights`
+    (:mod:`corrdiff.losses.perceptual`)."""
     from corrdiff.losses.perceptual import LPIPS
 
     path = find_weights("alexnet" if net == "alex" else "vgg16", weights_dir, offline)
@@ -220,17 +221,20 @@ def network_score(net: nn.Module, device: str | torch.device, signed: bool) -> C
     return score
 
 
-def lpips_alex(weights_dir: str | Path | None, device: str | torch.device = "cpu", offline: bool = False) -> Callable:
+def lpips_alex(weights_dir: str | Path | None, device: str | torch.device = "cpu",
+               offline: bool = False) -> Callable:
     """LPIPS-Alex as a per-image metric (lower is better)."""
     return network_score(build_lpips("alex", weights_dir, offline), device, signed=True)
 
 
-def lpips_vgg(weights_dir: str | Path | None, device: str | torch.device = "cpu", offline: bool = False) -> Callable:
+def lpips_vgg(weights_dir: str | Path | None, device: str | torch.device = "cpu",
+              offline: bool = False) -> Callable:
     """LPIPS-VGG as a per-image metric (lower is better)."""
     return network_score(build_lpips("vgg", weights_dir, offline), device, signed=True)
 
 
-def dists(weights_dir: str | Path | None, device: str | torch.device = "cpu", offline: bool = False) -> Callable:
+def dists(weights_dir: str | Path | None, device: str | torch.device = "cpu",
+          offline: bool = False) -> Callable:
     """DISTS as a per-image metric (lower is better)."""
     return network_score(build_dists(weights_dir, offline), device, signed=False)
 

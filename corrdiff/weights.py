@@ -45,9 +45,11 @@ class WeightFile:
 
 #: the weight files, by the keys that :data:`corrdiff.metric_names.METRICS` names
 WEIGHTS = {
-    "alexnet": WeightFile("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "alexnet": WeightFile("alexnet-owt-7be5be79.pth",
+                          "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
                           "7be5be79", "LPIPS-alex (torchvision AlexNet_Weights.IMAGENET1K_V1)"),
-    "vgg16": WeightFile("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "vgg16": WeightFile("vgg16-397923af.pth",
+                        "https://download.pytorch.org/models/vgg16-397923af.pth",
                         "397923af", "LPIPS-vgg and DISTS (torchvision VGG16_Weights.IMAGENET1K_V1)"),
     "inception": WeightFile("weights-inception-2015-12-05-6726825d.pth",
                             "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -104,7 +106,8 @@ def find_weights(key: str, weights_dir: str | Path | None = None, offline: bool 
         return download(weight)
     except (OSError, RuntimeError, ValueError) as exc:  # no network, HTTP error, wrong hash, disk full
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsNotFound(weight.filename, paths, f"download from {weight.url} failed: {reason}") from None
+        raise WeightsNotFound(weight.filename, paths,
+                              f"download from {weight.url} failed: {reason}") from None
 
 
 def download(weight: WeightFile) -> Path:
@@ -114,7 +117,8 @@ def download(weight: WeightFile) -> Path:
 
     target = hub_checkpoints() / weight.filename
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"corrdiff: downloading {weight.filename} for {weight.used_by} from {weight.url} into {target.parent}",
-          file=sys.stderr, flush=True)
-    torch.hub.download_url_to_file(weight.url, str(target), hash_prefix=weight.sha256, progress=sys.stderr.isatty())
+    print(f"corrdiff: downloading {weight.filename} for {weight.used_by} from {weight.url} "
+          f"into {target.parent}", file=sys.stderr, flush=True)
+    torch.hub.download_url_to_file(weight.url, str(target), hash_prefix=weight.sha256,
+                                   progress=sys.stderr.isatty())
     return target

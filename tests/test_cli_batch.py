@@ -165,7 +165,8 @@ def test_threads_option_is_applied_and_restored(tmp_path, pngs, model_file, caps
 def test_small_images_are_coded_on_one_thread_by_default(tmp_path, pngs, model_file, capsys, monkeypatch,
                                                         encode_threads):
     """Without --threads a small image is coded on one thread (two that wait for each other on a busy
-    machine cost seconds); a larger one what the machine can give (corrdiff/threads.py), here two idle cores."""
+    machine cost seconds); a larger one what the machine can give (corrdiff/threads.py): here two idle
+    cores."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0), raising=False)
     before = torch.get_num_threads()

@@ -1,8 +1,10 @@
 """The default torch thread count (corrdiff/threads.py; docs/benchmarks.md, "Threads on a busy machine"):
-the cores the process may use minus the 1-minute load average, at least 1; ``corrdiff eval --threads``."""
+the cores the process may use minus the 1-minute load average, at least 1; ``corrdiff eval --threads``;
+the default of ``corrdiff bench``."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -66,8 +68,9 @@ def test_eval_threads_option_and_default(tmp_path, model_file, monkeypatch, eval
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(
         tmp_path / "photos" / "a.png")
     before = torch.get_num_threads()
-    args = ["eval", str(tmp_path / "photos"), "--model", str(model_file), "--modes", "e2e", "--baselines", "none",
-            "--no-matched", "--metrics", "psnr-rgb", "--no-progress", "-f", "--out", str(tmp_path / "out")]
+    args = ["eval", str(tmp_path / "photos"), "--model", str(model_file), "--modes", "e2e", "--baselines",
+            "none", "--no-matched", "--metrics", "psnr-rgb", "--no-progress", "-f",
+            "--out", str(tmp_path / "out")]
     assert main([*args, "--threads", "2"]) == 0
     machine(monkeypatch, 2, 5.85)  # busy: the default is one thread
     torch.set_num_threads(2)
@@ -80,3 +83,14 @@ def test_eval_threads_option_and_default(tmp_path, model_file, monkeypatch, eval
         main(["eval", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--threads N" in help_text and DEFAULT_THREADS_RULE in help_text and "--offline" in help_text
+
+
+def test_bench_default_threads(monkeypatch, tmp_path, capsys):
+    from corrdiff.bench.settings import SECTIONS
+
+    machine(monkeypatch, 4, 2.0)
+    before = torch.get_num_threads()
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--skip", ",".join(SECTIONS), "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["machine"]["torch_threads"] == 2
+    assert torch.get_num_threads() == before

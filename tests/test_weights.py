@@ -57,7 +57,7 @@ def server():
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """torch hub's cache in a temporary folder, downloads allowed (tests/conftest.py forbids them), no proxy."""
+    """torch hub's cache in a temporary folder; downloads allowed (tests/conftest.py forbids them)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(weights.OFFLINE_ENV)
     for name in ("no_proxy", "NO_PROXY"):
@@ -79,7 +79,7 @@ def alexnet_bytes() -> bytes:
 
 
 def serve_alexnet(monkeypatch, server, body: bytes, sha256: str) -> None:
-    """Point the table's AlexNet address at ``server``, which serves ``body``; the table expects ``sha256``."""
+    """Point the table's AlexNet address at ``server``, serving ``body``; the table expects ``sha256``."""
     server.files["/alexnet.pth"] = body
     weight = dataclasses.replace(weights.WEIGHTS["alexnet"], url=f"{server.url}/alexnet.pth", sha256=sha256)
     monkeypatch.setitem(weights.WEIGHTS, "alexnet", weight)
@@ -108,7 +108,7 @@ def closed_port() -> int:
 
 @pytest.mark.parametrize("case", ["wrong hash", "not found", "no server"])
 def test_a_failed_download_leaves_nothing_and_says_why(hub, server, monkeypatch, case):
-    serve_alexnet(monkeypatch, server, b"not AlexNet", weights.WEIGHTS["alexnet"].sha256)  # the real hash: mismatch
+    serve_alexnet(monkeypatch, server, b"not AlexNet", weights.WEIGHTS["alexnet"].sha256)  # the real hash
     if case == "not found":
         server.files.clear()
     if case == "no server":
@@ -117,7 +117,8 @@ def test_a_failed_download_leaves_nothing_and_says_why(hub, server, monkeypatch,
     suite = MetricSuite(["psnr-rgb", "lpips-alex"])
     assert suite.image_metrics == ["psnr-rgb"]
     reason = suite.unavailable["lpips-alex"]
-    assert reason.startswith("weights not found: alexnet-owt-7be5be79.pth") and "/alexnet.pth failed: " in reason
+    assert reason.startswith("weights not found: alexnet-owt-7be5be79.pth")
+    assert "/alexnet.pth failed: " in reason
     assert {"wrong hash": "invalid hash value", "not found": "HTTP Error 404",
             "no server": "Connection refused"}[case] in reason
     assert "failed: " in suite.skipped_line()
@@ -128,7 +129,8 @@ def test_offline_forbids_downloading(hub, server, monkeypatch, alexnet_bytes):
     """``offline=True`` (``corrdiff eval --offline``) and ``CORRDIFF_OFFLINE=1`` ask the server nothing."""
     serve_alexnet(monkeypatch, server, alexnet_bytes, hashlib.sha256(alexnet_bytes).hexdigest()[:8])
     suite = MetricSuite(["lpips-alex"], offline=True)
-    assert "downloads are off" in suite.unavailable["lpips-alex"] and "downloads are off" in suite.skipped_line()
+    assert "downloads are off" in suite.unavailable["lpips-alex"]
+    assert "downloads are off" in suite.skipped_line()
     monkeypatch.setenv(weights.OFFLINE_ENV, "1")
     assert "downloads are off" in MetricSuite(["lpips-alex"]).unavailable["lpips-alex"]
     with pytest.raises(weights.PerceptualUnavailable, match="downloads are off"):
@@ -153,7 +155,7 @@ def test_eval_offline_option(hub, server, monkeypatch, alexnet_bytes, tmp_path, 
 
 
 def test_table_names_the_published_files():
-    """The addresses are those torchvision and torch-fidelity download from; each hash is the one in the file name."""
+    """The addresses are those torchvision and torch-fidelity download from; the hash is the file name's."""
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
     from torchvision.models import AlexNet_Weights, VGG16_Weights
 

@@ -35,11 +35,14 @@ class LPIPS(nn.Module):
         super().__init__()
         import lpips
 
-        if net not in _BACKBONES:
+        if backbone_weights:
+            path = Path(backbone_weights)
+        elif net in _BACKBONES:
+            path = find_weights(_BACKBONES[net])
+        else:
             raise ValueError(f"LPIPS backbone must be one of {sorted(_BACKBONES)}, got {net!r}")
-        path = Path(backbone_weights) if backbone_weights else find_weights(_BACKBONES[net])
         if not path.is_file():
-            raise PerceptualUnavailable(f"LPIPS({net}) needs the ImageNet backbone weights at {path} (not found)")
+            raise PerceptualUnavailable(f"LPIPS({net}): no backbone weights at {path}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
