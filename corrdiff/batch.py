@@ -12,7 +12,8 @@ progress, threads. The command line (:mod:`corrdiff.cli`) wires these to the cod
   exit status is 2 if any input failed.
 * On a terminal, an image that takes more than :data:`PROGRESS_DELAY_S` seconds shows a progress bar
   of its sampling steps (tqdm, on stderr).
-* ``--threads N`` sets torch's threads; without it small images use one (:func:`coding_threads`).
+* ``--threads N`` sets torch's threads; without it small images use one, larger ones what the machine
+  can give (:func:`coding_threads`, :func:`corrdiff.threads.default_threads`).
 """
 
 from __future__ import annotations
@@ -189,12 +190,13 @@ def step_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
         bar.close()
 
 
-def coding_threads(pixels: int, requested: int | None) -> int | None:
+def coding_threads(pixels: int, requested: int | None, default: int) -> int:
     """Threads for coding an image: ``requested`` (--threads) if given, else 1 for a small image
-    (:data:`SMALL_IMAGE_PIXELS`) and torch's default (None) for a larger one."""
+    (:data:`SMALL_IMAGE_PIXELS`) and ``default`` for a larger one: :func:`corrdiff.threads.default_threads`
+    taken when the command starts (later the load average counts the command's own work)."""
     if requested is not None:
         return requested
-    return 1 if pixels <= SMALL_IMAGE_PIXELS else None
+    return 1 if pixels <= SMALL_IMAGE_PIXELS else default
 
 
 @contextmanager

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from corrdiff.metric_names import ALL_METRICS
+from corrdiff.threads import DEFAULT_THREADS_RULE, default_threads
+from corrdiff.weights import OFFLINE_ENV
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (phase 1 ScoreTraining or phase 2 JointTraining) from a YAML config",
@@ -124,13 +126,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="all",
                    help=f"comma-separated subset of {','.join(ALL_METRICS)} (default: all)")
     p.add_argument("--weights-dir", type=Path, default=None,
-                   help="folder with the LPIPS/DISTS/FID weight files (default: torch hub's cache only)")
+                   help="folder with the LPIPS/DISTS/FID weight files (default: torch hub's cache, where "
+                        "missing ones are downloaded)")
+    p.add_argument("--offline", action="store_true",
+                   help=f"never download weight files (also with the environment variable {OFFLINE_ENV}=1): "
+                        "metrics whose files are missing are skipped")
     p.add_argument("--name", default="CorrDiff", help="method name in the JSON files and plots")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     p.add_argument("--save-images", action="store_true", help="also write every reconstruction as PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-f", "--force", action="store_true", help="overwrite results in --out")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help=f"CPU threads for torch (default: {DEFAULT_THREADS_RULE})")
 
     p = sub.add_parser("plot", help="RD curves of result JSON files; --bd-rate prints a BD-rate table")
     p.add_argument("results", type=Path, nargs="+",
@@ -155,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per size (default: 3 up to 768x512 pixels, 1 above)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads, here and in the measuring processes (default: torch's default)")
+                   help="torch threads, here and in the measuring processes "
+                        f"(default: {DEFAULT_THREADS_RULE})")
     _sampler_argument(p)
     p.add_argument("--skip", default=None,
                    help="sections to skip, comma-separated: codecs,peers,breakdown,flops,training,gamma")
@@ -172,7 +181,7 @@ def _device_and_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
     parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                         help="CPU threads for torch (default: one for images up to 256x256 pixels, "
-                             "else torch's, one per core)")
+                             f"else {DEFAULT_THREADS_RULE})")
 
 
 def _sampler_argument(parser: argparse.ArgumentParser) -> None:
@@ -221,21 +230,25 @@ def _compress(args: argparse.Namespace) -> int:
     gamma = _gamma_options(args.gamma, args.sharpen)
     jobs = [Job(path, out, rec) for path, out, rec in zip(args.input, outputs, recons)]
     check_jobs(jobs, "an image", [model_path], args.force)
+    machine_threads = default_threads()
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
     _check_gamma(codec, gamma)
     _warn_untrained(codec, args.model, args.mode)
     sampler = _sampler_option(codec, args) if codec is not None else None
-    return run_jobs("compress", jobs, lambda job, label: _compress_one(codec, args, sampler, gamma, job, label))
+    return run_jobs("compress", jobs,
+                    lambda job, label: _compress_one(codec, args, sampler, gamma, machine_threads, job,
+                                                     label))
 
 
-def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, job, label: str):
+def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, machine_threads: int,
+                  job, label: str):
     """Encode one image, write its .cdf (and reconstruction), print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.image_io import atomic_write, save_image, to_uint8
 
     rgb = _load_image_with_notes(job.input)
-    threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads)
+    threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads, machine_threads)
     start = time.perf_counter()
     try:
         with torch_threads(threads), step_progress(label) as on_step:
@@ -341,12 +354,14 @@ def _decompress(args: argparse.Namespace) -> int:
     if args.gamma_scale != 1.0 and args.mode in MODES_WITHOUT_GAMMAS:
         raise UsageError(f"--gamma-scale scales the gammas of a corrected decode, and --mode {args.mode} uses none; "
                          "drop --gamma-scale, or use --mode corrected")
+    machine_threads = default_threads()
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
-    return run_jobs("decompress", jobs, lambda job, label: _decompress_one(codec, args, job, label))
+    return run_jobs("decompress", jobs,
+                    lambda job, label: _decompress_one(codec, args, machine_threads, job, label))
 
 
-def _decompress_one(codec, args: argparse.Namespace, job, label: str):
+def _decompress_one(codec, args: argparse.Namespace, machine_threads: int, job, label: str):
     """Decode one .cdf file, write its PNG, print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.bitstream import unpack
@@ -358,7 +373,7 @@ def _decompress_one(codec, args: argparse.Namespace, job, label: str):
     if args.gamma_scale != 1.0 and args.mode is None and header.mode in MODES_WITHOUT_GAMMAS:
         raise CorrDiffError(f"{job.input} was coded in mode {header.mode}, without gammas: --gamma-scale does not "
                             "apply to it; drop --gamma-scale for this file")
-    threads = coding_threads(header.height * header.width, args.threads)
+    threads = coding_threads(header.height * header.width, args.threads, machine_threads)
     start = time.perf_counter()
     with torch_threads(threads), step_progress(label) as on_step:
         image = codec.decompress(data, mode=args.mode, gamma_scale=args.gamma_scale, on_step=on_step)
@@ -438,17 +453,19 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from corrdiff.batch import torch_threads
     from corrdiff.evaluation import run_eval
 
     try:
-        run_eval(
-            args.data_dir, models=args.model or ["default"], out=args.out, modes=args.modes, steps=args.steps,
-            seed=args.seed, sampler=args.sampler, same_file=args.same_file, baselines=args.baselines,
-            qualities=args.qualities,
-            matched=not args.no_matched, metrics=args.metrics, weights_dir=args.weights_dir, name=args.name,
-            limit=args.limit, save_images=args.save_images, device=args.device, force=args.force,
-            progress=not args.no_progress,
-        )
+        with torch_threads(args.threads or default_threads()):
+            run_eval(
+                args.data_dir, models=args.model or ["default"], out=args.out, modes=args.modes,
+                steps=args.steps, seed=args.seed, sampler=args.sampler, same_file=args.same_file,
+                baselines=args.baselines, qualities=args.qualities, matched=not args.no_matched,
+                metrics=args.metrics, weights_dir=args.weights_dir, offline=args.offline, name=args.name,
+                limit=args.limit, save_images=args.save_images, device=args.device, force=args.force,
+                progress=not args.no_progress,
+            )
     except ValueError as exc:  # option values rejected before any work
         raise UsageError(str(exc)) from None
 

@@ -21,10 +21,10 @@ class Metric:
         name: the results key (CompressAI's spelling where it has one).
         compute: the name of a function in :mod:`corrdiff.metrics`. A weight-free per-image metric
             names its ``(reference, test) -> float`` function; a metric with ``weights`` names a
-            builder ``(weights_dir, device) -> (reference, test) -> float``; a ``dataset`` metric
-            names the builder ``(weights_dir) -> nn.Module`` of its feature network.
+            builder ``(weights_dir, device, offline=...) -> (reference, test) -> float``; a ``dataset``
+            metric names the builder ``(weights_dir, offline=...) -> nn.Module`` of its feature network.
         lower_is_better: smaller values are better (plots and BD-rate tables say so).
-        weights: keys of :data:`corrdiff.metrics.WEIGHT_FILES` that it needs (pretrained networks).
+        weights: keys of :data:`corrdiff.weights.WEIGHTS` that it needs (pretrained networks).
         dataset: one value per method over 256x256 patches of the whole data set, not per image.
         needs: a Python package it imports (reported unavailable when missing).
         monotone: ``False`` when it is not a quality scale (1 is ideal, both directions are worse):

@@ -15,9 +15,9 @@ it would write to disk (8-bit-rounded).
   statistics). hf-ratio is met by noise as well as by texture; this is not: blur shrinks the
   distribution, noise makes it Gaussian where natural images are heavy-tailed (Field 1987;
   Simoncelli & Olshausen 2001), and a wrong scale shows at that scale.
-* HaarPSI and GMSD (piq; weight-free), LPIPS-Alex/VGG and DISTS (pretrained networks from
-  local files), FID/KID on 256x256 patches (HiFiC protocol): :class:`MetricSuite`, used by
-  ``corrdiff eval`` (docs/evaluation.md).
+* HaarPSI and GMSD (piq; weight-free), LPIPS-Alex/VGG and DISTS (pretrained networks, found or
+  downloaded by :mod:`corrdiff.weights`), FID/KID on 256x256 patches (HiFiC protocol):
+  :class:`MetricSuite`, used by ``corrdiff eval`` (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from corrdiff.image_io import hwc_to_nchw, to_tensor, to_uint8
 from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
-from corrdiff.losses.perceptual import PerceptualUnavailable
+from corrdiff.weights import WEIGHT_FILES, PerceptualUnavailable, WeightsNotFound, find_weights  # noqa: F401 (re-exported)
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
@@ -112,46 +112,14 @@ def bandpass_distance(reference: np.ndarray, test: np.ndarray, scales: int = 4) 
 #
 # Metric names follow CompressAI's ``eval_model`` keys (``psnr-rgb``, ``ms-ssim-rgb``), so
 # our summary JSON files overlay with its results; the others are lower-case names with
-# a hyphen. Metrics needing pretrained weights (LPIPS, DISTS, FID/KID) are looked up
-# locally (``weights_dir``, then torch's hub cache); when absent, the metric is reported
-# unavailable with the reason and never computed with random weights.
+# a hyphen. Metrics needing pretrained weights (LPIPS, DISTS, FID/KID) get them from
+# :func:`corrdiff.weights.find_weights` (``weights_dir``, torch's hub cache, else a download);
+# when unavailable, the metric is reported unavailable with the reason and never computed with
+# random weights.
 
 from corrdiff.metric_names import ALL_METRICS, DATASET_METRICS, METRICS, Metric  # noqa: E402 (the table)
 
-#: file names of the pretrained weights, as torchvision / torch-fidelity publish them
-WEIGHT_FILES = {
-    "alexnet": "alexnet-owt-7be5be79.pth",  # torchvision AlexNet_Weights.IMAGENET1K_V1 (LPIPS-alex)
-    "vgg16": "vgg16-397923af.pth",  # torchvision VGG16_Weights.IMAGENET1K_V1 (LPIPS-vgg, DISTS)
-    "inception": "weights-inception-2015-12-05-6726825d.pth",  # torch-fidelity's FID Inception (TF port)
-}
 PATCH_SIZE = 256
-
-
-def weight_search_paths(filename: str, weights_dir: str | Path | None = None) -> list[Path]:
-    """Where a weight file is looked for: ``DIR/NAME``, ``DIR/checkpoints/NAME``, torch hub's cache."""
-    paths = []
-    if weights_dir:
-        paths += [Path(weights_dir) / filename, Path(weights_dir) / "checkpoints" / filename]
-    paths.append(Path(torch.hub.get_dir()) / "checkpoints" / filename)
-    return paths
-
-
-def find_weights(filename: str, weights_dir: str | Path | None = None) -> Path:
-    """The first existing file among :func:`weight_search_paths`, else PerceptualUnavailable."""
-    paths = weight_search_paths(filename, weights_dir)
-    for path in paths:
-        if path.is_file():
-            return path
-    raise WeightsNotFound(filename, paths)
-
-
-class WeightsNotFound(PerceptualUnavailable):
-    """A pretrained weight file is in none of the places searched (:func:`weight_search_paths`)."""
-
-    def __init__(self, filename: str, paths: list[Path]):
-        self.filename, self.folders = filename, list(dict.fromkeys(str(p.parent) for p in paths))
-        super().__init__(f"weights not found: {filename} (looked in {', '.join(self.folders)}; "
-                         "pass --weights-dir, see docs/evaluation.md)")
 
 
 def _load_plain_state_dict(path: Path) -> dict[str, Tensor]:
@@ -191,21 +159,22 @@ def gmsd(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- pretrained
-def build_lpips(net: str, weights_dir: str | Path | None = None) -> nn.Module:
-    """LPIPS (Zhang et al. 2018), ImageNet backbone from local files (see :mod:`corrdiff.losses.perceptual`)."""
+def build_lpips(net: str, weights_dir: str | Path | None = None, offline: bool = False) -> nn.Module:
+    """LPIPS (Zhang et al. 2018), ImageNet backbone from :func:`find_weights`
+    (:mod:`corrdiff.losses.perceptual`)."""
     from corrdiff.losses.perceptual import LPIPS
 
-    path = find_weights(WEIGHT_FILES["alexnet" if net == "alex" else "vgg16"], weights_dir)
+    path = find_weights("alexnet" if net == "alex" else "vgg16", weights_dir, offline)
     return LPIPS(net, backbone_weights=str(path))
 
 
-def build_dists(weights_dir: str | Path | None = None) -> nn.Module:
-    """DISTS (Ding et al. 2020) as torchmetrics implements it: VGG-16 from a local file, alpha/beta
+def build_dists(weights_dir: str | Path | None = None, offline: bool = False) -> nn.Module:
+    """DISTS (Ding et al. 2020) as torchmetrics implements it: VGG-16 from :func:`find_weights`, alpha/beta
     from the weights torchmetrics ships. Inputs in [0, 1]."""
     from torchmetrics.functional.image import dists as tm_dists
     from torchvision.models import vgg16
 
-    path = find_weights(WEIGHT_FILES["vgg16"], weights_dir)
+    path = find_weights("vgg16", weights_dir, offline)
     vgg = vgg16(weights=None)
     state = _load_plain_state_dict(path)
     try:  # only the convolutional part is used: a features-only file is fine too
@@ -223,10 +192,10 @@ def build_dists(weights_dir: str | Path | None = None) -> nn.Module:
     return network.eval().requires_grad_(False)
 
 
-def build_inception(weights_dir: str | Path | None = None) -> nn.Module:
+def build_inception(weights_dir: str | Path | None = None, offline: bool = False) -> nn.Module:
     """FID's Inception-v3 (the TF 2015-12-05 port; torchmetrics/torch-fidelity), 2048-d pool features
     of uint8 images; needs ``torch-fidelity`` and the weight file."""
-    path = find_weights(WEIGHT_FILES["inception"], weights_dir)
+    path = find_weights("inception", weights_dir, offline)
     _load_plain_state_dict(path)  # refuse pickled objects before torch-fidelity loads it (weights_only=False)
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
@@ -252,19 +221,22 @@ def network_score(net: nn.Module, device: str | torch.device, signed: bool) -> C
     return score
 
 
-def lpips_alex(weights_dir: str | Path | None, device: str | torch.device = "cpu") -> Callable:
+def lpips_alex(weights_dir: str | Path | None, device: str | torch.device = "cpu",
+               offline: bool = False) -> Callable:
     """LPIPS-Alex as a per-image metric (lower is better)."""
-    return network_score(build_lpips("alex", weights_dir), device, signed=True)
+    return network_score(build_lpips("alex", weights_dir, offline), device, signed=True)
 
 
-def lpips_vgg(weights_dir: str | Path | None, device: str | torch.device = "cpu") -> Callable:
+def lpips_vgg(weights_dir: str | Path | None, device: str | torch.device = "cpu",
+              offline: bool = False) -> Callable:
     """LPIPS-VGG as a per-image metric (lower is better)."""
-    return network_score(build_lpips("vgg", weights_dir), device, signed=True)
+    return network_score(build_lpips("vgg", weights_dir, offline), device, signed=True)
 
 
-def dists(weights_dir: str | Path | None, device: str | torch.device = "cpu") -> Callable:
+def dists(weights_dir: str | Path | None, device: str | torch.device = "cpu",
+          offline: bool = False) -> Callable:
     """DISTS as a per-image metric (lower is better)."""
-    return network_score(build_dists(weights_dir), device, signed=False)
+    return network_score(build_dists(weights_dir, offline), device, signed=False)
 
 
 # ----------------------------------------------------------------------------- FID/KID on patches
@@ -375,13 +347,16 @@ class MetricSuite:
     Args:
         metrics: names from :data:`ALL_METRICS` (default: all of them).
         weights_dir: folder with the pretrained weight files (:data:`WEIGHT_FILES`), also
-            searched in its ``checkpoints/`` subfolder and in torch hub's cache.
+            searched in its ``checkpoints/`` subfolder and in torch hub's cache, where files found
+            nowhere are downloaded (:func:`corrdiff.weights.find_weights`).
         device: where the pretrained networks run.
+        offline: never download (nor does the environment variable ``CORRDIFF_OFFLINE=1``).
     """
 
     metrics: Iterable[str] | None = None
     weights_dir: str | Path | None = None
     device: str | torch.device = "cpu"
+    offline: bool = False
     unavailable: dict[str, str] = field(default_factory=dict, init=False)
     patch_fid: PatchFID | None = field(default=None, init=False)
     #: metric -> the weight file it lacks (the metrics of :attr:`unavailable` that a file would enable)
@@ -414,9 +389,9 @@ class MetricSuite:
         compute = globals()[spec.compute]
         if spec.dataset:
             if self.patch_fid is None:
-                self.patch_fid = PatchFID(compute(self.weights_dir), device=self.device)
+                self.patch_fid = PatchFID(compute(self.weights_dir, offline=self.offline), device=self.device)
         elif spec.pretrained:
-            self._image_fns[spec.name] = compute(self.weights_dir, self.device)
+            self._image_fns[spec.name] = compute(self.weights_dir, self.device, offline=self.offline)
         else:
             self._image_fns[spec.name] = compute
 
@@ -428,8 +403,10 @@ class MetricSuite:
         if self.missing_weights:
             files = list(dict.fromkeys(e.filename for e in self.missing_weights.values()))
             folders = list(dict.fromkeys(f for e in self.missing_weights.values() for f in e.folders))
-            text += (f": no pretrained weights ({', '.join(files)} not in {', '.join(folders)}); "
-                     "to enable, put them in a folder passed as --weights-dir (docs/evaluation.md)")
+            reasons = list(dict.fromkeys(e.reason for e in self.missing_weights.values()))
+            text += (f": no pretrained weights ({', '.join(files)} not in {', '.join(folders)}; "
+                     f"{'; '.join(reasons)}); to enable, put them in a folder passed as --weights-dir "
+                     "(docs/evaluation.md)")
         others = {m: r for m, r in self.unavailable.items() if m not in self.missing_weights}
         if others:
             text += "; " + "; ".join(f"{m}: {r}" for m, r in others.items())

@@ -15,6 +15,9 @@ import pytest
 # convolutions *slower* (tens of ms each while the second core is busy). Tests that
 # need another thread count set it themselves and restore it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Nothing in the tests reaches the internet: pretrained weights are never downloaded (corrdiff/weights.py);
+# tests/test_weights.py turns downloads back on against a server on 127.0.0.1.
+os.environ["CORRDIFF_OFFLINE"] = "1"
 
 import torch  # noqa: E402
 

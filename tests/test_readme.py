@@ -25,3 +25,16 @@ def test_ci_runs_the_readme_test_command():
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert install_and_test in ci_lines
     assert "set -euo pipefail" in ci_lines
+
+
+def test_readme_shows_a_cpu_only_install_and_how_to_count_the_tests():
+    """Beside the two commands: PyTorch's CPU wheels for machines without a GPU (the pinned torch from
+    PyPI is a CUDA build); the suite's size as --collect-only counts it."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    cpu = [b.strip().splitlines() for b in blocks[2:] if "download.pytorch.org/whl/cpu" in b]
+    assert cpu and cpu[0] == [
+        "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu", "pip install -e ."]
+    assert text.index("Without a GPU.") > text.index(blocks[1])
+    assert "python -m pytest --collect-only -q | tail -1" in text
+    assert "about 410 tests" not in text

@@ -18,6 +18,7 @@ from corrdiff.bench.profile import decode_breakdown, decode_flops
 from corrdiff.bench.settings import BenchmarkError, BenchSettings, size_name
 from corrdiff.metrics import to_tensor
 from corrdiff.sampling import sampler_for_encoding
+from corrdiff.threads import default_threads
 
 SPEED_CHECK_REPEATS = 3  # runs of each dense reference at the start and at the end of a run
 
@@ -66,7 +67,7 @@ def run_benchmark(settings: BenchSettings, emit: Callable[[str], None] = print,
     """Run the sections ``settings`` asks for, each table to ``emit`` as soon as it is ready; all figures."""
     progress = progress or (lambda text: print(f"bench: {text}", file=sys.stderr, flush=True))
     threads_before = torch.get_num_threads()
-    threads = settings.threads or threads_before
+    threads = settings.threads or default_threads()
     torch.set_num_threads(threads)
     try:
         codec = load_bench_model(settings.model)

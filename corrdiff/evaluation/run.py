@@ -32,6 +32,7 @@ def run_eval(
     matched: bool = True,
     metrics: Sequence[str] | str | None = None,
     weights_dir: str | Path | None = None,
+    offline: bool = False,
     name: str = "CorrDiff",
     limit: int | None = None,
     save_images: bool = False,
@@ -56,7 +57,10 @@ def run_eval(
         metrics: names from :data:`corrdiff.metric_names.ALL_METRICS` (default: all); ``bpp``
             and the timings are always recorded.
         weights_dir: folder with the pretrained weights of LPIPS, DISTS and FID/KID
-            (:data:`corrdiff.metrics.WEIGHT_FILES`); metrics whose weights are missing are skipped.
+            (:data:`corrdiff.metrics.WEIGHT_FILES`); files found neither there nor in torch hub's cache
+            are downloaded (:func:`corrdiff.weights.find_weights`); metrics whose weights are
+            unavailable are skipped.
+        offline: never download weights (as the environment variable ``CORRDIFF_OFFLINE=1``).
         log, warn: where the table and the summary line go (stdout), and where warnings go:
             unavailable metrics, failed images (stderr).
 
@@ -79,7 +83,7 @@ def run_eval(
     guard = OutputGuard([*files, *(model_path(m) for m in models if not isinstance(m, CorrDiffCodec))], force=True)
     loaded = load_models(models, device, plan)
 
-    suite = MetricSuite(plan.metric_names, weights_dir=weights_dir, device=device)
+    suite = MetricSuite(plan.metric_names, weights_dir=weights_dir, device=device, offline=offline)
     warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
     if suite.skipped_line():
         warn(f"corrdiff eval: {suite.skipped_line()}")

@@ -3,17 +3,16 @@ and the weight-free high-frequency deficit ``hf`` (:class:`HighFrequencyDeficit`
 
 LPIPS needs two sets of weights: its linear heads (shipped inside the ``lpips`` package)
 and an ImageNet backbone (AlexNet or VGG-16, from torchvision's model store). The backbone
-is looked up in torch's hub cache (``torch.hub.get_dir()/checkpoints``) or at an explicit
-``backbone_weights`` path; when neither exists, building fails with
-:class:`PerceptualUnavailable` saying where to put the file. Nothing downloads at run time
-and nothing runs with random weights (tests write random weight files and pass their path, as a
-user would).
+is read from an explicit ``backbone_weights`` path, else found by :func:`corrdiff.weights.find_weights`
+(torch's hub cache, ``torch.hub.get_dir()/checkpoints``, where it is downloaded on first use unless
+``CORRDIFF_OFFLINE=1``); when it cannot be had, building fails with :class:`PerceptualUnavailable`
+saying why. Nothing runs with random weights (tests write random weight files and pass their path,
+as a user would).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,24 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corrdiff.errors import CorrDiffError
 from corrdiff.registry import split_spec
+from corrdiff.weights import PerceptualUnavailable, find_weights
 
-_BACKBONES = {"alex": "AlexNet_Weights", "vgg": "VGG16_Weights"}
-
-
-class PerceptualUnavailable(CorrDiffError, RuntimeError):
-    """The pretrained weights a perceptual metric needs are not on this machine."""
-
-
-def backbone_weights_path(net: str) -> Path:
-    """Where torchvision would cache the ImageNet weights of LPIPS's backbone ``net``."""
-    import torchvision.models as tvm
-
-    if net not in _BACKBONES:
-        raise ValueError(f"LPIPS backbone must be one of {sorted(_BACKBONES)}, got {net!r}")
-    url = getattr(tvm, _BACKBONES[net]).IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+#: LPIPS backbone -> key of :data:`corrdiff.weights.WEIGHTS`
+_BACKBONES = {"alex": "alexnet", "vgg": "vgg16"}
 
 
 class LPIPS(nn.Module):
@@ -49,12 +35,14 @@ class LPIPS(nn.Module):
         super().__init__()
         import lpips
 
-        path = Path(backbone_weights) if backbone_weights else backbone_weights_path(net)
+        if backbone_weights:
+            path = Path(backbone_weights)
+        elif net in _BACKBONES:
+            path = find_weights(_BACKBONES[net])
+        else:
+            raise ValueError(f"LPIPS backbone must be one of {sorted(_BACKBONES)}, got {net!r}")
         if not path.is_file():
-            raise PerceptualUnavailable(
-                f"LPIPS({net}) needs the ImageNet backbone weights at {path} (not found); download "
-                f"torchvision's {_BACKBONES.get(net, net)}.IMAGENET1K_V1 there or pass backbone_weights=PATH"
-            )
+            raise PerceptualUnavailable(f"LPIPS({net}): no backbone weights at {path}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
