@@ -8,7 +8,9 @@ decoded corrected, diffusion-only and end-to-end; mean PSNR, MS-SSIM, HaarPSI, h
 distance (corrdiff.metrics.bandpass_distance) and colour error per (model, mode, steps). Writes
 ``ablation.json``, ``ablation.md`` and ``crops-<mode>-<steps>.png``: per image the 160x160 window
 with the most Laplacian energy of the original (chosen before any decode), shown 2x, original then
-each model's decode. ``--jobs`` models are evaluated in parallel processes (one thread each).
+each model's decode. ``--jobs`` models are evaluated in parallel processes (one thread each); each
+model's results are kept in ``OUT/cache/`` (keyed by the model file's name, size and time), so a later
+call with more models evaluates only the new ones.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import pickle
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -64,6 +67,19 @@ def evaluate(model: str, data: Path, steps_list: tuple[int, ...]) -> tuple[dict,
     return means, crops
 
 
+def cached_evaluate(model: str, data: Path, steps_list: tuple[int, ...], cache: Path) -> tuple[dict, dict]:
+    """:func:`evaluate`, or its saved result for the same model file, data and steps."""
+    path = Path(model)
+    stamp = f"{path.stat().st_size}-{int(path.stat().st_mtime)}" if path.exists() else model
+    key = cache / f"{path.stem}-{stamp}-{'_'.join(map(str, steps_list))}-{data.name}.pkl"
+    if key.exists():
+        return pickle.loads(key.read_bytes())
+    result = evaluate(model, data, steps_list)
+    cache.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(pickle.dumps(result))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help="model files")
@@ -76,7 +92,8 @@ def main() -> None:
     models = [*args.model, *args.models]
     steps_list = tuple(int(s) for s in args.steps.split(","))
     with ProcessPoolExecutor(args.jobs) as pool:
-        results = dict(zip(models, pool.map(evaluate, models, [args.data] * len(models), [steps_list] * len(models))))
+        results = dict(zip(models, pool.map(cached_evaluate, models, [args.data] * len(models),
+                                            [steps_list] * len(models), [args.out / "cache"] * len(models))))
     args.out.mkdir(parents=True, exist_ok=True)
     names = {m: Path(m).stem for m in models}
     (args.out / "ablation.json").write_text(json.dumps({names[m]: r[0] for m, r in results.items()}, indent=2) + "\n")
