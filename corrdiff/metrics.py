@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from corrdiff.filters import laplacian
 from corrdiff.image_io import hwc_to_nchw, to_tensor, to_uint8
 from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
 from corrdiff.weights import WEIGHT_FILES, PerceptualUnavailable, WeightsNotFound, find_weights  # noqa: F401 (re-exported)
@@ -48,13 +49,6 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """MS-SSIM (RGB, averaged), with as many of the 5 scales as the image size allows."""
     betas = ms_ssim_betas(min(reference.shape[:2]))
     return float(ms_ssim_index(to_tensor(test), to_tensor(reference), betas))
-
-
-def laplacian(image: Tensor, padding: int = 0) -> Tensor:
-    """The 3x3 Laplacian of each channel of a (B, C, H, W) image (high frequencies)."""
-    c = image.shape[1]
-    kernel = image.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(c, 1, 3, 3)
-    return F.conv2d(image, kernel, groups=c, padding=padding)
 
 
 def high_frequency_ratio(reference: np.ndarray, test: np.ndarray) -> float:

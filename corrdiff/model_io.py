@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from corrdiff.bitstream import MAGIC as CDF_MAGIC
-from corrdiff.codec import CorrDiffCodec, fingerprint_of
+from corrdiff.codec import CorrDiffCodec
+from corrdiff.model import fingerprint_of
 from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.errors import DeviceError, ModelLoadError
 from corrdiff.image_io import atomic_write

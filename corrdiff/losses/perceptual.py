@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from corrdiff.filters import laplacian
 from corrdiff.registry import split_spec
 from corrdiff.weights import PerceptualUnavailable, find_weights
 
@@ -95,8 +96,6 @@ class HighFrequencyDeficit(nn.Module):
         self.window = window
 
     def local_energy(self, image: Tensor) -> Tensor:
-        from corrdiff.metrics import laplacian
-
         energy = laplacian(image.float(), padding=1).pow(2).sum(1, keepdim=True)
         return F.avg_pool2d(energy, self.window, ceil_mode=True)
 
