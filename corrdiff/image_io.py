@@ -282,7 +282,7 @@ def held_signals() -> "Iterator[None]":
 
 def _temp_name_pattern(name: str) -> "re.Pattern[str]":
     """Temporary names of :func:`atomic_write` for an output called ``name`` (the PID is absent in
-    names written before issue 16)."""
+    names written by earlier versions)."""
     return re.compile(rf"\.{re.escape(name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
 
 

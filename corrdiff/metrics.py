@@ -5,8 +5,8 @@ it would write to disk (8-bit-rounded).
 
 * PSNR (dB) and MS-SSIM (Wang, Simoncelli, Bovik 2003; scales reduced for small images).
 * High-frequency energy ratio: ||Lap(x_hat)||^2 / ||Lap(x)||^2 with the 3x3 Laplacian;
-  1 = as sharp as the original, < 1 = blurred (DESIGN.md asks for it beside PSNR, since
-  the MSE gamma trades sharpness for fidelity).
+  1 = as sharp as the original, < 1 = blurred (reported beside PSNR, since the MSE
+  gamma trades sharpness for fidelity; docs/evaluation.md).
 * Colour error: the largest per-channel difference of the mean colour, in 8-bit levels
   (a colour cast shows here even when PSNR hides it among noise; 0 = no cast).
 * Band-pass distribution distance: per scale of a Laplacian pyramid of the luminance, the

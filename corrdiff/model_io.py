@@ -6,7 +6,7 @@ only, so loading never runs pickled code (a file carrying a pickled object is re
 ``load_model("default")`` loads the model shipped in the package.
 
 Model files come from strangers too (shared checkpoints, downloaded ladders), so :func:`load_model`
-validates them before use (:func:`check_model`, issue 16): every weight finite, the entropy
+validates them before use (:func:`check_model`, docs/reliability.md): every weight finite, the entropy
 coder's tables consistent with compressai's coder (:func:`check_entropy_tables`), and the stored
 fingerprint, when the file has one (files written before it existed have none), equal to the
 recomputed one. :func:`save_model` runs the same checks before it writes.
@@ -260,7 +260,7 @@ def check_model(codec: CorrDiffCodec) -> None:
 
 def check_finite(codec: CorrDiffCodec) -> None:
     """ModelLoadError naming the first weights that hold NaN or infinity (a diverged run's export):
-    such weights make the entropy coder index outside its tables (a crash) or loop (issue 16)."""
+    such weights make the entropy coder index outside its tables (a crash) or loop (docs/reliability.md)."""
     bad = _not_finite(codec.state_dict())
     if bad:
         raise ModelLoadError(f"weights hold NaN or infinite values: {_few(bad)}; the training run that made "
@@ -275,7 +275,7 @@ def check_entropy_tables(codec: CorrDiffCodec) -> None:
     """ModelLoadError unless every entropy model's tables keep the contract of compressai 1.2.8's coder.
 
     The C++ rANS coder (``rans_interface.cpp``) trusts its tables: it only ``assert``s them, and
-    release builds compile the asserts out, so a forged table reads or writes out of bounds (issue 16:
+    release builds compile the asserts out, so a forged table reads or writes out of bounds (docs/reliability.md:
     a Gaussian table cut to one row crashed encode and decode; all-zero rows divided by zero). Per
     entropy model (``EntropyBottleneck``, ``GaussianConditional``) this checks:
 

@@ -15,7 +15,7 @@ The file records the sampler as its registry name plus the values of the paramet
 declares in ``recorded_params`` (float32): :func:`sampler_for_encoding` builds the sampler the file
 will name, :func:`sampler_from_file` rebuilds it on the decoder's side.
 
-Memory (issue 7). With P pixels (padded), the peak is that of one sampling step::
+Memory. With P pixels (padded), the peak is that of one sampling step::
 
     peak ~ fixed + max(S * P,  K * P + tile cost)
 

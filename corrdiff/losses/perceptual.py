@@ -125,7 +125,7 @@ Distance = Callable[[Tensor, Tensor], Tensor]
 class PerceptualDistances:
     """The gamma solver's perceptual distances, one per spec (by its canonical JSON), each built once (LPIPS
     loads weights) and then kept. A plain object, not an ``nn.Module``: a codec holding one does not
-    register the networks, so they never enter its state_dict() or its fingerprint (issue 14, item 5)."""
+    register the networks, so they never enter its state_dict() or its fingerprint."""
 
     def __init__(self) -> None:
         self._by_spec: dict[str, Distance] = {}
