@@ -18,7 +18,7 @@ from torch import Tensor
 
 from corrdiff import bitstream, decoding, sampling
 from corrdiff.correction import CorrectionConfig, GammaSolver, step_gammas
-from corrdiff.image_io import as_image_tensor
+from corrdiff.image_io import as_image_tensor, to_model_range
 from corrdiff.losses.perceptual import PerceptualDistances
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.transforms import STRIDE
@@ -71,7 +71,7 @@ def encode(model: CorrDiffModel, image: Any, steps: int | None, seed: int, mode:
         raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
     h, w = image.shape[-2:]
     with sampling.evaluating(model):
-        x = image.to(model.device) * 2 - 1
+        x = to_model_range(image.to(model.device))
         y = sampling.tiled(model, model.encoder, model.encoder, model.pad(x), STRIDE, model.tile_size)
         streams, y_hat = model.prior.compress(y)
         choose = (sampling.EncoderGammas(_solver(model, correction, distances), x, steps) if kind.corrects

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrdiff.filters import laplacian
-from corrdiff.image_io import hwc_to_nchw, to_tensor, to_uint8
+from corrdiff.image_io import hwc_to_nchw, to_model_range, to_tensor, to_uint8
 from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
 from corrdiff.weights import WEIGHT_FILES, PerceptualUnavailable, WeightsNotFound, find_weights  # noqa: F401 (re-exported)
 
@@ -209,7 +209,7 @@ def network_score(net: nn.Module, device: str | torch.device, signed: bool) -> C
     def score(reference: np.ndarray, test: np.ndarray) -> float:
         a, b = to_tensor(reference).to(device), to_tensor(test).to(device)
         if signed:
-            return float(net(a * 2 - 1, b * 2 - 1).reshape(-1)[0])
+            return float(net(to_model_range(a), to_model_range(b)).reshape(-1)[0])
         return float(net(b, a).reshape(-1)[0])
 
     return score

@@ -52,6 +52,12 @@ def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, 
     return out
 
 
+def under_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state_dict`` whose keys start with ``prefix``, keyed without it: a training module's
+    ``codec.*`` weights as the codec's, its ``ema.module.*`` as the score network's."""
+    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+
+
 def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Strictly load weights into ``codec``, resizing the entropy coder's table buffers first.
 
@@ -413,8 +419,8 @@ def codec_from_training_state(
     """
     state = strip_prefixes(state_dict)
     codec = CorrDiffCodec(**config)
-    load_codec_state(codec, {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")})
-    ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
+    load_codec_state(codec, under_prefix(state, "codec."))
+    ema = under_prefix(state, "ema.module.")
     if ema:
         codec.score_net.load_state_dict(ema)
     return codec, bool(ema)

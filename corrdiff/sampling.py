@@ -69,6 +69,7 @@ from torch import Tensor, nn
 from corrdiff import bitstream
 from corrdiff.correction import GammaSolver, apply_correction, gamma_map
 from corrdiff.errors import BitstreamError
+from corrdiff.image_io import to_image_range
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.samplers import seeded_noise, x0_from_output
 from corrdiff.modules.tiling import map_tiles
@@ -319,7 +320,7 @@ def evaluating(module: nn.Module) -> Iterator[None]:
 def to_image(x: Tensor, hw: tuple[int, int], gray: bool = False) -> Tensor:
     """The padded [-1, 1] reconstruction -> the (1, 3, H, W) image in [0, 1] on the CPU; a gray image gets
     R = G = B = the mean of the three."""
-    image = ((x[..., : hw[0], : hw[1]].float() + 1) / 2).clamp(0, 1).cpu()
+    image = to_image_range(x[..., : hw[0], : hw[1]].float()).clamp(0, 1).cpu()
     if gray:
         image = image.mean(1, keepdim=True).expand_as(image)
     return image.contiguous()

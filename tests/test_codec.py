@@ -531,3 +531,12 @@ def test_the_model_alone_runs_a_training_forward_and_shares_the_codecs_weights(t
     assert out.likelihoods.keys() == likelihoods.keys()
     assert torch.equal(out.x0_e, tiny_codec.decode_e2e(y_hat))
     assert all(torch.equal(a, b) for a, b in zip(out.cond, tiny_codec.condition(y_hat), strict=True))
+
+
+def test_under_prefix_keeps_the_entries_under_a_prefix_without_it():
+    from corrdiff.model_io import under_prefix
+
+    state = {"codec.encoder.w": 1, "ema.module.x": 2, "ema.n_averaged": 3, "codecs.y": 4}
+    assert under_prefix(state, "codec.") == {"encoder.w": 1}
+    assert under_prefix(state, "ema.module.") == {"x": 2}
+    assert under_prefix(state, "missing.") == {}
