@@ -27,10 +27,10 @@ from torch import nn
 
 from corrdiff.bitstream import MAGIC as CDF_MAGIC
 from corrdiff.codec import CorrDiffCodec
-from corrdiff.model import fingerprint_of
 from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.errors import DeviceError, ModelLoadError
 from corrdiff.image_io import atomic_write
+from corrdiff.model import CorrDiffModel, fingerprint_of
 from corrdiff.modules.priors import CODER_PRECISION, MIN_SYMBOLS
 
 FORMAT = "corrdiff-model"
@@ -58,7 +58,7 @@ def under_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
     return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
-def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor]) -> None:
+def load_codec_state(codec: CorrDiffModel, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Strictly load weights into ``codec``, resizing the entropy coder's table buffers first.
 
     Raises ModelLoadError naming missing and unexpected keys.
