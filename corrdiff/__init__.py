@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "CorrDiffCodec": "corrdiff.codec",
+    "CorrDiffModel": "corrdiff.model",
     "EncodeResult": "corrdiff.encoding",
     "load_model": "corrdiff.model_io",
     "save_model": "corrdiff.model_io",

@@ -73,7 +73,7 @@ _MIN_SIZE = 4 + 1 + 1 + FINGERPRINT_BYTES + 4 + 1 + 1 + 2 + 4 + 4 + 1 + 4
 
 @dataclass(frozen=True)
 class DecodeMode:
-    """What a mode means, the one place it is spelled out (issue 14): whether decoding runs the diffusion
+    """What a mode means, the one place it is spelled out (docs/architecture.md): whether decoding runs the diffusion
     sampler (and so needs steps >= 1) and whether each step is corrected by transmitted gammas."""
 
     name: str

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from corrdiff.bitstream import DECODE_MODES
 from corrdiff.metric_names import ALL_METRICS
 from corrdiff.threads import DEFAULT_THREADS_RULE, default_threads
 from corrdiff.weights import OFFLINE_ENV
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (stored in the file)")
-    p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default="corrected",
+    p.add_argument("--mode", choices=tuple(DECODE_MODES), default="corrected",
                    help="corrected: diffusion steered by the sent gammas (default); diffusion: no gammas "
                         "(most texture); e2e: the end-to-end decoder only, no sampling (fastest)")
     _sampler_argument(p)
@@ -84,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="output PNG (default: INPUT with suffix .decoded.png, so a photo.png beside photo.cdf is "
                         "kept); with several inputs, a folder (created if missing) that receives NAME.png")
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
-    p.add_argument("--mode", choices=("corrected", "diffusion", "e2e"), default=None,
+    p.add_argument("--mode", choices=tuple(DECODE_MODES), default=None,
                    help="decode as another mode for ablations (default: the file's)")
     p.add_argument("--gamma-scale", type=float, default=1.0,
                    help="scale s in [0, 1] of the received gammas: 1 = as encoded (most faithful), "
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", type=Path, help="folder of images (searched recursively)")
     p.add_argument("--model", action="append", default=None,
                    help="model file or packaged name; repeat for several RD points (default: default)")
-    p.add_argument("--modes", default="corrected,diffusion,e2e", help="CorrDiff modes, comma-separated")
+    p.add_argument("--modes", default=",".join(DECODE_MODES), help="CorrDiff modes, comma-separated")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     _sampler_argument(p)
@@ -390,7 +391,7 @@ def _decompress_one(codec, args: argparse.Namespace, machine_threads: int, job, 
 # 28.45 dB at 0.245 with a scalar gamma, and they keep flat regions clean (docs/gamma.md)
 SHARPEN_GRANULARITY = "tile-128-linear"
 #: decode modes that use no gammas, so that --gamma-scale has nothing to scale
-MODES_WITHOUT_GAMMAS = ("diffusion", "e2e")
+MODES_WITHOUT_GAMMAS = tuple(name for name, mode in DECODE_MODES.items() if not mode.corrects)
 
 
 def _gamma_options(pairs: list[str], sharpen: float | None) -> dict:

@@ -3,7 +3,7 @@
 ``import compressai`` runs its package ``__init__``, which imports every subpackage: the point-cloud
 datasets and transforms import torch_geometric (which imports torch._dynamo and prints a
 ``torch.jit.script`` FutureWarning) and scipy.signal. That was most of the 7 s that
-``corrdiff compress`` spent before coding (issue 13). corrdiff needs only the entropy models and
+``corrdiff compress`` spent before coding (docs/benchmarks.md, start-up). corrdiff needs only the entropy models and
 the layers.
 
 So, when compressai is not imported yet, this module imports the package itself, with its unused

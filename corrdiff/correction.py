@@ -1,4 +1,4 @@
-"""The CorrDiff correction: transmitted gammas that pull each sampling step towards x0_e (DESIGN.md section 1).
+"""The CorrDiff correction: transmitted gammas that pull each sampling step towards x0_e (docs/gamma.md).
 
 At each step the diffusion model's clean-image estimate x0_d is moved towards the
 end-to-end decoder's estimate x0_e::
@@ -21,7 +21,7 @@ The paper (Ma, Yang, Liu, ICML 2024) sends one gamma per step for the whole imag
 solves (2) by gradient descent, which admits other objectives: here MSE + rho * P with P
 LPIPS or the weight-free high-frequency deficit of :mod:`corrdiff.losses.perceptual`.
 
-Granularities (our extension, issue 15): ``scalar`` (the paper's), ``channel`` (one
+Granularities (our extension, docs/gamma.md): ``scalar`` (the paper's), ``channel`` (one
 gamma per RGB channel), ``tile-N`` (one per N x N cell of a grid, constant per cell) and
 ``tile-N-linear`` (bilinear between cell centres: no seams). ``auto`` lets the encoder
 choose the candidate with the lowest D + lambda R (:class:`GammaSolver`), where R counts the

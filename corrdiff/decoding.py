@@ -6,7 +6,7 @@
 :func:`decode` reads the file, rebuilds the sampler it records and replays the encoder's trajectory
 (:func:`corrdiff.sampling.sample`) with the file's gammas. :func:`read` parses the container (:func:`corrdiff.bitstream.unpack` checks its own bounds),
 then, before any tensor is allocated, refuses with :class:`~corrdiff.errors.BitstreamError` an image
-larger than ``codec.max_decode_pixels``, a file of another model
+larger than ``max_pixels`` (a codec's ``max_decode_pixels``), a file of another model
 (:class:`~corrdiff.errors.ModelMismatchError`), a stream count the prior does not code and a stream
 longer than the encoder can write for the symbols it must decode; it then entropy-decodes the latent
 (the prior pads the range decoder's input, so a damaged or forged stream cannot make it read past its
@@ -16,7 +16,7 @@ buffer). docs/reliability.md has the threat model.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -24,10 +24,8 @@ from torch import Tensor
 from corrdiff import bitstream, sampling
 from corrdiff.correction import check_gamma_scale
 from corrdiff.errors import BitstreamError, ModelMismatchError
+from corrdiff.model import CorrDiffModel
 from corrdiff.modules.priors import max_stream_bytes
-
-if TYPE_CHECKING:
-    from corrdiff.codec import CorrDiffCodec
 
 # Decode-size bound: a header may name up to bitstream.MAX_PIXELS (2^28) pixels, but a 100-byte file must
 # not make the decoder allocate memory for that many (about 350 bytes per pixel for the small preset, see
@@ -39,54 +37,54 @@ MAX_DECODE_PIXELS = int(os.environ[DECODE_PIXELS_ENV]) if os.environ.get(DECODE_
 
 
 @torch.no_grad()
-def decode(codec: CorrDiffCodec, data: bytes, mode: str | None, gamma_scale: float,
-           on_step: Callable[[int, int], None] | None) -> Tensor:
-    """Decode a file with ``codec`` (:meth:`corrdiff.codec.CorrDiffCodec.decompress` documents the arguments)."""
+def decode(model: CorrDiffModel, data: bytes, mode: str | None, gamma_scale: float,
+           on_step: Callable[[int, int], None] | None, max_pixels: int = MAX_DECODE_PIXELS) -> Tensor:
+    """Decode a file with ``model`` (:meth:`corrdiff.codec.CorrDiffCodec.decompress` documents the arguments)."""
     check_gamma_scale(gamma_scale)
-    bs, y_hat = read(codec, data)
+    bs, y_hat = read(model, data, max_pixels)
     kind = bitstream.decode_mode(mode or bs.mode)
     if kind.corrects and not bitstream.decode_mode(bs.mode).corrects:
         raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode {kind.name!r}")
-    sampler = sampling.sampler_from_file(bs, codec.schedule).sampler if kind.samples else None
+    sampler = sampling.sampler_from_file(bs, model.schedule).sampler if kind.samples else None
     choose = sampling.file_gammas(bs, gamma_scale) if kind.corrects else sampling.no_correction
-    with sampling.evaluating(codec):
-        x0 = sampling.sample(codec, y_hat, (bs.height, bs.width), kind.name, sampler, bs.steps, bs.seed, choose,
+    with sampling.evaluating(model):
+        x0 = sampling.sample(model, y_hat, (bs.height, bs.width), kind.name, sampler, bs.steps, bs.seed, choose,
                              on_step)
     check_finite(x0)
     return sampling.to_image(x0, (bs.height, bs.width), bs.gray)
 
 
-def check_ready(codec: CorrDiffCodec) -> None:
+def check_ready(model: CorrDiffModel) -> None:
     """RuntimeError unless the entropy coder's tables are built (both sides need them)."""
-    if not codec.prior.entropy_tables_ready():
+    if not model.prior.entropy_tables_ready():
         raise RuntimeError("the entropy coder's tables are not built: call codec.update() after training "
                            "(corrdiff export does it)")
 
 
-def read(codec: CorrDiffCodec, data: bytes) -> tuple[bitstream.Bitstream, Tensor]:
-    """Parse a file and entropy-decode its latent for ``codec``: (header, y_hat), after every check above."""
+def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS) -> tuple[bitstream.Bitstream, Tensor]:
+    """Parse a file and entropy-decode its latent for ``model``: (header, y_hat), after every check above."""
     bs = bitstream.unpack(data)
-    if bs.height * bs.width > codec.max_decode_pixels:
+    if bs.height * bs.width > max_pixels:
         raise BitstreamError(
             f"image of {bs.height}x{bs.width} = {bs.height * bs.width} pixels exceeds this decoder's limit of "
-            f"{codec.max_decode_pixels} pixels (raise codec.max_decode_pixels or ${DECODE_PIXELS_ENV} to decode it)"
+            f"{max_pixels} pixels (raise codec.max_decode_pixels or ${DECODE_PIXELS_ENV} to decode it)"
         )
-    check_ready(codec)
-    if bs.fingerprint != codec.fingerprint():
+    check_ready(model)
+    if bs.fingerprint != model.fingerprint():
         raise ModelMismatchError(
-            f"file was encoded with model {bs.fingerprint.hex()} but this model is {codec.fingerprint().hex()}; "
+            f"file was encoded with model {bs.fingerprint.hex()} but this model is {model.fingerprint().hex()}; "
             "decode it with the model that encoded it (--model)"
         )
-    if len(bs.streams) != len(codec.prior.streams):
-        raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(codec.prior.streams)}")
-    latent_hw = codec.latent_hw(bs.height, bs.width)
-    check_stream_lengths(codec.prior, bs, latent_hw)
+    if len(bs.streams) != len(model.prior.streams):
+        raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(model.prior.streams)}")
+    latent_hw = model.latent_hw(bs.height, bs.width)
+    check_stream_lengths(model.prior, bs, latent_hw)
     try:
         with torch.no_grad():
-            y_hat = codec.prior.decompress(list(bs.streams), latent_hw)
+            y_hat = model.prior.decompress(list(bs.streams), latent_hw)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BitstreamError(f"entropy-coded data is invalid ({exc})") from None
-    return bs, y_hat.to(codec.device)
+    return bs, y_hat.to(model.device)
 
 
 def check_stream_lengths(prior, bs: bitstream.Bitstream, latent_hw: tuple[int, int]) -> None:

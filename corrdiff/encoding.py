@@ -11,18 +11,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor
 
 from corrdiff import bitstream, decoding, sampling
 from corrdiff.correction import CorrectionConfig, GammaSolver, step_gammas
-from corrdiff.image_io import as_image_tensor
+from corrdiff.image_io import as_image_tensor, to_model_range
+from corrdiff.losses.perceptual import PerceptualDistances
+from corrdiff.model import CorrDiffModel
 from corrdiff.modules.transforms import STRIDE
-
-if TYPE_CHECKING:
-    from corrdiff.codec import CorrDiffCodec
 
 OnStep = Callable[[int, int], None]  # on_step(done, steps): called after each sampling step (a progress bar)
 
@@ -55,36 +54,39 @@ class EncodeResult:
 
 
 @torch.no_grad()
-def encode(codec: CorrDiffCodec, image: Any, steps: int | None, seed: int, mode: str,
-           sampler: Mapping[str, Any] | None, gamma: Mapping[str, Any] | None, on_step: OnStep | None) -> EncodeResult:
-    """Compress ``image`` with ``codec``: the file's bytes and the encoder's reconstruction (which the decoder
-    reproduces bit for bit)."""
+def encode(model: CorrDiffModel, image: Any, steps: int | None, seed: int, mode: str,
+           sampler: Mapping[str, Any] | None, gamma: Mapping[str, Any] | None, on_step: OnStep | None,
+           distances: PerceptualDistances) -> EncodeResult:
+    """Compress ``image`` with ``model``: the file's bytes and the encoder's reconstruction (which the decoder
+    reproduces bit for bit). ``distances``: where the gamma solver gets its perceptual distance when ``rho > 0``."""
     kind = bitstream.decode_mode(mode)
-    correction = codec.correction.replace(dict(gamma or {}))
+    correction = model.correction.replace(dict(gamma or {}))
     image = as_image_tensor(image)
     gray = bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
-    decoding.check_ready(codec)
-    steps = int(steps if steps is not None else codec.config["steps"]) if kind.samples else 0
-    chosen = sampling.sampler_for_encoding(sampler or codec.config["sampler"], codec.schedule,
+    decoding.check_ready(model)
+    steps = int(steps if steps is not None else model.config["steps"]) if kind.samples else 0
+    chosen = sampling.sampler_for_encoding(sampler or model.config["sampler"], model.schedule,
                                            steps if kind.samples else None)
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
     h, w = image.shape[-2:]
-    with sampling.evaluating(codec):
-        x = image.to(codec.device) * 2 - 1
-        y = sampling.tiled(codec, codec.encoder, codec.encoder, codec.pad(x), STRIDE, codec.tile_size)
-        streams, y_hat = codec.prior.compress(y)
-        choose = sampling.EncoderGammas(_solver(codec, correction), x, steps) if kind.corrects else sampling.no_correction
-        x0 = sampling.sample(codec, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step)
+    with sampling.evaluating(model):
+        x = to_model_range(image.to(model.device))
+        y = sampling.tiled(model, model.encoder, model.encoder, model.pad(x), STRIDE, model.tile_size)
+        streams, y_hat = model.prior.compress(y)
+        choose = (sampling.EncoderGammas(_solver(model, correction, distances), x, steps) if kind.corrects
+                  else sampling.no_correction)
+        x0 = sampling.sample(model, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step)
     coded = tuple(choose.coded) if kind.corrects else ()
     data = bitstream.pack(bitstream.Bitstream(
-        fingerprint=codec.fingerprint(), height=h, width=w, mode=mode, sampler=chosen.name, steps=steps,
+        fingerprint=model.fingerprint(), height=h, width=w, mode=mode, sampler=chosen.name, steps=steps,
         sampler_params=chosen.params, seed=seed, gamma_steps=coded, streams=tuple(streams), gray=gray,
     ))
     return EncodeResult(data, sampling.to_image(x0, (h, w), gray), coded, y_hat)
 
 
-def _solver(codec: CorrDiffCodec, correction: CorrectionConfig) -> GammaSolver:
-    """The gamma solver of eq. (5), with the codec's perceptual distance when ``rho > 0`` (built on first use)."""
-    perceptual = codec.perceptual_distances.get(correction.perceptual, codec.device) if correction.rho > 0 else None
+def _solver(model: CorrDiffModel, correction: CorrectionConfig, distances: PerceptualDistances) -> GammaSolver:
+    """The gamma solver of eq. (5), with the perceptual distance of ``distances`` when ``rho > 0`` (built on first
+    use)."""
+    perceptual = distances.get(correction.perceptual, model.device) if correction.rho > 0 else None
     return GammaSolver(correction, perceptual)

@@ -22,12 +22,28 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from corrdiff.bitstream import MAX_PIXELS, MAX_SIDE
 from corrdiff.errors import ImageReadError
+
+#: the suffixes of the image files that :func:`find_images` collects from a folder
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def find_images(folders: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`) under one folder or several, recursively, sorted by path.
+    FileNotFoundError for a folder that does not exist."""
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    files: list[Path] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(files)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -87,6 +103,16 @@ def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
 def to_uint8(image: "torch.Tensor") -> np.ndarray:
     """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8 (clamped, rounded): the inverse of :func:`to_tensor`."""
     return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
+def to_model_range(image: "torch.Tensor") -> "torch.Tensor":
+    """An image in [0, 1] -> [-1, 1], the range the model works in (``image * 2 - 1``)."""
+    return image * 2 - 1
+
+
+def to_image_range(x: "torch.Tensor") -> "torch.Tensor":
+    """The inverse of :func:`to_model_range`: [-1, 1] -> [0, 1] (``(x + 1) / 2``, not clamped)."""
+    return (x + 1) / 2
 
 
 #: float images may overshoot [0, 1] by this much (half an 8-bit level) and are clamped; beyond, refused
@@ -282,7 +308,7 @@ def held_signals() -> "Iterator[None]":
 
 def _temp_name_pattern(name: str) -> "re.Pattern[str]":
     """Temporary names of :func:`atomic_write` for an output called ``name`` (the PID is absent in
-    names written before issue 16)."""
+    names written by earlier versions)."""
     return re.compile(rf"\.{re.escape(name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
 
 

@@ -5,8 +5,8 @@ it would write to disk (8-bit-rounded).
 
 * PSNR (dB) and MS-SSIM (Wang, Simoncelli, Bovik 2003; scales reduced for small images).
 * High-frequency energy ratio: ||Lap(x_hat)||^2 / ||Lap(x)||^2 with the 3x3 Laplacian;
-  1 = as sharp as the original, < 1 = blurred (DESIGN.md asks for it beside PSNR, since
-  the MSE gamma trades sharpness for fidelity).
+  1 = as sharp as the original, < 1 = blurred (reported beside PSNR, since the MSE
+  gamma trades sharpness for fidelity; docs/evaluation.md).
 * Colour error: the largest per-channel difference of the mean colour, in 8-bit levels
   (a colour cast shows here even when PSNR hides it among noise; 0 = no cast).
 * Band-pass distribution distance: per scale of a Laplacian pyramid of the luminance, the
@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corrdiff.image_io import hwc_to_nchw, to_tensor, to_uint8
+from corrdiff.filters import laplacian
+from corrdiff.image_io import hwc_to_nchw, to_model_range, to_tensor, to_uint8
 from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_index
 from corrdiff.weights import WEIGHT_FILES, PerceptualUnavailable, WeightsNotFound, find_weights  # noqa: F401 (re-exported)
 
@@ -48,13 +49,6 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """MS-SSIM (RGB, averaged), with as many of the 5 scales as the image size allows."""
     betas = ms_ssim_betas(min(reference.shape[:2]))
     return float(ms_ssim_index(to_tensor(test), to_tensor(reference), betas))
-
-
-def laplacian(image: Tensor, padding: int = 0) -> Tensor:
-    """The 3x3 Laplacian of each channel of a (B, C, H, W) image (high frequencies)."""
-    c = image.shape[1]
-    kernel = image.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(c, 1, 3, 3)
-    return F.conv2d(image, kernel, groups=c, padding=padding)
 
 
 def high_frequency_ratio(reference: np.ndarray, test: np.ndarray) -> float:
@@ -215,7 +209,7 @@ def network_score(net: nn.Module, device: str | torch.device, signed: bool) -> C
     def score(reference: np.ndarray, test: np.ndarray) -> float:
         a, b = to_tensor(reference).to(device), to_tensor(test).to(device)
         if signed:
-            return float(net(a * 2 - 1, b * 2 - 1).reshape(-1)[0])
+            return float(net(to_model_range(a), to_model_range(b)).reshape(-1)[0])
         return float(net(b, a).reshape(-1)[0])
 
     return score

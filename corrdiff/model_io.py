@@ -6,7 +6,7 @@ only, so loading never runs pickled code (a file carrying a pickled object is re
 ``load_model("default")`` loads the model shipped in the package.
 
 Model files come from strangers too (shared checkpoints, downloaded ladders), so :func:`load_model`
-validates them before use (:func:`check_model`, issue 16): every weight finite, the entropy
+validates them before use (:func:`check_model`, docs/reliability.md): every weight finite, the entropy
 coder's tables consistent with compressai's coder (:func:`check_entropy_tables`), and the stored
 fingerprint, when the file has one (files written before it existed have none), equal to the
 recomputed one. :func:`save_model` runs the same checks before it writes.
@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from corrdiff.bitstream import MAGIC as CDF_MAGIC
-from corrdiff.codec import CorrDiffCodec, fingerprint_of
+from corrdiff.codec import CorrDiffCodec
 from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.errors import DeviceError, ModelLoadError
 from corrdiff.image_io import atomic_write
+from corrdiff.model import CorrDiffModel, fingerprint_of
 from corrdiff.modules.priors import CODER_PRECISION, MIN_SYMBOLS
 
 FORMAT = "corrdiff-model"
@@ -51,7 +52,13 @@ def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, 
     return out
 
 
-def load_codec_state(codec: CorrDiffCodec, state_dict: Mapping[str, torch.Tensor]) -> None:
+def under_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state_dict`` whose keys start with ``prefix``, keyed without it: a training module's
+    ``codec.*`` weights as the codec's, its ``ema.module.*`` as the score network's."""
+    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+
+
+def load_codec_state(codec: CorrDiffModel, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Strictly load weights into ``codec``, resizing the entropy coder's table buffers first.
 
     Raises ModelLoadError naming missing and unexpected keys.
@@ -259,7 +266,7 @@ def check_model(codec: CorrDiffCodec) -> None:
 
 def check_finite(codec: CorrDiffCodec) -> None:
     """ModelLoadError naming the first weights that hold NaN or infinity (a diverged run's export):
-    such weights make the entropy coder index outside its tables (a crash) or loop (issue 16)."""
+    such weights make the entropy coder index outside its tables (a crash) or loop (docs/reliability.md)."""
     bad = _not_finite(codec.state_dict())
     if bad:
         raise ModelLoadError(f"weights hold NaN or infinite values: {_few(bad)}; the training run that made "
@@ -274,7 +281,7 @@ def check_entropy_tables(codec: CorrDiffCodec) -> None:
     """ModelLoadError unless every entropy model's tables keep the contract of compressai 1.2.8's coder.
 
     The C++ rANS coder (``rans_interface.cpp``) trusts its tables: it only ``assert``s them, and
-    release builds compile the asserts out, so a forged table reads or writes out of bounds (issue 16:
+    release builds compile the asserts out, so a forged table reads or writes out of bounds (docs/reliability.md:
     a Gaussian table cut to one row crashed encode and decode; all-zero rows divided by zero). Per
     entropy model (``EntropyBottleneck``, ``GaussianConditional``) this checks:
 
@@ -412,8 +419,8 @@ def codec_from_training_state(
     """
     state = strip_prefixes(state_dict)
     codec = CorrDiffCodec(**config)
-    load_codec_state(codec, {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")})
-    ema = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
+    load_codec_state(codec, under_prefix(state, "codec."))
+    ema = under_prefix(state, "ema.module.")
     if ema:
         codec.score_net.load_state_dict(ema)
     return codec, bool(ema)

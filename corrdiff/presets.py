@@ -4,7 +4,7 @@
 * ``small``: the size of the model shipped in the package (CPU-trainable).
 * ``paper``: widths in the range of the CorrDiff / CDC papers, for GPU training.
 
-``small`` and ``paper`` predict x0 (issue 12's ablation: from a fresh score network, x0-prediction
+``small`` and ``paper`` predict x0 (an ablation: from a fresh score network, x0-prediction
 sampled 21.9 dB diffusion-only where eps gave 7.6 dB with a colour cast and v 17.7 dB). Their score
 networks do not take x0_e (``e2e_input: none``) because phase 1 trains them before the end-to-end
 decoder exists; the residual x0_e input, the winner, is added by a score-network stage on the

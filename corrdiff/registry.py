@@ -76,7 +76,7 @@ def load_entry_points() -> list[str]:
 
 @dataclass(frozen=True)
 class Contract:
-    """What the codec calls on a component of one kind (issue 14): its typed interface.
+    """What the codec calls on a component of one kind: its typed interface.
 
     ``methods`` must be callables of the component (checked on the class when a class is
     registered, so a plug-in from another package fails at registration, and again on the built

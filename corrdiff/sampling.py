@@ -15,7 +15,7 @@ The file records the sampler as its registry name plus the values of the paramet
 declares in ``recorded_params`` (float32): :func:`sampler_for_encoding` builds the sampler the file
 will name, :func:`sampler_from_file` rebuilds it on the decoder's side.
 
-Memory (issue 7). With P pixels (padded), the peak is that of one sampling step::
+Memory. With P pixels (padded), the peak is that of one sampling step::
 
     peak ~ fixed + max(S * P,  K * P + tile cost)
 
@@ -24,7 +24,7 @@ Memory (issue 7). With P pixels (padded), the peak is that of one sampling step:
   (the packaged model) S = 328 bytes of live tensors per pixel decoding, 352 encoding;
   the process RSS adds allocator slack (measured 335-350 B/px in all at 3840x2160).
 * K * P + tile cost: before the loop, the encoder, the end-to-end decoder and the
-  conditioning network run on tiles (of ``codec.tile_size`` and :data:`TILE_PIXELS`; they have
+  conditioning network run on tiles (of ``model.tile_size`` and :data:`TILE_PIXELS`; they have
   no global operation, see :mod:`corrdiff.modules.tiling`), so their activations cost a constant
   (~0.3 GiB at 1024-pixel tiles) over what is kept (K = 57 B/px).
 * fixed: libraries and weights, 0.5-0.6 GiB RSS after loading (``corrdiff bench``'s "RSS
@@ -46,7 +46,7 @@ functions of the image size, identical on every decoder (docs/bitstream.md, sect
   at most this many image pixels a side (plus a halo of their receptive radius) on a fixed grid
   (:func:`corrdiff.modules.tiling.split`) when the image is larger, so their memory is bounded by
   the tile, not the image; images that fit in one tile are computed whole. The encoder E runs on
-  tiles of ``codec.tile_size`` (a memory setting of the encoder alone: it may change y by float
+  tiles of ``model.tile_size`` (a memory setting of the encoder alone: it may change y by float
   rounding, hence the file, but both sides sample from the y_hat that the file codes).
 * :data:`CHANNELS_LAST_PIXELS` (2^20): images of at least this many (padded) pixels are
   reconstructed (end-to-end decoder, conditioning, score network) on channels-last tensors on a CPU:
@@ -60,7 +60,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -69,13 +69,12 @@ from torch import Tensor, nn
 from corrdiff import bitstream
 from corrdiff.correction import GammaSolver, apply_correction, gamma_map
 from corrdiff.errors import BitstreamError
+from corrdiff.image_io import to_image_range
+from corrdiff.model import CorrDiffModel
 from corrdiff.modules.samplers import seeded_noise, x0_from_output
 from corrdiff.modules.tiling import map_tiles
 from corrdiff.modules.transforms import STRIDE
 from corrdiff.registry import SAMPLERS, ContractError
-
-if TYPE_CHECKING:
-    from corrdiff.codec import CorrDiffCodec
 
 GammaChooser = Callable[[int, Tensor, Tensor], Tensor]  # (step i, x0_d, x0_e) of the unpadded image -> gamma map
 
@@ -179,7 +178,7 @@ TILE_PIXELS = 1024  # side of the tiles of the end-to-end decoder and the condit
 CHANNELS_LAST_PIXELS = 1 << 20  # from this many padded pixels on, reconstruct channels-last on a CPU (fixed)
 
 
-def tiled(codec: CorrDiffCodec, module: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, cell: int,
+def tiled(model: CorrDiffModel, module: nn.Module, fn: Callable[[Tensor], Any], x: Tensor, cell: int,
           tile_pixels: int | None) -> Any:
     """``fn(x)`` for a convolutional ``module`` (``fn`` built on it), on tiles of ``tile_pixels`` a side.
 
@@ -192,17 +191,17 @@ def tiled(codec: CorrDiffCodec, module: nn.Module, fn: Callable[[Tensor], Any], 
     radius = getattr(module, "receptive_radius", None)
     if tile_pixels is None or radius is None:
         return fn(x)
-    align = codec.multiple // STRIDE
+    align = model.multiple // STRIDE
     return map_tiles(fn, x, cell, max(align, tile_pixels // STRIDE), radius, align)
 
 
-def decode_x0_e(codec: CorrDiffCodec, y_hat: Tensor) -> Tensor:
+def decode_x0_e(model: CorrDiffModel, y_hat: Tensor) -> Tensor:
     """x0_e = clip(D(y_hat)) for sampling, in tiles (clipped in place, one copy less, without autograd)."""
-    x0_e = tiled(codec, codec.decoder, codec.decoder, y_hat, 1, TILE_PIXELS)
+    x0_e = tiled(model, model.decoder, model.decoder, y_hat, 1, TILE_PIXELS)
     return x0_e.clamp(-1, 1) if torch.is_grad_enabled() else x0_e.clamp_(-1, 1)
 
 
-def sampling_condition(codec: CorrDiffCodec, y_hat: Tensor) -> tuple[list[Tensor], bool]:
+def sampling_condition(model: CorrDiffModel, y_hat: Tensor) -> tuple[list[Tensor], bool]:
     """The conditioning for every sampling step, computed once: (features, projected).
 
     With a score network that has ``project_condition`` (the U-Net), the features are its
@@ -213,10 +212,10 @@ def sampling_condition(codec: CorrDiffCodec, y_hat: Tensor) -> tuple[list[Tensor
     convolutional and pixel-local, so they run together on tiles: the full-resolution
     pyramid never exists for the whole image.
     """
-    project = getattr(codec.score_net, "project_condition", None)
+    project = getattr(model.score_net, "project_condition", None)
     if project is None:
-        return tiled(codec, codec.conditioner, codec.conditioner, y_hat, 1, TILE_PIXELS), False
-    return tiled(codec, codec.conditioner, lambda z: project(codec.conditioner(z)), y_hat, 1, TILE_PIXELS), True
+        return tiled(model, model.conditioner, model.conditioner, y_hat, 1, TILE_PIXELS), False
+    return tiled(model, model.conditioner, lambda z: project(model.conditioner(z)), y_hat, 1, TILE_PIXELS), True
 
 
 def uses_channels_last(y_hat: Tensor) -> bool:
@@ -227,7 +226,7 @@ def uses_channels_last(y_hat: Tensor) -> bool:
 
 # ----------------------------------------------------------------------------- the loop
 def sample(
-    codec: CorrDiffCodec,
+    model: CorrDiffModel,
     y_hat: Tensor,
     hw: tuple[int, int],
     mode: str,
@@ -253,10 +252,10 @@ def sample(
     # for an image made from an (H, W, 3) array) while the decoder's comes contiguous.
     fmt = torch.channels_last if uses_channels_last(y_hat) else torch.contiguous_format
     y_hat = y_hat.contiguous(memory_format=fmt)
-    x0_e = decode_x0_e(codec, y_hat)
+    x0_e = decode_x0_e(model, y_hat)
     if not bitstream.decode_mode(mode).samples:
         return x0_e
-    cond, projected = sampling_condition(codec, y_hat)
+    cond, projected = sampling_condition(model, y_hat)
     cond = [c.contiguous(memory_format=fmt) for c in cond]
     generator = torch.Generator().manual_seed(seed)
     x_t = seeded_noise(tuple(x0_e.shape), generator, x0_e).contiguous(memory_format=fmt)
@@ -265,8 +264,8 @@ def sample(
     for i, t in enumerate(sampler.set_timesteps(steps)):
         x0_c = None  # the previous step's estimate is in x_t now: free it while the network runs
         t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-        output = codec.denoise(x_t, t_batch, cond, projected=projected, x0_e=x0_e).float()
-        x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), codec.prediction).clamp_(-1, 1)
+        output = model.denoise(x_t, t_batch, cond, projected=projected, x0_e=x0_e).float()
+        x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), model.prediction).clamp_(-1, 1)
         del output
         gamma = _pad_map(choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d), x0_d.shape[-2:])
         x0_c = apply_correction(x0_d, x0_e, gamma).clamp_(-1, 1)
@@ -321,7 +320,7 @@ def evaluating(module: nn.Module) -> Iterator[None]:
 def to_image(x: Tensor, hw: tuple[int, int], gray: bool = False) -> Tensor:
     """The padded [-1, 1] reconstruction -> the (1, 3, H, W) image in [0, 1] on the CPU; a gray image gets
     R = G = B = the mean of the three."""
-    image = ((x[..., : hw[0], : hw[1]].float() + 1) / 2).clamp(0, 1).cpu()
+    image = to_image_range(x[..., : hw[0], : hw[1]].float()).clamp(0, 1).cpu()
     if gray:
         image = image.mean(1, keepdim=True).expand_as(image)
     return image.contiguous()

@@ -512,3 +512,31 @@ def test_load_model_refuses_non_finite_weights(model_file, tmp_path, value):
     torch.save(payload, path)
     with pytest.raises(ModelLoadError, match=f"NaN or infinite values: .*{key}"):
         load_model(path)
+
+
+def test_the_model_alone_runs_a_training_forward_and_shares_the_codecs_weights(tiny_codec):
+    """CorrDiffModel (corrdiff/model.py) is the network without the coding pipelines: same state_dict keys and
+    fingerprint as the codec built from the same config, and ``model(x)`` gives what a training step needs."""
+    from corrdiff.model import CorrDiffModel, ModelOutput
+
+    model = CorrDiffModel(**tiny_codec.config)
+    assert list(model.state_dict()) == list(tiny_codec.state_dict())
+    load_codec_state(model, tiny_codec.state_dict())
+    assert model.fingerprint() == tiny_codec.fingerprint()
+    x = random_image(32, 48) * 2 - 1
+    out = model.eval()(x)
+    assert isinstance(out, ModelOutput)
+    y_hat, likelihoods = tiny_codec.analyse(x)
+    assert torch.equal(out.y_hat, y_hat)
+    assert out.likelihoods.keys() == likelihoods.keys()
+    assert torch.equal(out.x0_e, tiny_codec.decode_e2e(y_hat))
+    assert all(torch.equal(a, b) for a, b in zip(out.cond, tiny_codec.condition(y_hat), strict=True))
+
+
+def test_under_prefix_keeps_the_entries_under_a_prefix_without_it():
+    from corrdiff.model_io import under_prefix
+
+    state = {"codec.encoder.w": 1, "ema.module.x": 2, "ema.n_averaged": 3, "codecs.y": 4}
+    assert under_prefix(state, "codec.") == {"encoder.w": 1}
+    assert under_prefix(state, "ema.module.") == {"x": 2}
+    assert under_prefix(state, "missing.") == {}

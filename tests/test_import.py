@@ -50,9 +50,11 @@ def test_public_names(probe):
 
 def test_lazy_names_resolve():
     from corrdiff.codec import CorrDiffCodec
+    from corrdiff.model import CorrDiffModel
     from corrdiff.model_io import load_model
 
     assert corrdiff.CorrDiffCodec is CorrDiffCodec
+    assert corrdiff.CorrDiffModel is CorrDiffModel
     assert corrdiff.load_model is load_model
 
 

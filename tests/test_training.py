@@ -335,3 +335,18 @@ def test_phase1_export_warns_when_compressing_with_its_untrained_decoder(phase1_
     # phase 2, or phase 1 continued from a trained model: nothing is known to be untrained
     assert untrained_components({"distortion_weight": 400.0, "init_from": "phase1.ckpt"}) == []
     assert untrained_components({"lmbda": 0.05, "init_from": "models/default.pt"}) == []
+
+
+def test_codec_config_overrides_merge_one_component_or_replace_it():
+    """resolve_codec_config's merge (corrdiff/training/lit.py): a dict naming the base's component (or no
+    name) changes only its keys; another ``name`` replaces the component; other values replace."""
+    from corrdiff.training.lit import resolve_codec_config
+
+    base = {"score_net": {"name": "unet", "prediction": "eps", "widths": [8, 16]}, "steps": 8}
+    same = resolve_codec_config(None, {"score_net": {"prediction": "x0"}, "steps": 4}, base=base)
+    assert same == {"score_net": {"name": "unet", "prediction": "x0", "widths": [8, 16]}, "steps": 4}
+    named = resolve_codec_config(None, {"score_net": {"name": "unet", "widths": [4]}}, base=base)
+    assert named["score_net"] == {"name": "unet", "prediction": "eps", "widths": [4]}
+    other = resolve_codec_config(None, {"score_net": {"name": "other", "depth": 2}}, base=base)
+    assert other["score_net"] == {"name": "other", "depth": 2}
+    assert base["score_net"]["prediction"] == "eps"  # the base is not modified

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from corrdiff.bench.inputs import bench_image
 from corrdiff.bench.measure import time_call
 from corrdiff.bench.settings import size_name
-from corrdiff.metrics import to_tensor
+from corrdiff.image_io import to_model_range, to_tensor
 
 
 def gamma_inputs(rgb: np.ndarray, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, x0_d, x0_e) in [-1, 1] like a sampling step's: x0_e a blurred x, x0_d a noisy x."""
-    x = to_tensor(rgb) * 2 - 1
+    x = to_model_range(to_tensor(rgb))
     x0_e = F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
     return x, (x + 0.3 * noise).clamp(-1, 1), x0_e

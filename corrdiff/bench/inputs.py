@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from corrdiff.bench.settings import PRESET_PREFIX, BenchmarkError
-from corrdiff.image_io import load_image
+from corrdiff.image_io import load_image, to_model_range
 from corrdiff.metrics import to_tensor
 
 
@@ -49,7 +49,7 @@ def training_batch(batch_size: int, crop: int, seed: int = 0,
     for _ in range(batch_size):
         top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
         crops.append(to_tensor(photo[top : top + crop, left : left + crop]))
-    return torch.cat(crops) * 2 - 1
+    return to_model_range(torch.cat(crops))
 
 
 def load_bench_model(spec: str):

@@ -7,21 +7,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from corrdiff import baselines as classical
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+from corrdiff.bitstream import DECODE_MODES
+from corrdiff.image_io import IMAGE_SUFFIXES, find_images
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 75, 90)
-CORRDIFF_MODES = ("corrected", "diffusion", "e2e")
+CORRDIFF_MODES = tuple(DECODE_MODES)
 BASELINE_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
 
 
 def list_images(data_dir: str | Path) -> list[Path]:
     """Image files under ``data_dir`` (recursively), sorted by path."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = find_images(data_dir)
     if not files:
-        raise FileNotFoundError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise FileNotFoundError(f"{data_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 

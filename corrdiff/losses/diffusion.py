@@ -19,11 +19,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from corrdiff.model import CorrDiffModel
 from corrdiff.modules.samplers import prediction_target, x0_error_factor, x0_from_output
 
 
 def diffusion_loss(
-    codec,
+    model: CorrDiffModel,
     x: Tensor,
     cond: list[Tensor],
     min_snr_gamma: float | None = None,
@@ -34,17 +35,17 @@ def diffusion_loss(
     """Loss and the tensors a phase-2 step reuses: ``t``, ``x_t`` and the x0 estimate ``x0_d``.
 
     ``x0_e``: the end-to-end reconstruction in [-1, 1], for score networks that take it as an input
-    (``codec.score_uses_e2e``); ignored otherwise.
+    (``model.score_uses_e2e``); ignored otherwise.
     """
-    schedule = codec.schedule
+    schedule = model.schedule
     b = x.shape[0]
     if t is None:
         t = torch.randint(0, schedule.num_timesteps, (b,), device=x.device)
     if noise is None:
         noise = torch.randn_like(x)
     x_t = schedule.add_noise(x, noise, t)
-    output = codec.denoise(x_t, t, cond, x0_e=x0_e).float()
-    prediction = codec.prediction
+    output = model.denoise(x_t, t, cond, x0_e=x0_e).float()
+    prediction = model.prediction
     ab = schedule.alpha_bar_at(t, x).float()
     target = prediction_target(x.float(), noise.float(), ab, prediction)
     per_image = (output - target).pow(2).mean(dim=(1, 2, 3))

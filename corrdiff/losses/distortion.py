@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from corrdiff.image_io import to_image_range
 from corrdiff.registry import split_spec
 
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -77,7 +78,7 @@ def mse(x: Tensor, x_hat: Tensor) -> Tensor:
 
 def ms_ssim_loss(x: Tensor, x_hat: Tensor) -> Tensor:
     """1 - MS-SSIM on the [0, 1] scale."""
-    a, b = ((x.float() + 1) / 2), ((x_hat.float() + 1) / 2).clamp(0, 1)
+    a, b = to_image_range(x.float()), to_image_range(x_hat.float()).clamp(0, 1)
     betas = ms_ssim_betas(min(x.shape[-2:]))
     return 1 - ms_ssim_index(b, a, betas)
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from corrdiff.filters import laplacian
 from corrdiff.registry import split_spec
 from corrdiff.weights import PerceptualUnavailable, find_weights
 
@@ -95,8 +96,6 @@ class HighFrequencyDeficit(nn.Module):
         self.window = window
 
     def local_energy(self, image: Tensor) -> Tensor:
-        from corrdiff.metrics import laplacian
-
         energy = laplacian(image.float(), padding=1).pow(2).sum(1, keepdim=True)
         return F.avg_pool2d(energy, self.window, ceil_mode=True)
 
@@ -126,7 +125,7 @@ Distance = Callable[[Tensor, Tensor], Tensor]
 class PerceptualDistances:
     """The gamma solver's perceptual distances, one per spec (by its canonical JSON), each built once (LPIPS
     loads weights) and then kept. A plain object, not an ``nn.Module``: a codec holding one does not
-    register the networks, so they never enter its state_dict() or its fingerprint (issue 14, item 5)."""
+    register the networks, so they never enter its state_dict() or its fingerprint."""
 
     def __init__(self) -> None:
         self._by_spec: dict[str, Distance] = {}

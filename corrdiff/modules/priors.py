@@ -17,8 +17,8 @@ table (:meth:`ScaleGrid.index`), means to multiples of 2^-8. A flip then needs a
 float64 discrepancy (~1e-16 relative) landing on a grid boundary. The same grids are
 used in training (straight-through), so training and coding see the same model.
 
-Hostile models (issue 16): the C++ coder trusts its inputs. Every index handed to it lies inside
-its tables (:func:`check_indexes`; a non-finite scale is an error, never an index), every symbol
+Hostile models (docs/reliability.md, "Hostile model files"): the C++ coder trusts its inputs. Every
+index handed to it lies inside its tables (:func:`check_indexes`; a non-finite scale is an error, never an index), every symbol
 lies within :data:`MAX_SYMBOL` of its mean (:func:`check_symbols`; beyond, compressai's encoder
 loops forever), and a stream is at most :func:`max_stream_bytes` long for the symbols it codes.
 The tables themselves are checked when a model is loaded (:func:`corrdiff.model_io.check_entropy_tables`).
@@ -46,7 +46,7 @@ CODER_PRECISION = 16
 #: Largest |round(x - mean)| handed to the coder. compressai 1.2.8's encoder codes a value outside
 #: its table row in 4-bit "bypass" chunks, counted by ``while ((raw >> (4 * n)) != 0) ++n`` on a
 #: uint32 ``raw`` (about twice the value): from raw >= 2^28 the shift reaches 32, which x86 takes
-#: modulo 32, and the loop never ends (issue 16: an infinite latent hung the encoder). With
+#: modulo 32, and the loop never ends (an infinite latent hung the encoder, docs/reliability.md). With
 #: |symbol| <= 2^24 and a table offset below 2^16 (a valid row has at most 2^16 + 1 entries),
 #: raw < 2^26.
 MAX_SYMBOL = 1 << 24

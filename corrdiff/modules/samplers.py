@@ -3,7 +3,7 @@
 The shape follows diffusers' schedulers (``set_timesteps(n)`` then ``step(...)``), with
 one difference CorrDiff needs: ``step`` takes the *clean-image estimate* x0 rather
 than the raw model output, so the caller can correct x0 between the network and
-the update (DESIGN.md section 1)::
+the update (docs/gamma.md)::
 
     for t in sampler.set_timesteps(n):
         x0_d = x0_from_output(score_net(x_t, t, c), ...)     # diffusion estimate

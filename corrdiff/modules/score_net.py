@@ -8,7 +8,7 @@ level, see :mod:`corrdiff.modules.conditioning`) is added to the activations at 
 start of each level through a 1x1 projection. ``patch_size`` > 1 folds p x p pixels
 into channels first (pixel-unshuffle), cutting full-resolution work by p^2.
 
-Conditioning on the end-to-end reconstruction (``e2e_input``; our addition, issue 12): x0_e = D(y_hat)
+Conditioning on the end-to-end reconstruction (``e2e_input``; our addition, docs/training.md): x0_e = D(y_hat)
 is a deterministic function of the latent, so feeding it to the network keeps this a diffusion model
 conditioned on y_hat, but hands it the decoder's already good estimate at full resolution instead of
 making it decode the latent again through the pyramid alone:

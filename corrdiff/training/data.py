@@ -27,22 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from corrdiff.errors import ImageReadError
-from corrdiff.image_io import load_image
-
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-
-
-def find_images(folders: str | Sequence[str]) -> list[Path]:
-    """All image files under ``folders`` (recursive), sorted for reproducibility."""
-    if isinstance(folders, (str, Path)):
-        folders = [folders]
-    files: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"image folder {folder} does not exist")
-        files += [p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()]
-    return sorted(files)
+from corrdiff.image_io import find_images, load_image, to_model_range, to_tensor
 
 
 def _readable(path: Path) -> bool:
@@ -107,7 +92,7 @@ class ImageCrops(Dataset):
         raise RuntimeError("no image in the dataset could be read")
 
     def _crop(self, rgb: np.ndarray) -> Tensor:
-        x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1
+        x = to_model_range(to_tensor(rgb)[0])
         out = self.crop_size
         h, w = x.shape[-2:]
         scale = random.uniform(1.0, self.max_scale) if self.train and self.max_scale > 1 else 1.0

@@ -1,0 +1,186 @@
+"""CorrDiffModel: the CorrDiff network as an nn.Module (Ma, Yang, Liu, ICML 2024; docs/architecture.md).
+
+    x --E--> y --prior--> y_hat (training-time quantisation) and likelihoods
+    y_hat --D--> x0_e                end-to-end (privileged) decoder
+    y_hat --C--> c                   conditioning pyramid of the score network
+    score_net(x_t, t, c[, x0_e])     the diffusion model's eps, x0 or v estimate
+
+This module holds the components (built by registry name, :mod:`corrdiff.registry`), the config
+that describes them and the fingerprint that files name them by (docs/bitstream.md). It knows
+nothing of files: the coding pipelines (:mod:`corrdiff.encoding`, :mod:`corrdiff.decoding`,
+:mod:`corrdiff.sampling`) take a model, and :class:`corrdiff.codec.CorrDiffCodec` adds them as
+methods. Internally images are in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corrdiff import bitstream
+from corrdiff.correction import CorrectionConfig
+from corrdiff.modules.transforms import STRIDE, check_stride
+from corrdiff.registry import CONDITIONERS, DECODERS, ENCODERS, PRIORS, SAMPLERS, SCHEDULES, SCORE_NETS
+
+
+@dataclass
+class ModelOutput:
+    """What :meth:`CorrDiffModel.forward` returns for a training step."""
+
+    y_hat: Tensor  # the latent with training-time quantisation
+    likelihoods: dict[str, Tensor]  # per stream of the prior (the rate, corrdiff.losses.rate)
+    x0_e: Tensor  # D(y_hat) in [-1, 1], unclipped
+    cond: list[Tensor]  # the conditioning pyramid C(y_hat) of the score network
+
+
+class CorrDiffModel(nn.Module):
+    """The CorrDiff components, built by registry name (see :mod:`corrdiff.registry`).
+
+    Args:
+        latent_channels: width M of y (wired into encoder, decoder, prior and conditioner).
+        encoder, decoder, prior, conditioner, score_net, schedule: ``{"name": ..., **kwargs}`` specs.
+        sampler: default sampler spec for compression (``{"name": "ddim", "eta": 0.0}``).
+        steps: default number of sampling steps (8, as in the paper).
+        correction: :class:`~corrdiff.correction.CorrectionConfig` fields.
+    """
+
+    # The encoder E runs on tiles of this many pixels a side (None: never), to bound its memory. It changes
+    # nothing a decoder computes: D and C run on a fixed grid of sampling.TILE_PIXELS (docs/bitstream.md, section 4).
+    tile_size: int | None = 1024
+
+    def __init__(
+        self,
+        latent_channels: int = 192,
+        encoder: Mapping[str, Any] | None = None,
+        decoder: Mapping[str, Any] | None = None,
+        prior: Mapping[str, Any] | None = None,
+        conditioner: Mapping[str, Any] | None = None,
+        score_net: Mapping[str, Any] | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        sampler: Mapping[str, Any] | None = None,
+        steps: int = 8,
+        correction: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.config = {
+            "latent_channels": latent_channels,
+            "encoder": dict(encoder or {"name": "gdn"}),
+            "decoder": dict(decoder or {"name": "gdn"}),
+            "prior": dict(prior or {"name": "mean_scale_hyperprior"}),
+            "conditioner": dict(conditioner or {"name": "pyramid"}),
+            "score_net": dict(score_net or {"name": "unet"}),
+            "schedule": dict(schedule or {"name": "linear"}),
+            "sampler": dict(sampler or {"name": "ddim"}),
+            "steps": steps,
+            "correction": CorrectionConfig(**(correction or {})).stored(),
+        }
+        json.dumps(self.config)  # the config must be plain data: it is hashed and embedded in model files
+        m = latent_channels
+        self.encoder = ENCODERS.build(self.config["encoder"], latent_channels=m)
+        self.decoder = DECODERS.build(self.config["decoder"], latent_channels=m)
+        check_stride(self.encoder)
+        check_stride(self.decoder)
+        self.prior = PRIORS.build(self.config["prior"], latent_channels=m)
+        self.conditioner = CONDITIONERS.build(self.config["conditioner"], latent_channels=m)
+        self.score_net = SCORE_NETS.build(self.config["score_net"], cond_channels=tuple(self.conditioner.out_channels))
+        self.schedule = SCHEDULES.build(self.config["schedule"])
+        self.correction = CorrectionConfig(**self.config["correction"])
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        """x in [-1, 1] -> the latent, its likelihoods, x0_e and the conditioning (what a training step needs)."""
+        y_hat, likelihoods = self.analyse(x)
+        return ModelOutput(y_hat, likelihoods, self.decode_e2e(y_hat), self.condition(y_hat))
+
+    @property
+    def prediction(self) -> str:
+        return getattr(self.score_net, "prediction", "eps")
+
+    @property
+    def multiple(self) -> int:
+        """Height and width are padded to a multiple of this."""
+        return math.lcm(STRIDE, getattr(self.score_net, "multiple", 1))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def analyse(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """x in [-1, 1] -> (y_hat, likelihoods) with training-time quantisation (see priors).
+
+        The prior runs in float32 even under autocast: likelihoods of rare symbols underflow
+        in half precision, and the entropy model's parameters are numerically sensitive.
+        """
+        y = self.encoder(x)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            return self.prior(y.float())
+
+    def condition(self, y_hat: Tensor) -> list[Tensor]:
+        return self.conditioner(y_hat)
+
+    def decode_e2e(self, y_hat: Tensor) -> Tensor:
+        """x0_e = D(y_hat), unclipped (training losses see the raw output)."""
+        return self.decoder(y_hat)
+
+    @property
+    def score_uses_e2e(self) -> bool:
+        """Whether the score network takes the end-to-end reconstruction x0_e as an input."""
+        return bool(getattr(self.score_net, "uses_e2e", False))
+
+    def denoise(
+        self, x_t: Tensor, t: Tensor, cond: list[Tensor], projected: bool = False, x0_e: Tensor | None = None
+    ) -> Tensor:
+        """Raw score-network output (eps, x0 or v, see :attr:`prediction`).
+
+        ``projected``: ``cond`` is the score network's ``project_condition`` of the pyramid
+        (:func:`corrdiff.sampling.sampling_condition`) rather than the pyramid itself; same output.
+        ``x0_e``: the clipped end-to-end reconstruction, passed on when :attr:`score_uses_e2e`.
+        """
+        kwargs: dict[str, Any] = {"projected": True} if projected else {}
+        if self.score_uses_e2e:
+            kwargs["x0_e"] = x0_e
+        return self.score_net(x_t, t, cond, **kwargs)
+
+    def aux_loss(self) -> Tensor:
+        return self.prior.aux_loss()
+
+    def update(self, force: bool = False) -> bool:
+        """Build the entropy coder's CDF tables from the current weights (before compressing)."""
+        return self.prior.update(force=force)
+
+    def make_sampler(self, spec: Mapping[str, Any] | str | None = None):
+        return SAMPLERS.build(spec or self.config["sampler"], schedule=self.schedule)
+
+    def fingerprint(self) -> bytes:
+        """First 8 bytes of SHA-256 over the config (canonical JSON) and every saved tensor."""
+        return fingerprint_of(self.config, self.state_dict())
+
+    def pad(self, x: Tensor) -> Tensor:
+        """``x`` padded by edge replication to a multiple of :attr:`multiple` (right and bottom)."""
+        h, w = x.shape[-2:]
+        m = self.multiple
+        return F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+
+    def latent_hw(self, height: int, width: int) -> tuple[int, int]:
+        """Size of y for an image of ``height`` x ``width`` (padded to :attr:`multiple`)."""
+        m = self.multiple
+        return (-(-height // m) * m) // STRIDE, (-(-width // m) * m) // STRIDE
+
+
+def fingerprint_of(config: Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> bytes:
+    """:meth:`CorrDiffModel.fingerprint` of a model with this config and these weights."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for key, tensor in sorted(state_dict.items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.digest()[: bitstream.FINGERPRINT_BYTES]
+
+
+__all__ = ["CorrDiffModel", "ModelOutput", "fingerprint_of"]
