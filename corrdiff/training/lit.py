@@ -43,12 +43,13 @@ from torchmetrics import MeanMetric
 from torchmetrics.image import MultiScaleStructuralSimilarityIndexMeasure, PeakSignalNoiseRatio
 
 from corrdiff.codec import CorrDiffCodec
+from corrdiff.image_io import to_image_range
 from corrdiff.correction import Granularity, apply_correction
 from corrdiff.errors import ModelLoadError
 from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas
 from corrdiff.model_io import (FORMAT, PACKAGED, PHASE_KEY, codec_from_training_state, load_codec_state,
-                               load_model, read_checkpoint)
+                               load_model, read_checkpoint, under_prefix)
 from corrdiff.presets import preset as get_preset
 from corrdiff.training.terms import Intermediates, OptimiserLoss, StepTerms
 
@@ -339,7 +340,7 @@ class CodecTraining(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resize the entropy coder's table buffers to the checkpoint's before Lightning loads it."""
-        state = {k[len("codec."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("codec.")}
+        state = under_prefix(checkpoint["state_dict"], "codec.")
         load_codec_state(self.codec, state)
 
     # ------------------------------------------------------------------ EMA
@@ -389,7 +390,7 @@ class CodecTraining(L.LightningModule):
         """Really compress (bytes) up to ``limit`` images; returns bpp per image and reconstructions in [0, 1]."""
         bpps, recons = [], []
         for image in x[:limit]:
-            result = self.codec.encode((image[None].float() + 1) / 2)
+            result = self.codec.encode(to_image_range(image[None].float()))
             bpps.append(result.bpp())
             recons.append(result.reconstruction.to(x.device))
         return bpps, torch.cat(recons)
@@ -398,11 +399,11 @@ class CodecTraining(L.LightningModule):
         x = batch
         with self.ema_weights():
             x0_e = self._estimate(x, "val")
-            self.val_psnr_e2e.update((x0_e + 1) / 2, (x + 1) / 2)
+            self.val_psnr_e2e.update(to_image_range(x0_e), to_image_range(x))
             self.log("val/psnr_e2e", self.val_psnr_e2e, batch_size=x.shape[0])
             if batch_idx == 0 and self.val_compress_images > 0:
                 bpps, recons = self._compress_batch(x, self.val_compress_images)
-                target = (x[: len(bpps)] + 1) / 2
+                target = to_image_range(x[: len(bpps)])
                 for b in bpps:
                     self.val_bpp_real.update(b)
                 self.val_psnr.update(recons, target)
@@ -416,8 +417,8 @@ class CodecTraining(L.LightningModule):
         x = batch
         with self.ema_weights():
             x0_e = self._estimate(x, "test")
-            target = (x + 1) / 2
-            self.test_psnr_e2e.update((x0_e + 1) / 2, target)
+            target = to_image_range(x)
+            self.test_psnr_e2e.update(to_image_range(x0_e), target)
             bpps, recons = self._compress_batch(x, None)
         for b in bpps:
             self.test_bpp.update(b)
@@ -537,8 +538,8 @@ def _read_init(path: str) -> dict[str, Any]:
     state = checkpoint["state_dict"]
     return {
         "codec_config": checkpoint["hyper_parameters"]["codec_config"],
-        "codec_state": {k[len("codec."):]: v for k, v in state.items() if k.startswith("codec.")},
-        "ema_state": {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")},
+        "codec_state": under_prefix(state, "codec."),
+        "ema_state": under_prefix(state, "ema."),
     }
 
 
