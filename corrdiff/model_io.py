@@ -35,7 +35,9 @@ from corrdiff.modules.priors import CODER_PRECISION, MIN_SYMBOLS
 
 FORMAT = "corrdiff-model"
 FORMAT_VERSION = 1
-PACKAGED = {"default": "default.pt"}
+# models shipped in the package, by name: ``smooth`` is the MSE-trained score network that ``default`` was
+# before its adversarial fine-tuning (experiments/default_model/README.md), for those who want that decode
+PACKAGED = {"default": "default.pt", "smooth": "smooth.pt"}
 PHASE_KEY = "corrdiff_phase"  # the training phase a Lightning checkpoint records (CodecTraining.phase)
 _ENTROPY_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format

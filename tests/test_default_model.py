@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import corrdiff
 from corrdiff.cli import main as cli_main
@@ -91,3 +92,17 @@ def test_demo_labels_do_not_cover_the_images():
         x = i * (60 + GAP)
         assert np.array_equal(canvas[:40, x:x + 60], rgb)  # every image pixel as it was
     assert (canvas[40:] < 128).any()  # the labels are drawn in the strip
+
+
+def test_the_smooth_model_is_shipped_by_name():
+    """``smooth``: the MSE-trained score network (the default before adversarial fine-tuning), loadable by name;
+    the same codec (encoder, prior, end-to-end decoder), so the same rate."""
+    smooth = corrdiff.load_model("smooth")
+    assert smooth.fingerprint().hex().startswith("5b7c6444eb29e3ab")
+    assert packaged_model_path("smooth").stat().st_size < 15e6
+    default = corrdiff.load_model("default")
+    assert default.fingerprint() != smooth.fingerprint()
+    shared = ("encoder.", "prior.", "decoder.")
+    for key, value in smooth.state_dict().items():
+        if key.startswith(shared):
+            assert torch.equal(value, default.state_dict()[key]), key
