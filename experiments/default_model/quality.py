@@ -4,12 +4,14 @@
 
 Writes into ``--out``:
 
-* ``quality.json`` and ``quality.md``: mean PSNR, MS-SSIM, hf-ratio and colour error of
+* ``quality.json`` and ``quality.md``: mean PSNR, MS-SSIM, HaarPSI, hf-ratio, band-pass distance
+  (:func:`corrdiff.metrics.bandpass_distance`) and colour error of
   - corrected / diffusion-only / end-to-end decodes of the same file at 2, 4 and 8 sampling steps
     (decode time is proportional to the steps), with the bpp of each file;
-  - the 8-step file decoded with ``--gamma-scale`` s in 0, 0.25, 0.5, 0.75, 1 (one file, no extra
-    bits: the perception-distortion curve that the decoder chooses on);
-  - WebP and JPEG at the bpp of the 8-step file.
+  - the file at the model's own steps decoded with ``--gamma-scale`` s in 0, 0.25, 0.5, 0.75, 1 (one
+    file, no extra bits: the perception-distortion curve that the decoder chooses on), and encoded
+    with ``--sharpen`` 1 and 3 (the weight-free sharpness objective of the gammas, docs/gamma.md);
+  - WebP, AVIF and JPEG at the bpp of that file.
 * ``gamma_scale.png``: that curve, hf-ratio against PSNR.
 * ``crops.png``: per image one 192x192 crop (the window with the most Laplacian energy of the
   original, chosen without looking at any decode), shown 2x: original | corrected | diffusion
@@ -30,12 +32,16 @@ from PIL import Image
 from corrdiff.baselines import available_formats, encode_at_bpp
 from corrdiff.demo import side_by_side
 from corrdiff.image_io import load_image
-from corrdiff.metrics import colour_error, high_frequency_ratio, laplacian, ms_ssim, psnr, to_tensor, to_uint8
+from corrdiff.cli import SHARPEN_GRANULARITY
+from corrdiff.metrics import (bandpass_distance, colour_error, haarpsi, high_frequency_ratio, laplacian, ms_ssim, psnr,
+                              to_tensor, to_uint8)
 from corrdiff.model_io import load_model
 from corrdiff.training.data import find_images
 
-METRICS = {"psnr": psnr, "ms_ssim": ms_ssim, "hf_ratio": high_frequency_ratio, "colour_error": colour_error}
+METRICS = {"psnr": psnr, "ms_ssim": ms_ssim, "haarpsi": haarpsi, "hf_ratio": high_frequency_ratio,
+           "bandpass": bandpass_distance, "colour_error": colour_error}
 SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
+SHARPEN = (1.0, 3.0)
 CROP = 192
 
 
@@ -65,13 +71,20 @@ def study(model: str, data: Path, steps_list=(2, 4, 8)) -> tuple[dict, list]:
             decodes = {mode: to_uint8(codec.decompress(data_bytes, mode=mode)) for mode in ("corrected", "diffusion", "e2e")}
             for mode, decoded in decodes.items():
                 rows.setdefault(f"{mode}, {steps} steps", []).append({"bpp": bpp, **scores(rgb, decoded)})
-            if steps == max(steps_list):
+            if steps == codec.config["steps"]:
+                for rho in SHARPEN:
+                    gamma = {"solver": "gradient", "perceptual": {"name": "hf"}, "rho": rho,
+                             "granularity": SHARPEN_GRANULARITY}
+                    sharp = codec.compress(image, steps=steps, gamma=gamma)
+                    rows.setdefault(f"sharpen {rho:g}", []).append(
+                        {"bpp": 8 * len(sharp) / (rgb.shape[0] * rgb.shape[1]),
+                         **scores(rgb, to_uint8(codec.decompress(sharp)))})
                 for s in SCALES:
                     decoded = decodes["corrected"] if s == 1 else (
                         decodes["diffusion"] if s == 0 else to_uint8(codec.decompress(data_bytes, gamma_scale=s)))
                     rows.setdefault(f"gamma scale {s:g}", []).append({"bpp": bpp, **scores(rgb, decoded)})
                 baselines = {}
-                for name in ("webp", "jpeg"):
+                for name in ("webp", "avif", "jpeg"):
                     if name in available_formats():
                         result = encode_at_bpp(rgb, name, bpp)
                         baselines[name] = result.decoded
@@ -90,10 +103,11 @@ def study(model: str, data: Path, steps_list=(2, 4, 8)) -> tuple[dict, list]:
 def write(means: dict, crops: list, out: Path, model: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps({"model": model, "means": means}, indent=2) + "\n")
-    lines = ["| decode | bpp | PSNR dB | MS-SSIM | hf-ratio | colour error |", "|---|---|---|---|---|---|"]
+    lines = ["| decode | bpp | PSNR dB | MS-SSIM | HaarPSI | hf-ratio | band-pass dist. | colour error |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, m in means.items():
-        lines.append(f"| {name} | {m['bpp']:.3f} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | {m['hf_ratio']:.3f} "
-                     f"| {m['colour_error']:.2f} |")
+        lines.append(f"| {name} | {m['bpp']:.3f} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | {m['haarpsi']:.4f} "
+                     f"| {m['hf_ratio']:.3f} | {m['bandpass']:.3f} | {m['colour_error']:.2f} |")
     (out / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     rows = [Image.open(io.BytesIO(side_by_side(panels))) for panels in crops]
@@ -120,7 +134,8 @@ def plot_curve(means: dict, output: Path, model: str) -> None:
         ax.annotate(f"s={s:g}", (m["hf_ratio"], m["psnr"]), textcoords="offset points",
                     xytext=(4, 6 if i % 2 else -12), fontsize=8)
     e2e = next(name for name in reversed(list(means)) if name.startswith("e2e"))
-    for key, marker in ((e2e, "s"), ("webp at matched bpp", "^"), ("jpeg at matched bpp", "v")):
+    for key, marker in ((e2e, "s"), ("sharpen 1", "D"), ("sharpen 3", "D"), ("webp at matched bpp", "^"),
+                        ("avif at matched bpp", "<"), ("jpeg at matched bpp", "v")):
         if key in means:
             ax.plot(means[key]["hf_ratio"], means[key]["psnr"], marker, label=key)
     ax.axvline(1.0, color="grey", lw=0.5, ls="--")
