@@ -246,7 +246,8 @@ def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: 
                   job, label: str):
     """Encode one image, write its .cdf (and reconstruction), print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
-    from corrdiff.image_io import atomic_write, save_image, to_uint8
+    from corrdiff.files import atomic_write
+    from corrdiff.image_io import save_image, to_uint8
 
     rgb = _load_image_with_notes(job.input)
     threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads, machine_threads)
@@ -496,7 +497,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     from corrdiff.bench import (BenchSettings, parse_size, parse_sizes, parse_skip, quick_settings,
                                 run_benchmark)
-    from corrdiff.image_io import atomic_write, check_output
+    from corrdiff.files import atomic_write
+    from corrdiff.image_io import check_output
 
     if args.json is not None:  # refuse before minutes of work, not after
         check_output(args.json, [], args.force)
@@ -592,7 +594,7 @@ class _Signals:
 
 def _what_was_written(since: int) -> str:
     """The truth about outputs when a command is interrupted: those it completed, or none."""
-    from corrdiff.image_io import committed_outputs
+    from corrdiff.files import committed_outputs
 
     done = [str(p) for p in committed_outputs[since:]]
     if not done:
@@ -620,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0] if argv and argv[0] in COMMANDS else "command"
     since, signals = 0, _Signals()
     try:  # everything, imports included: a Ctrl-C at any point is one line and exit 130
-        from corrdiff.image_io import committed_outputs
+        from corrdiff.files import committed_outputs
 
         since = len(committed_outputs)
         with signals.installed(restore=not entry):

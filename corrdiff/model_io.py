@@ -29,7 +29,7 @@ from corrdiff.bitstream import MAGIC as CDF_MAGIC
 from corrdiff.codec import CorrDiffCodec
 from corrdiff.compressai_parts import EntropyBottleneck, GaussianConditional
 from corrdiff.errors import DeviceError, ModelLoadError
-from corrdiff.image_io import atomic_write
+from corrdiff.files import atomic_write
 from corrdiff.model import CorrDiffModel, fingerprint_of
 from corrdiff.modules.priors import CODER_PRECISION, MIN_SYMBOLS
 
@@ -119,7 +119,7 @@ def save_model(
 
     The model is validated first (:func:`check_model`: ModelLoadError, nothing written), and the
     file records the fingerprint of the model as :func:`load_model` will rebuild it.
-    ``overwrite=False`` creates ``path`` exclusively (:func:`~corrdiff.image_io.atomic_write`).
+    ``overwrite=False`` creates ``path`` exclusively (:func:`~corrdiff.files.atomic_write`).
 
     ``half=True`` stores the transforms', conditioner's and score network's weights as float16
     (half the file size); loading casts them back to float32, so the fingerprint and

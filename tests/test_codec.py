@@ -56,6 +56,13 @@ def test_round_trip_tiny_and_degenerate_sizes(tiny_codec, hw):
     assert torch.equal(decoded, result.reconstruction)
 
 
+@pytest.mark.parametrize("seed", [1, 2**31, 2**32 - 1])
+def test_round_trip_is_exact_for_seeds_across_their_range(tiny_codec, test_images, seed):
+    result = tiny_codec.encode(test_images["random17x33"], steps=2, seed=seed)
+    assert bitstream.unpack(result.data).seed == seed
+    assert torch.equal(tiny_codec.decompress(result.data), result.reconstruction)
+
+
 def test_read_returns_the_encoders_latent(tiny_codec, encoded):
     result = encoded("random67x131")
     header, y_hat = tiny_codec.read(result.data)

@@ -40,7 +40,8 @@ from PIL import Image
 from corrdiff import bitstream
 from corrdiff.cli import main as cli_main
 from corrdiff.errors import BitstreamError, EntropyCoderError, ModelLoadError
-from corrdiff.image_io import OutputGuard, atomic_write, check_output, remove_stale_temp_files
+from corrdiff.files import atomic_write, remove_stale_temp_files
+from corrdiff.image_io import OutputGuard, check_output
 from corrdiff.model_io import check_model, load_model, save_model
 from corrdiff.modules.priors import MAX_SYMBOL, MIN_SYMBOLS, ScaleGrid, check_symbols, max_stream_bytes
 
@@ -399,7 +400,7 @@ def test_exclusive_creation_without_hard_links(tmp_path, monkeypatch):
 RACE_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
-    from corrdiff.image_io import atomic_write
+    from corrdiff.files import atomic_write
     go, target, tag = sys.argv[1:4]
     while not os.path.exists(go):
         time.sleep(0.0005)
@@ -596,7 +597,7 @@ def test_sigkill_leaves_a_temporary_file_that_the_next_run_removes(tmp_path, png
 
 
 def test_stale_temp_cleanup_spares_live_writers_and_other_files(tmp_path, monkeypatch):
-    from corrdiff import image_io
+    from corrdiff import files
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
@@ -612,7 +613,7 @@ def test_stale_temp_cleanup_spares_live_writers_and_other_files(tmp_path, monkey
         (tmp_path / name).write_bytes(b"partial")
         if key != "fresh":
             os.utime(tmp_path / name, (time.time() - 3600, time.time() - 3600))
-    monkeypatch.setattr(image_io, "_STARTED", time.time() - 60)  # "fresh" was modified after this process started
+    monkeypatch.setattr(files, "_STARTED", time.time() - 60)  # "fresh" was modified after this process started
     removed = {p.name for p in remove_stale_temp_files(tmp_path / "out.cdf")}
     assert removed == {names["stale"], names["old_format"]}
     assert all((tmp_path / names[k]).exists() for k in ("live_writer", "other_output", "not_ours", "fresh"))

@@ -54,7 +54,7 @@ from corrdiff.cli import main as cli_main
 from corrdiff.codec import MAX_DECODE_PIXELS, CorrDiffCodec
 from corrdiff.modules.priors import range_decoder_padding
 from corrdiff.errors import BitstreamError, ModelLoadError
-from corrdiff.image_io import atomic_write
+from corrdiff.files import atomic_write
 from corrdiff.model_io import export_checkpoint, load_model, read_checkpoint
 
 from conftest import make_codec

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from corrdiff.evaluation.aggregate import Method
-from corrdiff.image_io import OutputGuard, atomic_write, encode_png
+from corrdiff.files import atomic_write
+from corrdiff.image_io import OutputGuard, encode_png
 from corrdiff.metric_names import ALL_METRICS
 
 #: CSV columns before the metrics, and after them
