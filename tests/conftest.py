@@ -156,3 +156,17 @@ def random_weights_dir(tmp_path_factory):
         torch.save({f"features.{k}": v for k, v in features.items()}, folder / WEIGHT_FILES[key])
     torch.save(_random_inception_state(), folder / WEIGHT_FILES["inception"])
     return folder
+
+
+@pytest.fixture
+def encode_threads(monkeypatch) -> list[int]:
+    """The torch thread count of every CorrDiffCodec.encode call made during the test, in order."""
+    seen: list[int] = []
+    real = corrdiff.CorrDiffCodec.encode
+
+    def encode(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
+    return seen

@@ -137,20 +137,6 @@ def test_interrupt_keeps_the_finished_files(tmp_path, pngs, model_file, capsys, 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.cdf"]  # no partial second file
 
 
-@pytest.fixture
-def encode_threads(monkeypatch) -> list[int]:
-    """The torch thread count of every CorrDiffCodec.encode call made during the test, in order."""
-    seen: list[int] = []
-    real = corrdiff.CorrDiffCodec.encode
-
-    def encode(self, *args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
-    return seen
-
-
 def test_threads_option_is_applied_and_restored(tmp_path, pngs, model_file, capsys, encode_threads):
     before = torch.get_num_threads()
     code, _, err = run(capsys, "compress", pngs[0], "-o", tmp_path / "t.cdf", "--model", model_file, "--steps", 1,

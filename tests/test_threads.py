@@ -49,21 +49,7 @@ def test_default_threads_without_affinity_or_load_average(monkeypatch):
     assert default_threads() == 3
 
 
-@pytest.fixture
-def eval_threads(monkeypatch) -> list[int]:
-    """torch's thread count at every CorrDiffCodec.encode call of the test."""
-    seen: list[int] = []
-    real = corrdiff.CorrDiffCodec.encode
-
-    def encode(self, *args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
-    return seen
-
-
-def test_eval_threads_option_and_default(tmp_path, model_file, monkeypatch, eval_threads, capsys):
+def test_encode_threads_option_and_default(tmp_path, model_file, monkeypatch, encode_threads, capsys):
     (tmp_path / "photos").mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(
         tmp_path / "photos" / "a.png")
@@ -78,7 +64,7 @@ def test_eval_threads_option_and_default(tmp_path, model_file, monkeypatch, eval
         assert main(args) == 0
     finally:
         torch.set_num_threads(before)
-    assert eval_threads == [2, 1]
+    assert encode_threads == [2, 1]
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
