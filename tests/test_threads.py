@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-import corrdiff
 from corrdiff.cli import main
 from corrdiff.threads import DEFAULT_THREADS_RULE, available_cores, default_threads
 
