@@ -105,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="model file to write (e.g. model.pt)")
     p.add_argument("--half", action="store_true", help="store network weights as float16 (half the size)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="the model's default sampling steps (default: the checkpoint's config)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
 
     p = sub.add_parser("eval", help="evaluate models and JPEG/WebP baselines on a folder of images "
@@ -212,7 +214,7 @@ def _export(args: argparse.Namespace) -> None:
     from corrdiff.model_io import export_checkpoint
 
     check_output(args.output, [args.checkpoint], args.force)
-    codec = export_checkpoint(args.checkpoint, args.output, half=args.half, overwrite=args.force)
+    codec = export_checkpoint(args.checkpoint, args.output, half=args.half, overwrite=args.force, steps=args.steps)
     size = args.output.stat().st_size
     print(f"{args.checkpoint} -> {args.output}: {size / 1e6:.2f} MB, fingerprint {codec.fingerprint().hex()}")
 

@@ -429,15 +429,24 @@ def codec_from_training_state(
 
 
 def export_checkpoint(
-    checkpoint_path: str | os.PathLike, output: str | os.PathLike, half: bool = False, overwrite: bool = True
+    checkpoint_path: str | os.PathLike, output: str | os.PathLike, half: bool = False, overwrite: bool = True,
+    steps: int | None = None,
 ) -> CorrDiffCodec:
     """Checkpoint -> slim model file: EMA score-network weights, entropy tables, config; no optimiser state.
+
+    ``steps`` replaces the config's default number of sampling steps (what ``corrdiff compress`` uses
+    without ``--steps``); it changes the fingerprint, not the weights.
 
     Returns the codec as it will load from ``output`` (with ``half``, weights rounded to float16).
     The weights come from :func:`codec_from_training_state` (DDP-style ``module.`` prefixes stripped).
     """
     checkpoint = read_checkpoint(checkpoint_path)
-    codec, ema = codec_from_training_state(checkpoint["hyper_parameters"]["codec_config"], checkpoint["state_dict"])
+    config = dict(checkpoint["hyper_parameters"]["codec_config"])
+    if steps is not None:
+        if not (isinstance(steps, int) and steps >= 1):
+            raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+        config["steps"] = steps
+    codec, ema = codec_from_training_state(config, checkpoint["state_dict"])
     try:
         check_finite(codec)
         codec.update(force=True)

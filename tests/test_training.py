@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+import corrdiff
 from corrdiff.cli import main as cli_main
 from corrdiff.errors import ModelLoadError
 from corrdiff.model_io import export_checkpoint, load_model
@@ -211,6 +212,16 @@ def test_in_memory_export_is_the_exported_file(phase1_checkpoint, tmp_path):
     model = ScoreTraining.load_from_checkpoint(phase1_checkpoint)
     exported = export_checkpoint(phase1_checkpoint, tmp_path / "model.pt")
     assert model.export_codec().fingerprint() == exported.fingerprint()
+
+
+def test_export_sets_the_default_steps(phase1_checkpoint, tmp_path):
+    """``corrdiff export --steps N``: the model compresses with N steps unless told otherwise."""
+    assert cli_main(["export", str(phase1_checkpoint), "-o", str(tmp_path / "m.pt"), "--steps", "3"]) == 0
+    model = load_model(tmp_path / "m.pt")
+    assert model.config["steps"] == 3
+    assert corrdiff.bitstream.unpack(model.compress(torch.rand(1, 3, 16, 16))).steps == 3
+    plain = export_checkpoint(phase1_checkpoint, tmp_path / "plain.pt")
+    assert plain.fingerprint() != model.fingerprint() and plain.config["steps"] != 3
 
 
 def test_export_cli_refuses_pickled_checkpoint(tmp_path, capsys):
