@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="output file (default: INPUT with suffix .cdf); with several inputs, a folder "
                         "(created if missing) that receives NAME.cdf")
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own, 4 for the shipped model)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (stored in the file)")
     p.add_argument("--mode", choices=tuple(DECODE_MODES), default="corrected",
                    help="corrected: diffusion steered by the sent gammas (default); diffusion: no gammas "
@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
     p.add_argument("--image", default=None, help="another photo to use instead of the bundled one")
     p.add_argument("--out", default="corrdiff-demo", help="output folder (default: corrdiff-demo)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 8)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own, 4 for the shipped model)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
     p.add_argument("-f", "--force", action="store_true", help="replace the files of an earlier demo in --out")
 

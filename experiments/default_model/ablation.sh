@@ -18,20 +18,13 @@ declare -A RECIPES=(
   [x0-residual]='{prediction: x0, e2e_input: residual}'
 )
 mkdir -p "$OUT"
-pids=()
+# shellcheck source=experiments/default_model/parallel_runs.sh
+source experiments/default_model/parallel_runs.sh
 for name in "${!RECIPES[@]}"; do
-  run="$OUT/$name"
-  [ -e "$run/checkpoints" ] && { echo "$run holds an earlier run: move it away first" >&2; exit 2; }
-  mkdir -p "$run"
-  sed -e "s#runs/default_model/score#$run#g" experiments/default_model/score.yaml > "$run/config.yaml"
-  OMP_NUM_THREADS=1 nice corrdiff fit --config "$run/config.yaml" \
-    --model.init_from "$INIT" --model.codec "{score_net: ${RECIPES[$name]}}" \
-    --trainer.max_steps "$STEPS" --data.crop_size "$CROP" > "$run/train.log" 2>&1 &
-  pids+=($!)
+  start_run "$OUT/$name" experiments/default_model/score.yaml --model.init_from "$INIT" \
+    --model.codec "{score_net: ${RECIPES[$name]}}" --trainer.max_steps "$STEPS" --data.crop_size "$CROP"
 done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done  # wait for all before giving up on any
-[ "$status" = 0 ] || { echo "a training run failed: see $OUT/*/train.log" >&2; exit 1; }
+wait_runs "$OUT"
 models=()
 for name in $(printf '%s\n' "${!RECIPES[@]}" | sort); do
   corrdiff export "$OUT/$name/checkpoints/last.ckpt" -o "$OUT/$name.pt" --half --force

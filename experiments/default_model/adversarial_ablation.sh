@@ -24,20 +24,14 @@ if [ -n "${ONLY:-}" ]; then
   for name in "${!RUNS[@]}"; do [[ " $ONLY " == *" $name "* ]] || unset "RUNS[$name]"; done
 fi
 mkdir -p "$OUT"
-pids=()
+# shellcheck source=experiments/default_model/parallel_runs.sh
+source experiments/default_model/parallel_runs.sh
 for name in "${!RUNS[@]}"; do
-  run="$OUT/$name"
-  [ -e "$run/checkpoints" ] && { echo "$run holds an earlier run: move it away first" >&2; exit 2; }
-  mkdir -p "$run"
-  sed -e "s#runs/default_model/adversarial#$run#g" experiments/default_model/adversarial.yaml > "$run/config.yaml"
   # shellcheck disable=SC2086
-  OMP_NUM_THREADS=1 corrdiff fit --config "$run/config.yaml" ${RUNS[$name]} \
-    --trainer.max_steps "$STEPS" --data.crop_size "$CROP" > "$run/train.log" 2>&1 &
-  pids+=($!)
+  start_run "$OUT/$name" experiments/default_model/adversarial.yaml ${RUNS[$name]} \
+    --trainer.max_steps "$STEPS" --data.crop_size "$CROP"
 done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done  # wait for all before giving up on any
-[ "$status" = 0 ] || { echo "a training run failed: see $OUT/*/train.log" >&2; exit 1; }
+wait_runs "$OUT"
 for name in $(printf '%s\n' "${!RUNS[@]}" | sort); do
   corrdiff export "$OUT/$name/checkpoints/last.ckpt" -o "$OUT/$name.pt" --half --force
 done
