@@ -215,11 +215,16 @@ def test_forged_tables_through_the_cli_are_one_line_exit_2(model_file, tmp_path,
 
 
 def test_shipped_and_golden_models_pass_the_validator():
-    """The shipped files (no stored fingerprint) keep loading; their tables keep the coder's contract."""
+    """The shipped files written before files stored their fingerprint keep loading, and so does the current
+    default (which stores one, checked at load); every table keeps the coder's contract."""
     assert len(SHIPPED) >= 5
-    for path in [*SHIPPED, ROOT / "corrdiff" / "assets" / "default.pt", ROOT / "tests" / "golden" / "model.pt"]:
+    assets = ROOT / "corrdiff" / "assets"
+    for path in [*SHIPPED, assets / "smooth.pt", ROOT / "tests" / "golden" / "model.pt"]:
         assert "fingerprint" not in payload_of(path)
         check_model(load_model(path))
+    default = load_model(assets / "default.pt")
+    check_model(default)
+    assert bytes.fromhex(payload_of(assets / "default.pt")["fingerprint"]) == default.fingerprint()
 
 
 def test_save_model_validates_before_writing(tmp_path, monkeypatch):
