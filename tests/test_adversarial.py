@@ -162,6 +162,18 @@ def test_residual_judging_subtracts_the_condition():
     assert torch.allclose(real, (x - x0_e) * 10.0) and torch.equal(condition, x0_e)
 
 
+def test_each_optimiser_clips_its_first_parameter_group(monkeypatch):
+    """grad_clip applies to the codec's main weights (not its aux quantiles) and to the discriminator."""
+    module = _module(grad_clip=0.5)
+    clipped = []
+    real = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, limit: clipped.append(({id(p) for p in params}, limit)) or real(params, limit))
+    _fit(module, 1)
+    main = {id(p) for n, p in module.codec.named_parameters() if p.requires_grad and not n.endswith("quantiles")}
+    assert clipped == [(main, 0.5), ({id(p) for p in module.discriminator.parameters()}, 0.5)]
+
+
 def test_warmup_scales_the_adversarial_weight():
     module = _module(adversarial_weight=0.5, warmup_steps=4)
     terms, _ = module.compute_terms(torch.rand(1, 3, 32, 32) * 2 - 1)

@@ -180,7 +180,7 @@ class AdversarialTraining(JointTraining):
             logs["r1"] = r1.detach()
         for name, value in logs.items():
             self.log(f"train/discriminator_{name}", value, batch_size=real.shape[0], sync_dist=True)
-        return [OptimiserLoss("discriminator", loss, 1, list(self.discriminator.parameters()), self.grad_clip)]
+        return [OptimiserLoss("discriminator", loss, 1, self.grad_clip)]
 
 
 def posterior_sample(schedule, x_t: Tensor, x0: Tensor, t: Tensor, s: Tensor, noise: Tensor) -> Tensor:

@@ -18,8 +18,8 @@ R is the estimated bpp, L_diff the denoising loss, d a distortion (MSE or MS-SSI
 P LPIPS. Each phase returns its loss as named, weighted terms (:class:`~corrdiff.training.terms.StepTerms`,
 each logged as ``train/<name>``). Optimisation is manual: :meth:`CodecTraining.guarded_step` is the one
 step (one backward pass, NaN guard across ranks, gradient clipping, optimisers) that the codec's loss
-and any extra (loss, optimiser) pair of a subclass go through. The entropy bottleneck's quantiles are trained by the aux loss
-only, in their own parameter group of the codec's optimiser; both losses are back-propagated in one
+and any extra (loss, optimiser) pair of a subclass go through. The entropy bottleneck's quantiles
+are trained by the aux loss only, in their own parameter group of the codec's optimiser; both losses are back-propagated in one
 pass (the aux loss touches only the quantiles, the main loss does not reach them).
 The score network's weights are also tracked as an EMA, which validation, testing and
 export use. The phase is recorded in every checkpoint (``corrdiff_phase``).
@@ -43,9 +43,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.image import MultiScaleStructuralSimilarityIndexMeasure, PeakSignalNoiseRatio
 
 from corrdiff.codec import CorrDiffCodec
-from corrdiff.image_io import to_image_range
 from corrdiff.correction import Granularity, apply_correction
 from corrdiff.errors import ModelLoadError
+from corrdiff.image_io import to_image_range
 from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas
 from corrdiff.model_io import (FORMAT, PACKAGED, PHASE_KEY, codec_from_training_state, load_codec_state,
@@ -161,6 +161,7 @@ class CodecTraining(L.LightningModule):
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
         self.skipped_steps = 0
+        self._pending_clip: float | None = None  # the limit of the optimiser step under way (guarded_step)
         self.val_bpp_real = MeanMetric()
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_psnr_e2e = PeakSignalNoiseRatio(data_range=1.0)
@@ -209,13 +210,6 @@ class CodecTraining(L.LightningModule):
         for name in self.freeze:
             getattr(self.codec, name).requires_grad_(False)
 
-    def codec_parameter_groups(self) -> tuple[list[Tensor], list[Tensor]]:
-        """The trainable codec weights (main) and the entropy bottleneck's quantiles (aux)."""
-        named = list(self.codec.named_parameters())
-        main = [p for n, p in named if p.requires_grad and not n.endswith("quantiles")]
-        aux = [p for n, p in named if n.endswith("quantiles")]
-        return main, aux
-
     def configure_optimizers(self) -> Any:
         """The codec's Adam with two parameter groups: the main weights and the bottleneck quantiles (aux).
 
@@ -223,7 +217,9 @@ class CodecTraining(L.LightningModule):
         while one ``optimizer.step()`` is one training step (``global_step``). Subclasses return this
         optimiser first, then their own (see :meth:`extra_optimizers`).
         """
-        main, aux = self.codec_parameter_groups()
+        named = list(self.codec.named_parameters())
+        main = [p for n, p in named if p.requires_grad and not n.endswith("quantiles")]
+        aux = [p for n, p in named if n.endswith("quantiles")]
         codec_optimizer = torch.optim.Adam([
             {"params": main, "lr": self.lr, "name": "main"},
             {"params": aux, "lr": self.aux_lr, "name": "aux"},
@@ -249,6 +245,18 @@ class CodecTraining(L.LightningModule):
         inter.t, inter.x_t, inter.x0_d = sample["t"], sample["x_t"], sample["x0_d"]
         return diff
 
+    def _rate_and_diffusion(self, x: Tensor, diffusion_weight: float,
+                            decode_e2e: bool) -> tuple[StepTerms, Intermediates]:
+        """The terms every phase starts with, ``bpp`` (weight ``lmbda``) and ``diffusion_loss``, and the
+        step's intermediates (x0_e only when ``decode_e2e``)."""
+        y_hat, likelihoods = self.codec.analyse(x)
+        x0_e = self.codec.decode_e2e(y_hat) if decode_e2e else None
+        inter = Intermediates(x=x, y_hat=y_hat, x0_e=x0_e, cond=self.codec.condition(y_hat))
+        terms = StepTerms()
+        terms.add("bpp", bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1]), self.lmbda)
+        terms.add("diffusion_loss", self._diffusion_term(inter), diffusion_weight)
+        return terms, inter
+
     def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted sum of :meth:`compute_terms` and each term's unweighted value."""
         terms, _ = self.compute_terms(x)
@@ -260,8 +268,7 @@ class CodecTraining(L.LightningModule):
         terms, inter = self.compute_terms(batch)
         loss = terms.total()
         aux_loss = self.codec.aux_loss()
-        main, _ = self.codec_parameter_groups()
-        pairs = [OptimiserLoss("codec", loss + aux_loss, 0, main, self.grad_clip), *self.extra_losses(inter)]
+        pairs = [OptimiserLoss("codec", loss + aux_loss, 0, self.grad_clip), *self.extra_losses(inter)]
         if not self.guarded_step(pairs):
             return None
         self.ema.update_parameters(self.codec.score_net)
@@ -288,8 +295,8 @@ class CodecTraining(L.LightningModule):
         * A non-finite loss (on any DDP rank) skips the whole step on every rank (a skipped step is
           not counted in ``global_step``: that counts updates); after ``max_nonfinite_steps`` in a row
           the run stops with a message.
-        * Each pair's ``clip_params`` have their gradient norm clipped to its ``clip`` (after AMP's
-          unscaling, in :meth:`on_before_optimizer_step`).
+        * Each pair's optimiser has the gradient norm of its first parameter group clipped to the
+          pair's ``clip`` (after AMP's unscaling, in :meth:`on_before_optimizer_step`).
         * Only the first pair's (the codec's) optimiser step counts (Lightning's ``global_step``,
           ``max_steps`` and checkpoint intervals count codec updates); the others step through the
           same precision plugin without advancing it.
@@ -308,7 +315,7 @@ class CodecTraining(L.LightningModule):
         try:
             for i, pair in enumerate(pairs):
                 optimizer = optimizers[pair.optimizer_index]
-                self._pending_clip = (pair.clip_params, pair.clip)
+                self._pending_clip = pair.clip
                 if i == 0:
                     optimizer.step()
                 else:
@@ -318,10 +325,10 @@ class CodecTraining(L.LightningModule):
         return True
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
-        """Clip the gradient norm that :meth:`guarded_step` asked for (gradients are unscaled here)."""
-        params, limit = getattr(self, "_pending_clip", None) or ((), None)
-        if limit:
-            torch.nn.utils.clip_grad_norm_(params, limit)
+        """Clip the first parameter group's gradient norm to the limit :meth:`guarded_step` set (gradients are
+        unscaled here; the codec's aux quantiles, its second group, are left alone)."""
+        if self._pending_clip:
+            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], self._pending_clip)
 
     def _skip_nonfinite(self, loss: Tensor) -> None:
         self.nonfinite_in_a_row += 1
@@ -449,13 +456,7 @@ class ScoreTraining(CodecTraining):
     phase = "score"
 
     def compute_terms(self, x: Tensor) -> tuple[StepTerms, Intermediates]:
-        y_hat, likelihoods = self.codec.analyse(x)
-        x0_e = self.codec.decode_e2e(y_hat) if self.codec.score_uses_e2e else None
-        inter = Intermediates(x=x, y_hat=y_hat, x0_e=x0_e, cond=self.codec.condition(y_hat))
-        terms = StepTerms()
-        terms.add("bpp", bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1]), self.lmbda)
-        terms.add("diffusion_loss", self._diffusion_term(inter), 1.0)
-        return terms, inter
+        return self._rate_and_diffusion(x, 1.0, decode_e2e=self.codec.score_uses_e2e)
 
 
 class JointTraining(CodecTraining):
@@ -502,11 +503,7 @@ class JointTraining(CodecTraining):
         self.gamma_granularity = Granularity.parse(gamma_granularity or self.codec.correction.granularities[0].spec)
 
     def compute_terms(self, x: Tensor) -> tuple[StepTerms, Intermediates]:
-        y_hat, likelihoods = self.codec.analyse(x)
-        inter = Intermediates(x=x, y_hat=y_hat, x0_e=self.codec.decode_e2e(y_hat), cond=self.codec.condition(y_hat))
-        terms = StepTerms()
-        terms.add("bpp", bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1]), self.lmbda)
-        terms.add("diffusion_loss", self._diffusion_term(inter), self.diffusion_weight)
+        terms, inter = self._rate_and_diffusion(x, self.diffusion_weight, decode_e2e=True)
         terms.add("distortion", self.distortion(x, inter.x0_e), self.distortion_weight)
         if self.perceptual is not None:
             x0_d = inter.x0_d.clamp(-1, 1)

@@ -19,7 +19,8 @@ class Intermediates:
     """Tensors of one training step that several terms use (all in [-1, 1] image space).
 
     ``x``: the batch; ``y_hat``: the quantised latent; ``x0_e``: the end-to-end decode (with its graph,
-    unclipped; None where the phase had no use for it); ``cond``: the conditioning features; ``t``, ``x_t``, ``x0_d``: the diffusion loss's
+    unclipped; None where the phase had no use for it); ``cond``: the conditioning features; ``t``,
+    ``x_t``, ``x0_d``: the diffusion loss's
     timesteps, noisy input and the score network's clean estimate; ``x0_c``: the corrected estimate
     (only when a term needed it).
     """
@@ -56,12 +57,12 @@ class StepTerms:
 @dataclass
 class OptimiserLoss:
     """One (loss, optimiser) pair of a step: ``optimizer_index`` into ``configure_optimizers``' list
-    (0: the codec's), and the parameters whose gradient norm is clipped to ``clip`` (None: not clipped)."""
+    (0: the codec's); the gradient norm of the optimiser's first parameter group (the codec's main
+    weights, not its aux quantiles) is clipped to ``clip`` (None: not clipped)."""
 
     name: str
     loss: Tensor
     optimizer_index: int
-    clip_params: list[Tensor]
     clip: float | None = None
 
 
