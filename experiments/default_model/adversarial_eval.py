@@ -26,23 +26,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from quality import detailed_window, scores, stacked  # experiments/default_model/quality.py, beside this script
+
 from corrdiff.demo import side_by_side
 from corrdiff.image_io import load_image
-from corrdiff.metrics import (bandpass_distance, colour_error, haarpsi, high_frequency_ratio, ms_ssim, psnr,
-                              to_tensor, to_uint8)
+from corrdiff.metrics import to_tensor, to_uint8
 from corrdiff.model_io import load_model
-from corrdiff.training.data import find_images
+from corrdiff.image_io import find_images
 
-METRICS = {"psnr": psnr, "ms_ssim": ms_ssim, "haarpsi": haarpsi, "hf_ratio": high_frequency_ratio,
-           "bandpass": bandpass_distance, "colour_error": colour_error}
 MODES = ("corrected", "diffusion", "e2e")
 CROP = 160
-
-
-def detailed_window(rgb: np.ndarray, size: int = CROP) -> tuple[int, int]:
-    from quality import detailed_window as window  # experiments/default_model/quality.py
-
-    return window(rgb, size)
 
 
 def evaluate(model: str, data: Path, steps_list: tuple[int, ...]) -> tuple[dict, dict]:
@@ -52,7 +45,7 @@ def evaluate(model: str, data: Path, steps_list: tuple[int, ...]) -> tuple[dict,
     crops: dict[str, list[np.ndarray]] = {}
     for path in find_images(data):
         rgb = load_image(path)
-        top, left = detailed_window(rgb)
+        top, left = detailed_window(rgb, CROP)
         for steps in steps_list:
             data_bytes = codec.compress(to_tensor(rgb), steps=steps)
             bpp = 8 * len(data_bytes) / (rgb.shape[0] * rgb.shape[1])
@@ -61,7 +54,7 @@ def evaluate(model: str, data: Path, steps_list: tuple[int, ...]) -> tuple[dict,
                     continue  # the same image at every step count
                 decoded = to_uint8(codec.decompress(data_bytes, mode=mode))
                 key = f"{mode}, {steps} steps" if mode != "e2e" else "e2e"
-                rows.setdefault(key, []).append({"bpp": bpp, **{k: f(rgb, decoded) for k, f in METRICS.items()}})
+                rows.setdefault(key, []).append({"bpp": bpp, **scores(rgb, decoded)})
                 crops.setdefault(key, []).append(decoded[top:top + CROP, left:left + CROP])
     means = {key: {k: float(np.mean([r[k] for r in values])) for k in values[0]} for key, values in rows.items()}
     return means, crops
@@ -107,7 +100,7 @@ def main() -> None:
     (args.out / "ablation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     originals = [load_image(p) for p in find_images(args.data)]
-    windows = [detailed_window(rgb) for rgb in originals]
+    windows = [detailed_window(rgb, CROP) for rgb in originals]
     for key in results[models[0]][1]:
         sheet_rows = []
         for i, (rgb, (top, left)) in enumerate(zip(originals, windows)):
@@ -115,16 +108,8 @@ def main() -> None:
             panels += [(results[m][1][key][i], names[m]) for m in models]
             panels = [(np.kron(p, np.ones((2, 2, 1), dtype=np.uint8)), label) for p, label in panels]
             sheet_rows.append(Image.open(io.BytesIO(side_by_side(panels))))
-        sheet = Image.new("RGB", (max(r.width for r in sheet_rows), sum(r.height for r in sheet_rows)), "white")
-        y = 0
-        for r in sheet_rows:
-            sheet.paste(r, (0, y))
-            y += r.height
-        sheet.save(args.out / f"crops-{key.replace(', ', '-').replace(' ', '')}.png")
+        stacked(sheet_rows).save(args.out / f"crops-{key.replace(', ', '-').replace(' ', '')}.png")
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

@@ -39,7 +39,7 @@ from corrdiff.demo import side_by_side
 from corrdiff.image_io import load_image
 from corrdiff.metrics import high_frequency_ratio, laplacian, psnr, to_tensor, to_uint8
 from corrdiff.model_io import load_model
-from corrdiff.training.data import find_images
+from corrdiff.image_io import find_images
 
 GRANULARITIES = {"scalar": {}, "auto": {"granularity": "auto"}, "channel": {"granularity": "channel"},
                  "tile-128 (every step)": {"granularity": "tile-128"},

@@ -36,7 +36,7 @@ from corrdiff.cli import SHARPEN_GRANULARITY
 from corrdiff.metrics import (bandpass_distance, colour_error, haarpsi, high_frequency_ratio, laplacian, ms_ssim, psnr,
                               to_tensor, to_uint8)
 from corrdiff.model_io import load_model
-from corrdiff.training.data import find_images
+from corrdiff.image_io import find_images
 
 METRICS = {"psnr": psnr, "ms_ssim": ms_ssim, "haarpsi": haarpsi, "hf_ratio": high_frequency_ratio,
            "bandpass": bandpass_distance, "colour_error": colour_error}
@@ -110,14 +110,18 @@ def write(means: dict, crops: list, out: Path, model: str) -> None:
                      f"| {m['hf_ratio']:.3f} | {m['bandpass']:.3f} | {m['colour_error']:.2f} |")
     (out / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    rows = [Image.open(io.BytesIO(side_by_side(panels))) for panels in crops]
+    stacked([Image.open(io.BytesIO(side_by_side(panels))) for panels in crops]).save(out / "crops.png")
+    plot_curve(means, out / "gamma_scale.png", model)
+
+
+def stacked(rows: list[Image.Image]) -> Image.Image:
+    """Images one below the other on white, left-aligned."""
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), (255, 255, 255))
     y = 0
     for r in rows:
         sheet.paste(r, (0, y))
         y += r.height
-    sheet.save(out / "crops.png")
-    plot_curve(means, out / "gamma_scale.png", model)
+    return sheet
 
 
 def plot_curve(means: dict, output: Path, model: str) -> None:
