@@ -15,7 +15,7 @@ Writes into ``--out``:
 * ``gamma_scale.png``: that curve, hf-ratio against PSNR.
 * ``crops.png``: per image one 192x192 crop (the window with the most Laplacian energy of the
   original, chosen without looking at any decode), shown 2x: original | corrected | diffusion
-  only | end-to-end | WebP at the same bpp.
+  only | end-to-end | WebP and AVIF at the same bpp.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def study(model: str, data: Path, steps_list=(2, 4, 8)) -> tuple[dict, list]:
                 window = (slice(top, top + CROP), slice(left, left + CROP))
                 panels = [(rgb, "original"), (decodes["corrected"], f"CorrDiff {bpp:.3f} bpp"),
                           (decodes["diffusion"], "diffusion only"), (decodes["e2e"], "end-to-end only")]
-                if "webp" in baselines:
-                    panels.append((baselines["webp"], "WebP same bpp"))
+                panels += [(baselines[name], f"{label} same bpp") for name, label in (("webp", "WebP"), ("avif", "AVIF"))
+                           if name in baselines]
                 crops.append([(np.kron(p[window], np.ones((2, 2, 1), dtype=np.uint8)), label) for p, label in panels])
     means = {name: {k: float(np.mean([r[k] for r in values])) for k in values[0]} for name, values in rows.items()}
     return means, crops
