@@ -1,10 +1,10 @@
-"""The ``.cdf`` file format (version 3; versions 1 and 2 are still read): bytes in, bytes out; no model code.
+"""The ``.cdf`` file format (version 4; versions 1 to 3 are still read): bytes in, bytes out; no model code.
 
-Layout of version 3 (all integers little-endian; see docs/bitstream.md)::
+Layout of version 4 (all integers little-endian; see docs/bitstream.md)::
 
     offset size  field
     0      4     magic b"CDIF"
-    4      1     format version (3)
+    4      1     format version (4)
     5      1     mode: 0 corrected, 1 diffusion, 2 e2e
     6      8     model fingerprint (first 8 bytes of SHA-256 over config + weights)
     14     2     original height  (1 .. 65535)
@@ -16,6 +16,11 @@ Layout of version 3 (all integers little-endian; see docs/bitstream.md)::
     .      4*P   the sampler's recorded parameters (float32, finite), in the order the sampler declares
                  them (its ``recorded_params``, e.g. ddim: eta); the sampler checks their values
     .      4     seed (uint32)
+    .      1     number R of header extension records (0 .. 16), then R records, each:
+                 1 byte record id, 2 bytes length n (0 .. 1024), n bytes; ids strictly increasing.
+                 Known ids (:data:`RECORDS`): 1 quality (float32, the rate of a variable-rate
+                 model). An unknown id with bit 7 clear is skipped (a later field a decoder may
+                 ignore); with bit 7 set it is refused (a field that changes the decode).
     .      ...   corrected mode only, for each step: 1 gamma code byte, then V float16 values
                  (code bits 0-1: 0 scalar [V = 1], 1 channel [V = 3], 2 tile, 3 tile with linear
                  interpolation [V = 1, the map's base, its median]; tiles only: bits 2-4 cell = 16 * 2^e
@@ -29,7 +34,7 @@ Layout of version 3 (all integers little-endian; see docs/bitstream.md)::
     .      ...   the streams' bytes, in order
     -4     4     CRC-32 of every byte before it
 
-Version 2 (still read) recorded exactly one sampler parameter, eta (float32 in [0, 1]), with no
+Version 3 (still read) had no extension records. Version 2 (still read) recorded exactly one sampler parameter, eta (float32 in [0, 1]), with no
 count byte. Version 1 (still read) also had no flags byte and, instead of the per-step codes, one
 byte of gamma groups G (1 scalar, 3 per channel, written in every mode) and steps * G float16
 gammas in corrected mode.
@@ -51,8 +56,8 @@ from dataclasses import dataclass, field
 from corrdiff.errors import BitstreamError
 
 MAGIC = b"CDIF"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 MODES = ("corrected", "diffusion", "e2e")
 FINGERPRINT_BYTES = 8
 MAX_SIDE = 65535
@@ -67,6 +72,11 @@ MAX_QUANT = 7
 MAX_RESIDUAL = 1 << 15  # |tile residual| bound: codes of at most 33 bits
 MAX_TILE_GAMMAS = 1 << 20  # tile residuals per file (e.g. 16-pixel cells of a 4K image for 32 steps)
 FLAG_GRAY = 1
+MAX_RECORDS = 16
+MAX_RECORD_BYTES = 1024
+RECORD_QUALITY = 1
+RECORD_CRITICAL = 0x80  # an unknown record id with this bit set makes the file unreadable
+RECORDS = {RECORD_QUALITY: "quality"}  # id -> name of every record this version knows
 _V1_MAX_GROUPS = 3
 _MIN_SIZE = 4 + 1 + 1 + FINGERPRINT_BYTES + 4 + 1 + 1 + 2 + 4 + 4 + 1 + 4
 
@@ -172,6 +182,8 @@ class Bitstream:
     gamma_steps: tuple[GammaStep, ...]
     streams: tuple[bytes, ...]
     gray: bool = False
+    quality: float | None = None  # the rate of a variable-rate model (record 1); None: a fixed-rate model
+    unknown_records: tuple[tuple[int, bytes], ...] = ()  # skippable records of a later version, kept as read
     version: int = field(default=VERSION, compare=False)
 
     def validate(self) -> None:
@@ -188,6 +200,15 @@ class Bitstream:
         _check(all(math.isfinite(p) for p in self.sampler_params), "sampler parameters must be finite")
         _check(all(_is_float32(p) for p in self.sampler_params), "sampler parameters must be float32 values")
         _check(0 <= self.seed < 2**32, "seed must fit in 32 bits")
+        if self.quality is not None:
+            _check(math.isfinite(self.quality) and _is_float32(self.quality), "quality must be a finite float32")
+        ids = [i for i, _ in _records_of(self)]
+        _check(len(ids) <= MAX_RECORDS, f"more than {MAX_RECORDS} header records")
+        _check(ids == sorted(set(ids)), "header record ids must be unique")
+        for record_id, value in self.unknown_records:
+            _check(0 <= record_id < RECORD_CRITICAL and record_id not in RECORDS,
+                   f"record {record_id} is not an unknown optional record")
+            _check(len(value) <= MAX_RECORD_BYTES, f"header record {record_id} longer than {MAX_RECORD_BYTES} bytes")
         expected = self.steps if mode.corrects else 0
         _check(len(self.gamma_steps) == expected, f"{len(self.gamma_steps)} gamma steps, expected {expected}")
         _check(self._tile_gammas() <= MAX_TILE_GAMMAS, f"more than {MAX_TILE_GAMMAS} tile gammas")
@@ -286,6 +307,7 @@ def pack(bs: Bitstream) -> bytes:
         struct.pack("<HHBB", bs.height, bs.width, FLAG_GRAY if bs.gray else 0, len(name)),
         name,
         struct.pack(f"<HB{len(bs.sampler_params)}fI", bs.steps, len(bs.sampler_params), *bs.sampler_params, bs.seed),
+        _pack_records(_records_of(bs)),
     ]
     for step in bs.gamma_steps:
         parts.append(struct.pack(f"<B{len(step.values)}e", step.code(), *step.values))
@@ -293,6 +315,16 @@ def pack(bs: Bitstream) -> bytes:
     parts += [struct.pack(f"<B{len(bs.streams)}I", len(bs.streams), *(len(s) for s in bs.streams)), *bs.streams]
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _records_of(bs: Bitstream) -> list[tuple[int, bytes]]:
+    """The extension records of ``bs`` (its known fields and the unknown ones it was read with), in id order."""
+    known = [(RECORD_QUALITY, struct.pack("<f", bs.quality))] if bs.quality is not None else []
+    return sorted(known + [(i, bytes(v)) for i, v in bs.unknown_records], key=lambda record: record[0])
+
+
+def _pack_records(records: list[tuple[int, bytes]]) -> bytes:
+    return struct.pack("<B", len(records)) + b"".join(struct.pack("<BH", i, len(v)) + v for i, v in records)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -348,6 +380,7 @@ def _parse(data: bytes) -> tuple[Bitstream, dict[str, int]]:
     _check(steps <= MAX_STEPS, f"steps {steps} outside 0..{MAX_STEPS}")
     sampler_params = _read_sampler_params(r, version)
     (seed,) = r.unpack("<I", "seed")
+    records = _read_records(r) if version >= 4 else {}
     _check_size(height, width)  # before the tile grids are sized from it
     gamma_steps = (_read_v1_gammas if version == 1 else _read_gamma_steps)(r, mode, steps, height, width)
     (n_streams,) = r.unpack("<B", "stream count")
@@ -357,7 +390,8 @@ def _parse(data: bytes) -> tuple[Bitstream, dict[str, int]]:
     r.offsets["streams"] = r.pos
     streams = tuple(r.take(n, "stream") for n in lengths)
     bs = Bitstream(fingerprint, height, width, mode, sampler, steps, sampler_params, seed, gamma_steps, streams,
-                   gray=bool(flags & FLAG_GRAY), version=version)
+                   gray=bool(flags & FLAG_GRAY), quality=_read_quality(records),
+                   unknown_records=tuple((i, v) for i, v in records.items() if i not in RECORDS), version=version)
     bs.validate()
     return bs, r.offsets
 
@@ -371,6 +405,35 @@ def _read_sampler_params(r: _Reader, version: int) -> tuple[float, ...]:
     (count,) = r.unpack("<B", "sampler parameter count")
     _check(count <= MAX_SAMPLER_PARAMS, f"{count} sampler parameters, at most {MAX_SAMPLER_PARAMS}")
     return r.unpack(f"<{count}f", "sampler parameters")
+
+
+def _read_records(r: _Reader) -> dict[int, bytes]:
+    """Version 4's extension records by id (the known ones and the skippable unknown ones); BitstreamError for a
+    count, length or order out of bounds, or an unknown critical record."""
+    (count,) = r.unpack("<B", "record count")
+    _check(count <= MAX_RECORDS, f"{count} header records, at most {MAX_RECORDS}")
+    records: dict[int, bytes] = {}
+    last = -1
+    for _ in range(count):
+        record_id, length = r.unpack("<BH", "record header")
+        _check(record_id > last, f"header record {record_id} out of order or repeated (ids must increase)")
+        _check(length <= MAX_RECORD_BYTES, f"header record {record_id} of {length} bytes, at most {MAX_RECORD_BYTES}")
+        records[record_id] = r.take(length, "record")
+        last = record_id
+        _check(record_id in RECORDS or not record_id & RECORD_CRITICAL,
+               f"header record {record_id} is unknown to this corrdiff and changes the decode: "
+               "a newer corrdiff wrote this file")
+    return records
+
+
+def _read_quality(records: dict[int, bytes]) -> float | None:
+    if RECORD_QUALITY not in records:
+        return None
+    value = records[RECORD_QUALITY]
+    _check(len(value) == 4, f"quality record of {len(value)} bytes, expected 4")
+    (quality,) = struct.unpack("<f", value)
+    _check(math.isfinite(quality), "quality must be finite")
+    return quality
 
 
 def _read_v1_gammas(r: _Reader, mode: str, steps: int, height: int, width: int) -> tuple[GammaStep, ...]:
@@ -405,13 +468,13 @@ def _read_gamma_steps(r: _Reader, mode: str, steps: int, height: int, width: int
 
 
 def unpack(data: bytes) -> Bitstream:
-    """Parse and check a ``.cdf`` file (version 1, 2 or 3); raises :class:`BitstreamError` on any defect."""
+    """Parse and check a ``.cdf`` file (version 1 to 4); raises :class:`BitstreamError` on any defect."""
     return _parse(data)[0]
 
 
 def field_offsets(data: bytes) -> dict[str, int]:
     """Byte offset of each field of a valid file, by the names the reader uses (``mode``,
     ``image size``, ``flags``, ``sampler name length``, ``steps``, ``sampler parameter count`` (version 3),
-    ``sampler parameters``, ``seed``, ``gamma code``
+    ``sampler parameters``, ``seed``, ``record count`` (version 4), ``record header``, ``record``, ``gamma code``
     (the first step's), ``gammas``, ``stream count``, ``streams``, ...)."""
     return _parse(data)[1]

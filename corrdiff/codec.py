@@ -28,6 +28,7 @@ from corrdiff.decoding import MAX_DECODE_PIXELS
 from corrdiff.encoding import EncodeResult, OnStep
 from corrdiff.losses.perceptual import PerceptualDistances
 from corrdiff.model import CorrDiffModel, fingerprint_of
+from corrdiff.rate_search import Target, encode_to_target
 
 
 class CorrDiffCodec(CorrDiffModel):
@@ -53,6 +54,9 @@ class CorrDiffCodec(CorrDiffModel):
         sampler: Mapping[str, Any] | None = None,
         gamma: Mapping[str, Any] | None = None,
         on_step: OnStep | None = None,
+        quality: float | None = None,
+        bpp: float | None = None,
+        max_bytes: int | None = None,
     ) -> EncodeResult:
         """Compress an image; also return the encoder-side reconstruction.
 
@@ -67,9 +71,18 @@ class CorrDiffCodec(CorrDiffModel):
         encode, e.g. ``{"granularity": "auto"}`` (rate-distortion choice among scalar,
         channel and tile maps) or ``{"solver": "gradient", "rho": 0.1, "perceptual": {"name": "hf"}}``
         (trade fidelity for sharpness, weight-free). ``on_step(done, steps)`` is called after each
-        sampling step.
+        sampling step. ``quality``: the rate of a variable-rate model, anywhere in :attr:`quality_range`
+        (default: its ``default_quality``); a fixed-rate model takes none (ValueError). ``bpp`` or
+        ``max_bytes`` instead: the quality nearest that bpp, or the largest whose file fits that many bytes
+        (:mod:`corrdiff.rate_search`; :class:`~corrdiff.rate_search.RateTargetError` when none fits).
         """
-        return encoding.encode(self, image, steps, seed, mode, sampler, gamma, on_step, self.perceptual_distances)
+        if bpp is not None or max_bytes is not None:
+            if quality is not None:
+                raise ValueError("give one of quality, bpp and max_bytes")
+            return encode_to_target(self, image, Target(max_bytes=max_bytes, bpp=bpp), self.encode, mode=mode,
+                                    steps=steps, seed=seed, sampler=sampler, gamma=gamma, on_step=on_step)
+        return encoding.encode(self, image, steps, seed, mode, sampler, gamma, on_step, self.perceptual_distances,
+                               quality)
 
     def compress(self, image: Tensor, **kwargs: Any) -> bytes:
         """Compress an image (anything :meth:`encode` takes) to the bytes of a ``.cdf`` file."""

@@ -26,6 +26,7 @@ from corrdiff.correction import check_gamma_scale
 from corrdiff.errors import BitstreamError, ModelMismatchError
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.priors import max_stream_bytes
+from corrdiff.modules.rate import RateCondition
 
 # Decode-size bound: a header may name up to bitstream.MAX_PIXELS (2^28) pixels, but a 100-byte file must
 # not make the decoder allocate memory for that many (about 350 bytes per pixel for the small preset, see
@@ -42,6 +43,7 @@ def decode(model: CorrDiffModel, data: bytes, mode: str | None, gamma_scale: flo
     """Decode a file with ``model`` (:meth:`corrdiff.codec.CorrDiffCodec.decompress` documents the arguments)."""
     check_gamma_scale(gamma_scale)
     bs, y_hat = read(model, data, max_pixels)
+    rate = file_rate(model, bs)
     kind = bitstream.decode_mode(mode or bs.mode)
     if kind.corrects and not bitstream.decode_mode(bs.mode).corrects:
         raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode {kind.name!r}")
@@ -49,7 +51,7 @@ def decode(model: CorrDiffModel, data: bytes, mode: str | None, gamma_scale: flo
     choose = sampling.file_gammas(bs, gamma_scale) if kind.corrects else sampling.no_correction
     with sampling.evaluating(model):
         x0 = sampling.sample(model, y_hat, (bs.height, bs.width), kind.name, sampler, bs.steps, bs.seed, choose,
-                             on_step)
+                             on_step, rate)
     check_finite(x0)
     return sampling.to_image(x0, (bs.height, bs.width), bs.gray)
 
@@ -62,7 +64,8 @@ def check_ready(model: CorrDiffModel) -> None:
 
 
 def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS) -> tuple[bitstream.Bitstream, Tensor]:
-    """Parse a file and entropy-decode its latent for ``model``: (header, y_hat), after every check above."""
+    """Parse a file and entropy-decode its latent for ``model``: (header, y_hat as D and C see it), after every
+    check above and :func:`file_rate`'s."""
     bs = bitstream.unpack(data)
     if bs.height * bs.width > max_pixels:
         raise BitstreamError(
@@ -77,6 +80,7 @@ def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS)
         )
     if len(bs.streams) != len(model.prior.streams):
         raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(model.prior.streams)}")
+    rate = file_rate(model, bs)
     latent_hw = model.latent_hw(bs.height, bs.width)
     check_stream_lengths(model.prior, bs, latent_hw)
     try:
@@ -84,7 +88,19 @@ def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS)
             y_hat = model.prior.decompress(list(bs.streams), latent_hw)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BitstreamError(f"entropy-coded data is invalid ({exc})") from None
-    return bs, y_hat.to(model.device)
+    with torch.no_grad():
+        return bs, model.unscale_latent(y_hat.to(model.device), rate)
+
+
+def file_rate(model: CorrDiffModel, bs: bitstream.Bitstream) -> RateCondition | None:
+    """The rate a file was coded at (its quality record); BitstreamError unless the record is there exactly
+    when ``model`` is a variable-rate model, with a quality in its range."""
+    if model.rate_control is not None and bs.quality is None:
+        raise BitstreamError("the file has no quality record, which this variable-rate model needs")
+    try:
+        return model.rate_condition(bs.quality, model.device)
+    except ValueError as exc:
+        raise BitstreamError(f"the file's quality record does not fit this model: {exc}") from None
 
 
 def check_stream_lengths(prior, bs: bitstream.Bitstream, latent_hw: tuple[int, int]) -> None:

@@ -21,6 +21,7 @@ from corrdiff.correction import CorrectionConfig, GammaSolver, step_gammas
 from corrdiff.image_io import as_image_tensor, to_model_range
 from corrdiff.losses.perceptual import PerceptualDistances
 from corrdiff.model import CorrDiffModel
+from corrdiff.modules.rate import RateCondition
 from corrdiff.modules.transforms import STRIDE
 
 OnStep = Callable[[int, int], None]  # on_step(done, steps): called after each sampling step (a progress bar)
@@ -56,9 +57,10 @@ class EncodeResult:
 @torch.no_grad()
 def encode(model: CorrDiffModel, image: Any, steps: int | None, seed: int, mode: str,
            sampler: Mapping[str, Any] | None, gamma: Mapping[str, Any] | None, on_step: OnStep | None,
-           distances: PerceptualDistances) -> EncodeResult:
+           distances: PerceptualDistances, quality: float | None = None) -> EncodeResult:
     """Compress ``image`` with ``model``: the file's bytes and the encoder's reconstruction (which the decoder
-    reproduces bit for bit). ``distances``: where the gamma solver gets its perceptual distance when ``rho > 0``."""
+    reproduces bit for bit). ``distances``: where the gamma solver gets its perceptual distance when ``rho > 0``;
+    ``quality``: the rate of a variable-rate model (None: its default; docs/variable_rate.md)."""
     kind = bitstream.decode_mode(mode)
     correction = model.correction.replace(dict(gamma or {}))
     image = as_image_tensor(image)
@@ -69,20 +71,32 @@ def encode(model: CorrDiffModel, image: Any, steps: int | None, seed: int, mode:
                                            steps if kind.samples else None)
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
+    rate = model.rate_condition(quality, model.device)
     h, w = image.shape[-2:]
     with sampling.evaluating(model):
         x = to_model_range(image.to(model.device))
-        y = sampling.tiled(model, model.encoder, model.encoder, model.pad(x), STRIDE, model.tile_size)
-        streams, y_hat = model.prior.compress(y)
+        streams, y_hat = code_latent(model, analysis_latent(model, x), rate)
         choose = (sampling.EncoderGammas(_solver(model, correction, distances), x, steps) if kind.corrects
                   else sampling.no_correction)
-        x0 = sampling.sample(model, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step)
+        x0 = sampling.sample(model, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step, rate)
     coded = tuple(choose.coded) if kind.corrects else ()
     data = bitstream.pack(bitstream.Bitstream(
         fingerprint=model.fingerprint(), height=h, width=w, mode=mode, sampler=chosen.name, steps=steps,
         sampler_params=chosen.params, seed=seed, gamma_steps=coded, streams=tuple(streams), gray=gray,
+        quality=None if rate is None else float(rate.quality[0]),
     ))
     return EncodeResult(data, sampling.to_image(x0, (h, w), gray), coded, y_hat)
+
+
+def analysis_latent(model: CorrDiffModel, x: Tensor) -> Tensor:
+    """y = E(x) of the padded image x in [-1, 1], in tiles of the model's ``tile_size``."""
+    return sampling.tiled(model, model.encoder, model.encoder, model.pad(x), STRIDE, model.tile_size)
+
+
+def code_latent(model: CorrDiffModel, y: Tensor, rate: RateCondition | None) -> tuple[list[bytes], Tensor]:
+    """Entropy-code y at ``rate``: (the streams, y_hat as D and C see it)."""
+    streams, y_coded = model.prior.compress(model.scale_latent(y, rate))
+    return streams, model.unscale_latent(y_coded, rate)
 
 
 def _solver(model: CorrDiffModel, correction: CorrectionConfig, distances: PerceptualDistances) -> GammaSolver:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from corrdiff import bitstream
 from corrdiff.correction import CorrectionConfig
+from corrdiff.modules.rate import RateCondition, RateControl
 from corrdiff.modules.transforms import STRIDE, check_stride
 from corrdiff.registry import CONDITIONERS, DECODERS, ENCODERS, PRIORS, SAMPLERS, SCHEDULES, SCORE_NETS
 
@@ -49,6 +50,9 @@ class CorrDiffModel(nn.Module):
         sampler: default sampler spec for compression (``{"name": "ddim", "eta": 0.0}``).
         steps: default number of sampling steps (8, as in the paper).
         correction: :class:`~corrdiff.correction.CorrectionConfig` fields.
+        rate: ``{"lambdas": [...], "reference_lambda": ...}`` makes a variable-rate model
+            (:class:`~corrdiff.modules.rate.RateControl`, docs/variable_rate.md); None: a fixed-rate
+            model, whose config has no ``rate`` entry (so its fingerprint is what it always was).
     """
 
     # The encoder E runs on tiles of this many pixels a side (None: never), to bound its memory. It changes
@@ -67,6 +71,7 @@ class CorrDiffModel(nn.Module):
         sampler: Mapping[str, Any] | None = None,
         steps: int = 8,
         correction: Mapping[str, Any] | None = None,
+        rate: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.config = {
@@ -81,6 +86,8 @@ class CorrDiffModel(nn.Module):
             "steps": steps,
             "correction": CorrectionConfig(**(correction or {})).stored(),
         }
+        if rate is not None:
+            self.config["rate"] = dict(rate)
         json.dumps(self.config)  # the config must be plain data: it is hashed and embedded in model files
         m = latent_channels
         self.encoder = ENCODERS.build(self.config["encoder"], latent_channels=m)
@@ -92,11 +99,44 @@ class CorrDiffModel(nn.Module):
         self.score_net = SCORE_NETS.build(self.config["score_net"], cond_channels=tuple(self.conditioner.out_channels))
         self.schedule = SCHEDULES.build(self.config["schedule"])
         self.correction = CorrectionConfig(**self.config["correction"])
+        self.rate_control = (
+            RateControl(m, tuple(self.conditioner.out_channels), **self.config["rate"]) if rate is not None else None)
 
-    def forward(self, x: Tensor) -> ModelOutput:
-        """x in [-1, 1] -> the latent, its likelihoods, x0_e and the conditioning (what a training step needs)."""
-        y_hat, likelihoods = self.analyse(x)
-        return ModelOutput(y_hat, likelihoods, self.decode_e2e(y_hat), self.condition(y_hat))
+    def forward(self, x: Tensor, rate: RateCondition | None = None) -> ModelOutput:
+        """x in [-1, 1] -> the latent, its likelihoods, x0_e and the conditioning (what a training step needs);
+        ``rate``: each image's quality (variable-rate models only)."""
+        y_hat, likelihoods = self.analyse(x, rate)
+        return ModelOutput(y_hat, likelihoods, self.decode_e2e(y_hat), self.condition(y_hat, rate))
+
+    # ------------------------------------------------------------------ the rate
+    @property
+    def quality_range(self) -> tuple[float, float] | None:
+        """The qualities a variable-rate model codes at, [low, high]; None for a fixed-rate model."""
+        return self.rate_control.quality_range if self.rate_control is not None else None
+
+    @property
+    def default_quality(self) -> float | None:
+        """The quality of an encode that names none: the one whose lambda is the reference (or the middle)."""
+        return self.rate_control.default_quality if self.rate_control is not None else None
+
+    def rate_condition(self, quality: float | None, device: torch.device | str = "cpu") -> RateCondition | None:
+        """The :class:`RateCondition` of an encode at ``quality`` (None: the model's default; ValueError
+        for a fixed-rate model given one, or a quality outside :attr:`quality_range`)."""
+        if self.rate_control is None:
+            if quality is not None:
+                raise ValueError("this model codes at one fixed rate: a quality needs a variable-rate model "
+                                 "(docs/variable_rate.md)")
+            return None
+        rate = RateCondition.of(self.default_quality if quality is None else quality, device)
+        return self.rate_control.check(rate)
+
+    def scale_latent(self, y: Tensor, rate: RateCondition | None) -> Tensor:
+        """The latent the prior codes (y itself for a fixed-rate model)."""
+        return y if self.rate_control is None else self.rate_control.scale_latent(y, self.rate_control.check(rate))
+
+    def unscale_latent(self, y_hat: Tensor, rate: RateCondition | None) -> Tensor:
+        """The coded latent as D and C see it (itself for a fixed-rate model)."""
+        return y_hat if self.rate_control is None else self.rate_control.unscale_latent(y_hat, rate)
 
     @property
     def prediction(self) -> str:
@@ -111,18 +151,22 @@ class CorrDiffModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def analyse(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """x in [-1, 1] -> (y_hat, likelihoods) with training-time quantisation (see priors).
+    def analyse(self, x: Tensor, rate: RateCondition | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """x in [-1, 1] -> (y_hat, likelihoods) with training-time quantisation (see priors); y_hat as
+        D and C see it (:meth:`unscale_latent`).
 
         The prior runs in float32 even under autocast: likelihoods of rare symbols underflow
         in half precision, and the entropy model's parameters are numerically sensitive.
         """
         y = self.encoder(x)
         with torch.autocast(device_type=y.device.type, enabled=False):
-            return self.prior(y.float())
+            y_hat, likelihoods = self.prior(self.scale_latent(y.float(), rate))
+            return self.unscale_latent(y_hat, rate), likelihoods
 
-    def condition(self, y_hat: Tensor) -> list[Tensor]:
-        return self.conditioner(y_hat)
+    def condition(self, y_hat: Tensor, rate: RateCondition | None = None) -> list[Tensor]:
+        """The conditioning pyramid of the score network (modulated by the rate in a variable-rate model)."""
+        cond = self.conditioner(y_hat)
+        return cond if self.rate_control is None else self.rate_control.modulate(cond, self.rate_control.check(rate))
 
     def decode_e2e(self, y_hat: Tensor) -> Tensor:
         """x0_e = D(y_hat), unclipped (training losses see the raw output)."""

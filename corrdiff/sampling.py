@@ -71,6 +71,7 @@ from corrdiff.correction import GammaSolver, apply_correction, gamma_map
 from corrdiff.errors import BitstreamError
 from corrdiff.image_io import to_image_range
 from corrdiff.model import CorrDiffModel
+from corrdiff.modules.rate import RateCondition
 from corrdiff.modules.samplers import seeded_noise, x0_from_output
 from corrdiff.modules.tiling import map_tiles
 from corrdiff.modules.transforms import STRIDE
@@ -201,7 +202,8 @@ def decode_x0_e(model: CorrDiffModel, y_hat: Tensor) -> Tensor:
     return x0_e.clamp(-1, 1) if torch.is_grad_enabled() else x0_e.clamp_(-1, 1)
 
 
-def sampling_condition(model: CorrDiffModel, y_hat: Tensor) -> tuple[list[Tensor], bool]:
+def sampling_condition(model: CorrDiffModel, y_hat: Tensor,
+                       rate: RateCondition | None = None) -> tuple[list[Tensor], bool]:
     """The conditioning for every sampling step, computed once: (features, projected).
 
     With a score network that has ``project_condition`` (the U-Net), the features are its
@@ -212,10 +214,13 @@ def sampling_condition(model: CorrDiffModel, y_hat: Tensor) -> tuple[list[Tensor
     convolutional and pixel-local, so they run together on tiles: the full-resolution
     pyramid never exists for the whole image.
     """
+    def condition(z: Tensor) -> list[Tensor]:
+        return model.condition(z, rate)
+
     project = getattr(model.score_net, "project_condition", None)
     if project is None:
-        return tiled(model, model.conditioner, model.conditioner, y_hat, 1, TILE_PIXELS), False
-    return tiled(model, model.conditioner, lambda z: project(model.conditioner(z)), y_hat, 1, TILE_PIXELS), True
+        return tiled(model, model.conditioner, condition, y_hat, 1, TILE_PIXELS), False
+    return tiled(model, model.conditioner, lambda z: project(condition(z)), y_hat, 1, TILE_PIXELS), True
 
 
 def uses_channels_last(y_hat: Tensor) -> bool:
@@ -235,9 +240,11 @@ def sample(
     seed: int,
     choose_gamma: GammaChooser,
     on_step: Callable[[int, int], None] | None = None,
+    rate: RateCondition | None = None,
 ) -> Tensor:
     """Run the (corrected) reverse process; returns the padded reconstruction in [-1, 1].
 
+    ``y_hat``: the latent as D and C see it; ``rate``: its quality (variable-rate models).
     ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma map for the unpadded image, shape
     (1, C or 1, H or 1, W or 1) (a spatial map is extended over the padding by edge
     replication). ``on_step(done, steps)``, if given, is called after each step (a progress bar).
@@ -255,7 +262,7 @@ def sample(
     x0_e = decode_x0_e(model, y_hat)
     if not bitstream.decode_mode(mode).samples:
         return x0_e
-    cond, projected = sampling_condition(model, y_hat)
+    cond, projected = sampling_condition(model, y_hat, rate)
     cond = [c.contiguous(memory_format=fmt) for c in cond]
     generator = torch.Generator().manual_seed(seed)
     x_t = seeded_noise(tuple(x0_e.shape), generator, x0_e).contiguous(memory_format=fmt)

@@ -75,9 +75,11 @@ def header(*, mode=0, height=67, width=131, name=b"ddim", steps=8, eta=0.0, seed
                                      tile(16, range(-20, 25), linear=True, quant=7))},
         {"steps": 1, "gamma_steps": (tile(2048, [B.MAX_RESIDUAL], base=-3.0, quant=0),)},
         {"gray": True},
+        {"quality": 2.625},
+        {"quality": -2.0**100, "mode": "e2e", "steps": 0, "gamma_steps": ()},
     ],
     ids=["default", "diffusion", "e2e", "channel", "ddpm", "no-sampler-params", "8-sampler-params", "1x1", "maxside", "maxsteps", "tiles", "max-residual",
-         "gray"],
+         "gray", "quality", "quality-e2e"],
 )
 def test_pack_unpack_round_trip(changes):
     bs = make_bs(**changes)
@@ -92,19 +94,71 @@ def test_pack_unpack_round_trip(changes):
 def test_layout_matches_the_documented_offsets():
     bs = make_bs(gray=True)
     data = pack(bs)
-    assert data[:4] == b"CDIF" and data[4] == 3 and data[5] == 0
+    assert data[:4] == b"CDIF" and data[4] == 4 and data[5] == 0
     assert data[6:14] == bs.fingerprint
     assert struct.unpack_from("<HHBB", data, 14) == (67, 131, 1, 4)  # size, flags (gray), sampler name length
     assert data[20:24] == b"ddim"
     assert struct.unpack_from("<HBfI", data, 24) == (8, 1, 0.0, 1234)  # steps, 1 sampler parameter (eta), seed
+    assert data[35] == 0  # no extension records
     for i in range(8):  # per step: code byte 0 (scalar), then its float16 gamma
-        assert struct.unpack_from("<Be", data, 35 + 3 * i) == (0, bs.gammas[i])
-    assert struct.unpack_from("<BII", data, 59) == (2, 10, 37)
-    assert data[68:-4] == b"zz" * 5 + b"y" * 37
-    assert len(data) == 68 + 47 + 4
+        assert struct.unpack_from("<Be", data, 36 + 3 * i) == (0, bs.gammas[i])
+    assert struct.unpack_from("<BII", data, 60) == (2, 10, 37)
+    assert data[69:-4] == b"zz" * 5 + b"y" * 37
+    assert len(data) == 69 + 47 + 4
     offsets = field_offsets(data)
     assert [offsets[f] for f in ("flags", "steps", "sampler parameter count", "sampler parameters", "seed",
-                                 "gamma code", "stream count", "streams")] == [18, 24, 26, 27, 31, 35, 59, 68]
+                                 "record count", "gamma code", "stream count", "streams")] == [
+        18, 24, 26, 27, 31, 35, 36, 60, 69]
+
+
+def test_quality_record_layout():
+    """The quality is record 1: id byte, uint16 length 4, float32; it adds 7 bytes to the count byte."""
+    plain, rated = pack(make_bs()), pack(make_bs(quality=2.5))
+    assert len(rated) == len(plain) + 7
+    assert struct.unpack_from("<BBHf", rated, 35) == (1, B.RECORD_QUALITY, 4, 2.5)
+    assert field_offsets(rated)["record"] == 39 and field_offsets(rated)["gamma code"] == 43
+
+
+def _with_records(records: list[tuple[int, bytes]], bs=None) -> bytes:
+    """A valid v4 file whose extension block is ``records`` (id, value) as given (order not checked here)."""
+    data = pack(bs or make_bs())
+    at = field_offsets(data)["record count"]
+    block = struct.pack("<B", len(records)) + b"".join(struct.pack("<BH", i, len(v)) + v for i, v in records)
+    return with_crc(data[:at] + block + data[at + 1 : -4])
+
+
+def test_unknown_optional_records_are_skipped_and_unknown_critical_ones_refused():
+    later = _with_records([(5, b"later field"), (127, b"")])
+    bs = unpack(later)
+    assert bs.unknown_records == ((5, b"later field"), (127, b"")) and pack(bs) == later  # kept as read
+    assert dataclasses.replace(bs, unknown_records=()) == make_bs()
+    assert unpack(_with_records([(1, struct.pack("<f", 3.0)), (9, b"x" * 1024)])).quality == 3.0
+    with pytest.raises(BitstreamError, match="record 128 is unknown .* changes the decode"):
+        unpack(_with_records([(128, b"")]))
+
+
+@pytest.mark.parametrize("records, message", [
+    ([(3, b""), (2, b"")], "out of order"),
+    ([(1, struct.pack("<f", 1.0)), (1, struct.pack("<f", 2.0))], "out of order or repeated"),
+    ([(9, b"x" * 1025)], "at most 1024"),
+    ([(1, b"abc")], "quality record of 3 bytes"),
+    ([(1, struct.pack("<f", float("nan")))], "quality must be finite"),
+    ([(i, b"") for i in range(17)], "17 header records"),
+])
+def test_bad_records_are_refused(records, message):
+    with pytest.raises(BitstreamError, match=message):
+        unpack(_with_records(records))
+
+
+def test_version_3_files_have_no_record_block():
+    """Version 3 is version 4 without the record count (and so without a quality)."""
+    v4 = pack(make_bs())
+    at = field_offsets(v4)["record count"]
+    v3 = bytearray(v4[:-4])
+    v3[4] = 3
+    del v3[at]
+    bs = unpack(with_crc(bytes(v3)))
+    assert bs.version == 3 and bs == make_bs() and bs.quality is None
 
 
 def test_tile_step_layout_code_byte_values_and_exp_golomb_residuals():
@@ -113,9 +167,9 @@ def test_tile_step_layout_code_byte_values_and_exp_golomb_residuals():
     step = tile(64, [0, -1, 1, 2, -2, 3], base=0.5, linear=True, quant=5)
     data = pack(make_bs(steps=1, gamma_steps=(step,)))
     code = 3 | (B.TILE_CELLS.index(64) << 2) | (5 << 5)
-    assert struct.unpack_from("<Be", data, 35) == (code, 0.5)
-    assert data[38:41] == int("1" "010" "011" "00101" "00100" "00111" "00", 2).to_bytes(3, "big")
-    assert field_offsets(data)["tile residuals"] == 38
+    assert struct.unpack_from("<Be", data, 36) == (code, 0.5)
+    assert data[39:42] == int("1" "010" "011" "00101" "00100" "00111" "00", 2).to_bytes(3, "big")
+    assert field_offsets(data)["tile residuals"] == 39
     assert step_bits(step) == 8 + 16 + 22
 
 
@@ -159,9 +213,11 @@ def test_version_2_files_are_read_with_eta_as_their_one_sampler_parameter():
     """Version 2 is version 3 without the parameter count: eta alone, a float32 in [0, 1]."""
     for eta in (0.0, 0.25, 1.0):
         v3 = pack(make_bs(sampler_params=(eta,), steps=1, gamma_steps=(tile(64, [0, 1, -1, 2, 0, 0]),)))
-        count = field_offsets(v3)["sampler parameter count"]
+        offsets = field_offsets(v3)
+        count = offsets["sampler parameter count"]
         v2 = bytearray(v3[:-4])
         v2[4] = 2
+        del v2[offsets["record count"]]  # (written by version 4: not in version 2)
         del v2[count]
         bs = unpack(with_crc(bytes(v2)))
         assert bs.version == 2 and bs.sampler_params == (eta,) and bs == unpack(v3)
@@ -269,7 +325,7 @@ def test_accepts_bytearray_and_memoryview():
     assert unpack(bytearray(VALID)) == unpack(memoryview(VALID)) == make_bs()
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_unsupported_version_raises_even_with_valid_crc(version):
     with pytest.raises(BitstreamError, match=f"version {version}"):
         unpack(header(version=version))
@@ -391,8 +447,11 @@ _inputs = st.one_of(
     st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x01" + b)),
     st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x02" + b)),
     st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x03" + b)),
+    st.binary(max_size=200).map(lambda b: with_crc(B.MAGIC + b"\x04" + b)),
     st.builds(_mutate, st.just(VALID), _edits, st.none() | st.integers(0, 10_000), st.booleans()),
     st.builds(_mutate, st.just(pack(make_bs(steps=2, gamma_steps=(tile(32, range(15)), tile(64, [1] * 6))))),
+              _edits, st.none() | st.integers(0, 10_000), st.booleans()),
+    st.builds(_mutate, st.just(pack(make_bs(quality=3.5, unknown_records=((7, b"abc"),)))),
               _edits, st.none() | st.integers(0, 10_000), st.booleans()),
     st.builds(_mutate, st.just(header()), _edits, st.none() | st.integers(0, 10_000), st.booleans()),
     st.builds(_mutate, st.just(header(mode=2, steps=0)), _edits, st.none() | st.integers(0, 10_000), st.booleans()),

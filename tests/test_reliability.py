@@ -473,13 +473,13 @@ def test_byte_mutated_model_files_load_or_raise_model_load_error(fuzz, tmp_path_
 
 
 # =========================================================================== 3. cross-machine decoding
-GOLDEN_VERSIONS = (1, 2, 3)  # a golden file of every format version ever written: all keep decoding
+GOLDEN_VERSIONS = (1, 2, 3, 4)  # a golden file of every format version ever written: all keep decoding
 
 
 def _golden(version: int = 1):
     names = golden_tool.golden_names(version)
     expected = json.loads((GOLDEN / names["json"]).read_text())
-    codec = load_model(GOLDEN / "model.pt")
+    codec = load_model(GOLDEN / names["model"])
     data = (GOLDEN / names["cdf"]).read_bytes()
     return expected, codec, data
 
@@ -514,6 +514,7 @@ def test_golden_file_decodes_to_the_committed_latents_and_image(num_threads, ver
     )
     header = bitstream.unpack(data)
     assert header.mode == expected["header"]["mode"] and list(header.gammas) == expected["header"]["gammas"]
+    assert header.quality == expected["header"].get("quality")
     z_hat, y_hat = golden_tool.latents(codec, data)
     assert list(z_hat.shape) == expected["z_hat_shape"] and list(y_hat.shape) == expected["y_hat_shape"]
     # the entropy-coded part must decode bit for bit on every machine, with any thread count

@@ -14,10 +14,15 @@ import torch
 from torch import Tensor
 
 
-def bits_per_pixel(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
-    """Mean over the batch of the estimated bpp; ``num_pixels`` = H * W of one image."""
+def bits_per_pixel_each(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
+    """The estimated bpp of each image of the batch, shape (B,); ``num_pixels`` = H * W of one image."""
     total = 0.0
     for lik in likelihoods.values():
         lik = lik.float().clamp_min(1e-9)
         total = total + torch.log(lik).flatten(1).sum(dim=1)
-    return (total / (-math.log(2) * num_pixels)).mean()
+    return total / (-math.log(2) * num_pixels)
+
+
+def bits_per_pixel(likelihoods: Mapping[str, Tensor], num_pixels: int) -> Tensor:
+    """Mean over the batch of the estimated bpp; ``num_pixels`` = H * W of one image."""
+    return bits_per_pixel_each(likelihoods, num_pixels).mean()

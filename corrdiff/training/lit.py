@@ -46,10 +46,11 @@ from corrdiff.codec import CorrDiffCodec
 from corrdiff.correction import Granularity, apply_correction
 from corrdiff.errors import ModelLoadError
 from corrdiff.image_io import to_image_range
-from corrdiff.losses import bits_per_pixel, build_distortion, build_perceptual, diffusion_loss
+from corrdiff.losses import bits_per_pixel, bits_per_pixel_each, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas
 from corrdiff.model_io import (FORMAT, PACKAGED, PHASE_KEY, codec_from_training_state, load_codec_state,
                                load_model, read_checkpoint, under_prefix)
+from corrdiff.modules.rate import RateCondition
 from corrdiff.presets import preset as get_preset
 from corrdiff.training.terms import Intermediates, OptimiserLoss, StepTerms
 
@@ -109,6 +110,8 @@ class CodecTraining(L.LightningModule):
         freeze: codec components whose weights are not trained (``requires_grad`` off, invisible to
             DDP and the optimiser). Freezing ``encoder`` and ``prior`` keeps the rate and the latent
             of the starting model exactly; their entropy tables are rebuilt identically.
+        quality_range: [low, high] of the qualities drawn per image when training a variable-rate model
+            (default: the model's whole range; docs/variable_rate.md).
     """
 
     trains_decoder = False
@@ -132,6 +135,7 @@ class CodecTraining(L.LightningModule):
         init_skip: list[str] | None = None,
         init_parts: dict[str, str] | None = None,
         freeze: list[str] | None = None,
+        quality_range: list[float] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
@@ -157,6 +161,7 @@ class CodecTraining(L.LightningModule):
         self.ema.requires_grad_(False)
         self.lmbda, self.lr, self.aux_lr, self.grad_clip = lmbda, lr, aux_lr, grad_clip
         self.min_snr_gamma = min_snr_gamma
+        self.quality_range = tuple(quality_range) if quality_range else None
         self.val_compress_images = val_compress_images
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
@@ -179,6 +184,8 @@ class CodecTraining(L.LightningModule):
         skipped = tuple(f"{name}." for name in self.init_skip)
         state = {k: v for k, v in start["codec_state"].items() if not k.startswith(skipped)}
         state.update({k: v for k, v in self.codec.state_dict().items() if k.startswith(skipped)})
+        if not any(k.startswith("rate_control.") for k in state):  # a fixed-rate start of a variable-rate model:
+            state.update({k: v for k, v in self.codec.state_dict().items() if k.startswith("rate_control.")})  # fresh gains
         for component in COMPONENTS:  # same shapes are not enough: another prediction target fits too
             if component not in self.init_skip and component not in self.init_parts:
                 _check_same_component(component, start["codec_config"], self.codec_config, path)
@@ -249,13 +256,27 @@ class CodecTraining(L.LightningModule):
                             decode_e2e: bool) -> tuple[StepTerms, Intermediates]:
         """The terms every phase starts with, ``bpp`` (weight ``lmbda``) and ``diffusion_loss``, and the
         step's intermediates (x0_e only when ``decode_e2e``)."""
-        y_hat, likelihoods = self.codec.analyse(x)
+        rate = self.training_rate(x)
+        y_hat, likelihoods = self.codec.analyse(x, rate)
         x0_e = self.codec.decode_e2e(y_hat) if decode_e2e else None
-        inter = Intermediates(x=x, y_hat=y_hat, x0_e=x0_e, cond=self.codec.condition(y_hat))
+        inter = Intermediates(x=x, y_hat=y_hat, x0_e=x0_e, cond=self.codec.condition(y_hat, rate), rate=rate)
         terms = StepTerms()
-        terms.add("bpp", bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1]), self.lmbda)
+        bpp = bits_per_pixel_each(likelihoods, x.shape[-2] * x.shape[-1])
+        if rate is None:
+            terms.add("bpp", bpp.mean(), self.lmbda)
+        else:  # each image's rate weighed by lambda(q) of its quality (docs/variable_rate.md); bpp only logged
+            terms.add("rate", (self.codec.rate_control.lmbda(rate) * bpp).mean(), self.lmbda)
+            terms.add("bpp", bpp.mean(), 0.0)
         terms.add("diffusion_loss", self._diffusion_term(inter), diffusion_weight)
         return terms, inter
+
+    def training_rate(self, x: Tensor) -> RateCondition | None:
+        """A variable-rate model's quality for each image of the batch, uniform in ``quality_range``
+        (default: the model's whole range); None for a fixed-rate model."""
+        if self.codec.rate_control is None:
+            return None
+        low, high = self.quality_range or self.codec.quality_range
+        return RateCondition(low + (high - low) * torch.rand(x.shape[0], device=x.device))
 
     def compute_loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted sum of :meth:`compute_terms` and each term's unweighted value."""
@@ -381,9 +402,10 @@ class CodecTraining(L.LightningModule):
         self.codec.update(force=True)
 
     def _estimate(self, x: Tensor, prefix: str) -> Tensor:
-        y_hat, likelihoods = self.codec.analyse(x)
+        rate = self.codec.rate_condition(None, x.device)  # a variable-rate model at its default quality
+        y_hat, likelihoods = self.codec.analyse(x, rate)
         bpp = bits_per_pixel(likelihoods, x.shape[-2] * x.shape[-1])
-        cond = self.codec.condition(y_hat)
+        cond = self.codec.condition(y_hat, rate)
         x0_e = self.codec.decode_e2e(y_hat).clamp(-1, 1)
         generator = torch.Generator(device="cpu").manual_seed(1234)
         t = torch.randint(0, self.codec.schedule.num_timesteps, (x.shape[0],), generator=generator).to(x.device)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from corrdiff.modules.rate import RateCondition
+
 
 @dataclass
 class Intermediates:
@@ -22,13 +24,14 @@ class Intermediates:
     unclipped; None where the phase had no use for it); ``cond``: the conditioning features; ``t``,
     ``x_t``, ``x0_d``: the diffusion loss's
     timesteps, noisy input and the score network's clean estimate; ``x0_c``: the corrected estimate
-    (only when a term needed it).
+    (only when a term needed it); ``rate``: each image's quality (variable-rate models, else None).
     """
 
     x: Tensor
     y_hat: Tensor
     x0_e: Tensor | None
     cond: list[Tensor]
+    rate: RateCondition | None = None
     t: Tensor | None = None
     x_t: Tensor | None = None
     x0_d: Tensor | None = None

@@ -6,9 +6,12 @@ Writes, next to this script:
 
 * ``model.pt``: a deliberately small model (widths 8-16, seeded random weights, every layer
   non-zero so that all of them take part in decoding), written with ``corrdiff.save_model``;
+* ``model-rate.pt``: the same model made variable-rate (``RATE_CONFIG``, seeded random gains and
+  modulation, docs/variable_rate.md), written when missing like ``model.pt``;
 * ``golden-v{N}.cdf`` (N: the current format version): a 96x128 crop of scikit-image's astronaut,
   compressed in corrected mode (4 steps, 32-pixel tile gamma maps, so that the tile coding is
-  pinned too) with 2 torch threads;
+  pinned too) with 2 torch threads; from version 4 on by ``model-rate.pt`` at quality ``QUALITY``
+  (so that the quality record and the gains are pinned too);
 * ``decoded-v{N}.png``: the image ``decompress`` gives, with 1 torch thread, on the machine that
   generated the files;
 * ``expected-v{N}.json``: SHA-256 digests of z_hat and y_hat (the entropy-decoded part: must not
@@ -46,6 +49,8 @@ CONFIG = {
     "sampler": {"name": "ddim", "eta": 0.0},
     "steps": 4,
 }
+RATE_CONFIG = {**CONFIG, "rate": {"lambdas": [4.0, 2.0, 1.0, 0.5], "default_quality": 2.0}}
+QUALITY = 2.625  # between two trained qualities: the interpolation is pinned as well
 ENCODE_THREADS = 2
 DECODE_THREADS = 1  # the tests' thread count (tests/conftest.py)
 SEED = 1234
@@ -92,7 +97,7 @@ def latents(codec, data: bytes):
     return z_hat, y_hat
 
 
-def build_model(image):
+def build_model(image, config=None):
     """Seeded random weights; the analysis layers scaled so that z and y spread over many symbols."""
     import torch
     from torch import nn
@@ -100,11 +105,14 @@ def build_model(image):
     import corrdiff
 
     torch.manual_seed(SEED)
-    codec = corrdiff.CorrDiffCodec(**CONFIG)
+    codec = corrdiff.CorrDiffCodec(**(config or CONFIG))
     with torch.no_grad():
         for param in codec.parameters():
             if not param.abs().sum():  # zero-initialised output layers: give them weights too
                 param.normal_(0.0, 0.05)
+        if codec.rate_control is not None:  # gains that differ per channel and quality
+            for table in (codec.rate_control.log_gain, codec.rate_control.log_inverse_gain):
+                table.add_(torch.randn_like(table) * 0.2)
         x = codec.pad(image * 2 - 1)
         for analysis, target in ((codec.encoder, 6.0), (codec.prior.h_a, 3.0)):
             last = [m for m in analysis.modules() if isinstance(m, nn.Conv2d)][-1]
@@ -117,9 +125,11 @@ def build_model(image):
 
 
 def golden_names(version: int) -> dict[str, str]:
-    """File names of the golden set of a format version (version 1's predate the suffix)."""
+    """File names of the golden set of a format version (version 1's predate the suffix) and its model's."""
     suffix = "" if version == 1 else f"-v{version}"
-    return {"cdf": f"golden{suffix}.cdf", "png": f"decoded{suffix}.png", "json": f"expected{suffix}.json"}
+    model = "model-rate.pt" if version >= 4 else "model.pt"
+    return {"cdf": f"golden{suffix}.cdf", "png": f"decoded{suffix}.png", "json": f"expected{suffix}.json",
+            "model": model}
 
 
 def main() -> int:
@@ -138,12 +148,13 @@ def main() -> int:
     torch.set_num_threads(ENCODE_THREADS)
     rgb = np.ascontiguousarray(skdata.astronaut()[::4, ::4][16:112, :])  # (96, 128, 3)
     image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255
-    if "--new-model" in sys.argv or not (HERE / "model.pt").exists():
-        codec = build_model(image)
-        corrdiff.save_model(codec, HERE / "model.pt", metadata={"purpose": "golden test model (random weights)"})
-    codec = corrdiff.load_model(HERE / "model.pt")  # exactly what the test loads
-    result = codec.encode(image, seed=7, gamma={"granularity": "tile-32"})
     names = golden_names(bitstream.VERSION)
+    variable = names["model"] == "model-rate.pt"
+    if "--new-model" in sys.argv or not (HERE / names["model"]).exists():
+        codec = build_model(image, RATE_CONFIG if variable else CONFIG)
+        corrdiff.save_model(codec, HERE / names["model"], metadata={"purpose": "golden test model (random weights)"})
+    codec = corrdiff.load_model(HERE / names["model"])  # exactly what the test loads
+    result = codec.encode(image, seed=7, gamma={"granularity": "tile-32"}, quality=QUALITY if variable else None)
     (HERE / names["cdf"]).write_bytes(result.data)
 
     assert torch.equal(codec.decompress(result.data), result.reconstruction)  # same threads: exact
@@ -157,7 +168,7 @@ def main() -> int:
         "fingerprint": codec.fingerprint().hex(),
         "header": {"height": header.height, "width": header.width, "mode": header.mode, "sampler": header.sampler,
                    "steps": header.steps, "sampler_params": list(header.sampler_params), "seed": header.seed,
-                   "gammas": list(header.gammas)},
+                   "gammas": list(header.gammas), "quality": header.quality},
         "file_sha256": hashlib.sha256(result.data).hexdigest(),
         "z_hat_shape": list(z_hat.shape),
         "z_hat_sha256": digest(z_hat),

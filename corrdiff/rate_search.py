@@ -1,0 +1,126 @@
+"""Rate control of a variable-rate model: the quality whose file meets a size or bpp target (docs/variable_rate.md).
+
+A file's size is its entropy-coded streams plus a header whose size the encoder knows before sampling
+(scalar and channel gammas take fixed bytes per step). The search therefore codes only the latent:
+
+    y = E(x) once;  for each candidate q:  streams(q) = prior.compress(y * g(q))     (cheap: no sampling)
+
+bisecting q over the model's quality range (the streams grow with q), then samples once at the chosen
+quality. Tile gamma maps have a size known only after sampling: when the file comes out larger than the
+estimate, the search is repeated with the measured header and the image sampled again (at most twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from corrdiff import bitstream, sampling
+from corrdiff.encoding import EncodeResult, analysis_latent, code_latent
+from corrdiff.errors import CorrDiffError
+from corrdiff.image_io import as_image_tensor, to_model_range
+from corrdiff.model import CorrDiffModel
+
+#: Bisection steps over the quality range: the range of 6 is resolved to 6 / 2^14 (far below a byte's worth).
+SEARCH_STEPS = 14
+#: Encodes at most (the first sampled file larger than its budget: a tile-gamma header larger than estimated).
+MAX_SAMPLINGS = 3
+
+
+class RateTargetError(CorrDiffError, ValueError):
+    """A size or bpp target that no quality of the model can meet."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A file-size budget (``max_bytes``: the largest quality that fits) or a bpp to come closest to."""
+
+    max_bytes: int | None = None
+    bpp: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.max_bytes is None) == (self.bpp is None):
+            raise ValueError("give exactly one of a file size and a bpp")
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise ValueError(f"a file size must be positive, got {self.max_bytes}")
+        if self.bpp is not None and not self.bpp > 0:
+            raise ValueError(f"a bpp must be positive, got {self.bpp}")
+
+    def describe(self, pixels: int) -> str:
+        if self.max_bytes is not None:
+            return f"{self.max_bytes} bytes"
+        return f"{self.bpp:g} bpp ({self.bpp * pixels / 8:.0f} bytes)"
+
+
+def encode_to_target(model: CorrDiffModel, image: Any, target: Target, encode: Callable[..., EncodeResult],
+                     mode: str = "corrected", steps: int | None = None, **kwargs: Any) -> EncodeResult:
+    """Encode ``image`` at the quality that meets ``target``; ``encode(image, quality=..., mode=..., steps=...,
+    **kwargs)`` is the codec's own encode. RateTargetError when the lowest quality's file is over a size
+    budget; ValueError for a fixed-rate model."""
+    if model.quality_range is None:
+        raise ValueError("this model codes at one fixed rate: a target size or bpp needs a variable-rate model "
+                         "(docs/variable_rate.md)")
+    image = as_image_tensor(image)
+    h, w = image.shape[-2:]
+    with sampling.evaluating(model), torch.no_grad():
+        y = analysis_latent(model, to_model_range(image.to(model.device)))
+
+        def stream_bytes(quality: float) -> int:
+            streams, _ = code_latent(model, y, model.rate_condition(quality, model.device))
+            return sum(len(s) for s in streams)
+
+        overhead = header_bytes(model, h, w, mode, steps, kwargs.get("sampler"), kwargs.get("seed", 0))
+        for _ in range(MAX_SAMPLINGS):
+            quality = _search(model, stream_bytes, target, overhead, h * w)
+            result = encode(image, quality=quality, mode=mode, steps=steps, **kwargs)
+            if target.max_bytes is None or len(result.data) <= target.max_bytes:
+                return result
+            overhead = len(result.data) - stream_bytes(quality)  # the header came out larger (tile gammas)
+    raise RateTargetError(f"no file within {target.describe(h * w)} after {MAX_SAMPLINGS} encodes: the gamma maps "
+                          "take more room than estimated; use a scalar gamma granularity")
+
+
+def _search(model: CorrDiffModel, stream_bytes: Callable[[float], int], target: Target, overhead: int,
+            pixels: int) -> float:
+    """The largest quality whose file fits the budget, or the one whose size is nearest the bpp target."""
+    low, high = model.quality_range
+    goal = target.max_bytes if target.max_bytes is not None else round(target.bpp * pixels / 8)
+    size = {q: overhead + stream_bytes(q) for q in (low, high)}
+    if size[high] <= goal:
+        return high
+    if size[low] > goal:
+        if target.max_bytes is not None:
+            raise RateTargetError(f"{target.describe(pixels)} is too small for this image: the lowest quality "
+                                  f"({low:g}) gives a file of {size[low]} bytes")
+        return low
+    for _ in range(SEARCH_STEPS):  # invariant: size[low] <= goal < size[high]
+        middle = (low + high) / 2
+        size[middle] = overhead + stream_bytes(middle)
+        low, high = (middle, high) if size[middle] <= goal else (low, middle)
+    if target.max_bytes is not None or goal - size[low] <= size[high] - goal:
+        return low
+    return high
+
+
+def header_bytes(model: CorrDiffModel, height: int, width: int, mode: str, steps: int | None,
+                 sampler: Any, seed: int) -> int:
+    """Bytes of a file's header, gammas and stream lengths (everything but the streams), assuming each
+    step's gammas take the bytes of the model's first granularity when it is scalar or channel (a tile
+    map's size is known only after sampling: it is estimated as scalar)."""
+    kind = bitstream.decode_mode(mode)
+    steps = int(steps if steps is not None else model.config["steps"]) if kind.samples else 0
+    chosen = sampling.sampler_for_encoding(sampler or model.config["sampler"], model.schedule,
+                                           steps if kind.samples else None)
+    granularity = model.correction.granularities[0].spec
+    values = (0.0,) * 3 if granularity == "channel" else (0.0,)
+    gamma = bitstream.GammaStep("channel" if granularity == "channel" else "scalar", values)
+    data = bitstream.pack(bitstream.Bitstream(
+        fingerprint=bytes(bitstream.FINGERPRINT_BYTES), height=height, width=width, mode=mode, sampler=chosen.name,
+        steps=steps, sampler_params=chosen.params, seed=seed, gamma_steps=(gamma,) * steps if kind.corrects else (),
+        streams=(b"",) * len(model.prior.streams), quality=0.0 if model.rate_control is not None else None))
+    return len(data)
+
+
+__all__ = ["MAX_SAMPLINGS", "RateTargetError", "SEARCH_STEPS", "Target", "encode_to_target", "header_bytes"]

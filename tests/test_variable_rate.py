@@ -1,0 +1,190 @@
+"""Variable-rate models (corrdiff/modules/rate.py, corrdiff/rate_search.py, docs/variable_rate.md):
+a quality that flows through the model as one record, the file's quality record, size and bpp targets,
+and training with a quality drawn per image."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import lightning as L
+import pytest
+import torch
+from conftest import make_codec, to_tensor
+
+import corrdiff
+from corrdiff import bitstream
+from corrdiff.errors import BitstreamError
+from corrdiff.model_io import load_codec_state
+from corrdiff.modules.rate import RateCondition, RateControl
+from corrdiff.rate_search import RateTargetError, SEARCH_STEPS
+from corrdiff.training import JointTraining
+from corrdiff.training.data import ImageDataModule
+
+RATE = {"lambdas": [4.0, 2.0, 1.0, 0.5], "reference_lambda": 1.0, "default_quality": 3.0}
+
+
+@pytest.fixture(scope="module")
+def fixed(natural_images):
+    """A tiny codec whose latent spreads over many symbols (random weights code almost nothing)."""
+    codec = make_codec(3)
+    last = [m for m in codec.encoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        factor = 4.0 / float(codec.encoder(to_tensor(natural_images["chelsea"]) * 2 - 1).std())
+        last.weight.mul_(factor)
+        last.bias.mul_(factor)
+    codec.update(force=True)
+    return codec
+
+
+@pytest.fixture(scope="module")
+def variable(fixed):
+    """``fixed`` made variable-rate: its weights plus fresh gains (quality 3 has the reference lambda)."""
+    codec = make_codec(3, rate=RATE)
+    state = fixed.state_dict()
+    state.update({k: v for k, v in codec.state_dict().items() if k.startswith("rate_control.")})
+    load_codec_state(codec, state)
+    codec.update(force=True)
+    return codec.eval()
+
+
+@pytest.fixture(scope="module")
+def image(natural_images):
+    return to_tensor(natural_images["chelsea"])
+
+
+def test_a_fixed_rate_config_has_no_rate_entry():
+    """Old models keep their config, hence their fingerprint (files name models by it)."""
+    assert "rate" not in make_codec(0).config and make_codec(0).rate_control is None
+    assert make_codec(0).fingerprint() == make_codec(0).fingerprint()
+    assert make_codec(0).fingerprint() != make_codec(0, rate=RATE).fingerprint()
+
+
+def test_the_reference_quality_reproduces_the_fixed_rate_model_bit_for_bit(fixed, variable, image):
+    a, b = fixed.encode(image, steps=2), variable.encode(image, steps=2, quality=3.0)
+    assert torch.equal(a.reconstruction, b.reconstruction)
+    assert bitstream.unpack(a.data).streams == bitstream.unpack(b.data).streams
+    assert len(b.data) == len(a.data) + 7  # the quality record: id, length, float32
+
+
+def test_quality_sets_the_rate_and_decodes_bit_for_bit_between_trained_qualities(variable, image):
+    sizes = []
+    for quality in (1.0, 2.0, 2.37, 3.0, 4.0):
+        result = variable.encode(image, steps=2, quality=quality)
+        assert bitstream.unpack(result.data).quality == pytest.approx(quality)
+        assert torch.equal(variable.decompress(result.data), result.reconstruction)
+        sizes.append(len(result.data))
+    assert sizes == sorted(sizes) and sizes[-1] > 1.2 * sizes[0]
+
+
+def test_quality_is_checked(fixed, variable, image):
+    assert variable.quality_range == (1.0, 4.0) and fixed.quality_range is None
+    for bad in (0.99, 4.01, float("nan")):
+        with pytest.raises(ValueError, match=r"quality must be in \[1, 4\]"):
+            variable.encode(image, quality=bad)
+    with pytest.raises(ValueError, match="fixed rate"):
+        fixed.encode(image, quality=2.0)
+    assert bitstream.unpack(variable.encode(image, steps=1).data).quality == 3.0  # the default quality
+
+
+def test_a_quality_record_that_does_not_fit_the_model_is_refused(fixed, variable, image):
+    data = variable.encode(image, steps=1, quality=2.0).data
+    bs = bitstream.unpack(data)
+    for quality, message in ((None, "no quality record"), (9.0, r"does not fit this model.*\[1, 4\]")):
+        with pytest.raises(BitstreamError, match=message):
+            variable.decompress(bitstream.pack(dataclasses.replace(bs, quality=quality)))
+    plain = bitstream.unpack(fixed.encode(image, steps=1).data)
+    with pytest.raises(BitstreamError, match="fixed rate"):
+        fixed.decompress(bitstream.pack(dataclasses.replace(plain, quality=2.0)))
+
+
+def test_interpolation_and_lambda():
+    control = RateControl(4, (2,), [8.0, 2.0, 0.5])
+    with torch.no_grad():
+        control.log_gain.copy_(torch.tensor([[0.0] * 4, [1.0] * 4, [3.0] * 4]))
+    rate = RateCondition.of([1.0, 1.5, 2.0, 2.75, 3.0])
+    assert control.interpolate(control.log_gain, rate)[:, 0].tolist() == pytest.approx([0, 0.5, 1, 2.5, 3])
+    assert control.lmbda(rate).tolist() == pytest.approx([8, 4, 2, 2 * 4**-0.75, 0.5])
+    with pytest.raises(ValueError, match="decrease"):
+        RateControl(4, (2,), [1.0, 2.0])
+
+
+def test_max_bytes_gives_the_largest_quality_that_fits(variable, image):
+    top = len(variable.encode(image, steps=1, quality=4.0).data)
+    bottom = len(variable.encode(image, steps=1, quality=1.0).data)
+    for budget in (bottom + 3, (bottom + top) // 2, top - 5):
+        result = variable.encode(image, steps=1, max_bytes=budget)
+        assert 0.9 * budget <= len(result.data) <= budget
+        quality = bitstream.unpack(result.data).quality
+        step = 3.0 / 2**SEARCH_STEPS
+        assert len(variable.encode(image, steps=1, quality=min(4.0, quality + 4 * step)).data) > budget
+    assert len(variable.encode(image, steps=1, max_bytes=10 * top).data) == top  # the highest quality
+    with pytest.raises(RateTargetError, match=f"too small.*lowest quality .1. gives a file of {bottom} bytes"):
+        variable.encode(image, steps=1, max_bytes=bottom - 1)
+
+
+def test_bpp_target_comes_closest(variable, image):
+    pixels = image.shape[-2] * image.shape[-1]
+    low = variable.encode(image, steps=1, quality=1.0).bpp()
+    high = variable.encode(image, steps=1, quality=4.0).bpp()
+    target = (low + high) / 2
+    result = variable.encode(image, steps=1, bpp=target)
+    assert abs(result.bpp() - target) <= 8 * 2 / pixels + 0.02 * target
+    with pytest.raises(ValueError, match="fixed rate"):
+        make_codec(0).encode(image, bpp=0.5)
+    with pytest.raises(ValueError, match="one of quality, bpp and max_bytes"):
+        variable.encode(image, quality=2.0, bpp=0.5)
+
+
+def test_model_file_round_trip_keeps_the_rate(variable, image, tmp_path):
+    corrdiff.save_model(variable, tmp_path / "v.pt")
+    loaded = corrdiff.load_model(tmp_path / "v.pt")
+    assert loaded.quality_range == (1.0, 4.0) and loaded.fingerprint() == variable.fingerprint()
+    data = variable.encode(image, steps=1, quality=1.5).data
+    assert torch.equal(loaded.decompress(data), variable.decompress(data))
+
+
+def test_training_draws_a_quality_per_image_and_weighs_its_rate(photos_dir):
+    module = JointTraining(preset="tiny", codec={"rate": RATE}, distortion_weight=10.0, lmbda=1.0)
+    with torch.no_grad():  # zero-initialised layers (the score network's condition projections) pass no gradient
+        for param in module.codec.parameters():
+            if not param.abs().sum():
+                param.normal_(0.0, 0.05)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    torch.manual_seed(0)
+    terms, inter = module.compute_terms(x)
+    qualities = inter.rate.quality
+    assert qualities.shape == (4,) and len(set(qualities.tolist())) == 4
+    assert float(qualities.min()) >= 1.0 and float(qualities.max()) <= 4.0
+    assert terms.weights["rate"] == 1.0 and terms.weights["bpp"] == 0.0  # bpp is logged, not trained
+    # the rate term is lambda(q) * bpp per image: recompute it with the same draws
+    torch.manual_seed(0)
+    rate = module.training_rate(x)
+    assert torch.equal(rate.quality, qualities)
+    y_hat, likelihoods = module.codec.analyse(x, rate)
+    from corrdiff.losses import bits_per_pixel_each
+
+    expected = (module.codec.rate_control.lmbda(inter.rate) * bits_per_pixel_each(likelihoods, 32 * 32)).mean()
+    assert float(terms.values["rate"].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    terms.total().backward()
+    control = module.codec.rate_control
+    for table in (control.log_gain, control.log_inverse_gain, *control.cond_scale, *control.cond_shift):
+        assert float(table.grad.abs().sum()) > 0
+    restricted = JointTraining(preset="tiny", codec={"rate": RATE}, quality_range=[2.0, 2.5])
+    assert all(2.0 <= q <= 2.5 for q in restricted.training_rate(x).quality.tolist())
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=ImageDataModule(train_dirs=str(photos_dir), val_dirs=str(photos_dir),
+                                                    crop_size=32, batch_size=2, num_workers=0))
+    assert trainer.global_step == 2
+    exported = module.export_codec()
+    assert exported.config["rate"] == RATE and exported.quality_range == (1.0, 4.0)
+
+
+@pytest.fixture(scope="module")
+def photos_dir(tmp_path_factory, natural_images):
+    from corrdiff.image_io import save_image
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name, rgb in natural_images.items():
+        save_image(folder / f"{name}.png", rgb)
+    return folder
