@@ -13,13 +13,16 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from corrdiff import bitstream
 from corrdiff.bitstream import DECODE_MODES
+from corrdiff.errors import CorrDiffError
 from corrdiff.metric_names import ALL_METRICS
 from corrdiff.threads import DEFAULT_THREADS_RULE, default_threads
 from corrdiff.weights import OFFLINE_ENV
@@ -76,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                         "where the original has texture; e.g. 1 (mild) to 3 (strong; grain on some images). Same as "
                         "--gamma solver=gradient --gamma perceptual=hf --gamma rho=RHO --gamma granularity=tile-128-linear "
                         "(a --gamma granularity=... given too wins)")
+    _rate_arguments(p)
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     _device_and_threads(p)
 
@@ -187,6 +191,65 @@ def _device_and_threads(parser: argparse.ArgumentParser) -> None:
                              f"else {DEFAULT_THREADS_RULE})")
 
 
+#: The quality range of the shipped variable-rate model, for --help without loading it (another model's range is
+#: named by the error a quality outside it gives; tests/test_variable_rate.py pins this against the shipped file).
+VARIABLE_QUALITIES = (1, 7)
+
+
+def _rate_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quality, --bpp and --size: the rate of a variable-rate model (docs/variable_rate.md)."""
+    low, high = VARIABLE_QUALITIES
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quality", type=float, default=None, metavar="Q",
+                       help=f"rate of a variable-rate model, [{low}, {high}] for --model variable (fractions too; "
+                            "higher: more bytes, more detail; default: the model's middle quality)")
+    group.add_argument("--bpp", type=_positive_float, default=None, metavar="X",
+                       help="a variable-rate model's quality whose file comes closest to X bits per pixel")
+    group.add_argument("--size", type=parse_size, default=None, metavar="N[K|KB|B]",
+                       help="a variable-rate model's largest quality whose file fits in N bytes (K, KB: 1000 bytes; "
+                            "KiB: 1024); an error if even the lowest quality does not fit")
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of ``20KB``, ``20k``, ``1.5MB``, ``800``, ``800B``, ``16KiB`` (K, KB: 1000 bytes; KiB: 1024)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file size: use e.g. 20KB, 20K, 16KiB, 1.5MB or 800B")
+    size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"a file size must be at least 1 byte, got {text!r}")
+    return size
+
+
+def _check_rate(codec, args: argparse.Namespace) -> None:
+    """UsageError, before any image, for --quality/--bpp/--size with a fixed-rate model or a quality out of range."""
+    given = [f"--{name}" for name in ("quality", "bpp", "size") if getattr(args, name) is not None]
+    if codec is None or not given:
+        return
+    if codec.quality_range is None:
+        raise UsageError(f"{given[0]} needs a variable-rate model (e.g. --model variable); {args.model} codes at one "
+                         "fixed rate")
+    if args.quality is not None:
+        try:
+            codec.rate_condition(args.quality)
+        except ValueError as exc:
+            raise UsageError(f"--quality: {exc}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _sampler_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", type=_sampler_spec, default=None, metavar="NAME[,KEY=VALUE...]",
                         help="sampler and its recorded parameters, e.g. ddim_quadratic or ddim,eta=0.5 "
@@ -237,6 +300,7 @@ def _compress(args: argparse.Namespace) -> int:
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = _load_for(jobs, args.model, args.device)
     _check_gamma(codec, gamma)
+    _check_rate(codec, args)
     _warn_untrained(codec, args.model, args.mode)
     sampler = _sampler_option(codec, args) if codec is not None else None
     return run_jobs("compress", jobs,
@@ -257,14 +321,20 @@ def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: 
     try:
         with torch_threads(threads), step_progress(label) as on_step:
             result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler,
-                                  gamma=gamma, on_step=on_step)
-    except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler, gamma)
+                                  gamma=gamma, on_step=on_step, quality=args.quality, bpp=args.bpp,
+                                  max_bytes=args.size)
+    except CorrDiffError:  # this image's own failure (e.g. a --size it cannot fit): the batch goes on
+        raise
+    except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler, gamma, quality)
         raise UsageError(str(exc)) from None
     seconds = time.perf_counter() - start
     data, decoded = result.data, to_uint8(result.reconstruction)
     h, w = rgb.shape[:2]
     line = (f"{job.input} -> {job.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
             f"{quality_figures(rgb, decoded)}, {seconds:.2f} s")  # before writing: a failure leaves no file
+    quality = bitstream.unpack(data).quality
+    if quality is not None:
+        line += f", quality {quality:.3g}"
     if codec.correction.replace(gamma).granularity == "auto" and result.gamma_steps:
         line += f", {auto_choice(result.gamma_steps)}"
     atomic_write(job.output, data, overwrite=args.force)

@@ -188,3 +188,77 @@ def photos_dir(tmp_path_factory, natural_images):
     for name, rgb in natural_images.items():
         save_image(folder / f"{name}.png", rgb)
     return folder
+
+
+# --------------------------------------------------------------------------- the command line
+from corrdiff.cli import main, parse_size  # noqa: E402
+
+
+@pytest.mark.parametrize("text, size", [("20KB", 20000), ("20k", 20000), ("16KiB", 16384), ("1.5MB", 1_500_000),
+                                         ("800", 800), ("800B", 800), (" 2 kb ", 2000)])
+def test_sizes_parse(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["20XB", "", "KB", "-5KB", "0", "1e3"])
+def test_bad_sizes_are_refused(text):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="file size"):
+        parse_size(text)
+
+
+@pytest.fixture(scope="module")
+def variable_file(variable, tmp_path_factory):
+    path = tmp_path_factory.mktemp("variable") / "variable.pt"
+    corrdiff.save_model(variable, path)
+    return path
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compress_size_quality_and_bpp_from_the_command_line(variable, variable_file, natural_images, tmp_path,
+                                                             capsys):
+    from corrdiff.image_io import save_image
+
+    source = tmp_path / "chelsea.png"
+    save_image(source, natural_images["chelsea"])
+    low = len(variable.encode(to_tensor(natural_images["chelsea"]), steps=1, quality=1.0).data)
+    code, out, _ = _run(capsys, "compress", source, "-o", tmp_path / "a.cdf", "--model", variable_file, "--steps", 1,
+                        "--size", f"{low + 40}B")
+    assert code == 0 and "quality" in out
+    assert low <= (tmp_path / "a.cdf").stat().st_size <= low + 40
+    code, out, _ = _run(capsys, "compress", source, "-o", tmp_path / "b.cdf", "--model", variable_file, "--steps", 1,
+                        "--quality", 2.5)
+    assert code == 0 and bitstream.unpack((tmp_path / "b.cdf").read_bytes()).quality == 2.5
+    code, _, err = _run(capsys, "compress", source, "-o", tmp_path / "c.cdf", "--model", variable_file, "--steps", 1,
+                        "--size", f"{low - 1}B")
+    assert code != 0 and "too small for this image" in err and str(source) in err
+    assert not (tmp_path / "c.cdf").exists()  # a target it cannot meet writes nothing
+    code, _, err = _run(capsys, "compress", source, "-o", tmp_path / "d.cdf", "--model", variable_file,
+                        "--quality", 9)
+    assert code == 2 and r"[1, 4]" in err and not (tmp_path / "d.cdf").exists()
+    with pytest.raises(SystemExit):
+        main(["compress", str(source), "--model", str(variable_file), "--quality", "2", "--bpp", "0.1"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_fixed_rate_models_refuse_rate_options_before_any_work(model_file, natural_images, tmp_path, capsys):
+    from corrdiff.image_io import save_image
+
+    source = tmp_path / "x.png"
+    save_image(source, natural_images["coffee"])
+    for option, value in (("--size", "2KB"), ("--quality", "2"), ("--bpp", "0.2")):
+        code, _, err = _run(capsys, "compress", source, "-o", tmp_path / "x.cdf", "--model", model_file, option, value)
+        assert code == 2 and f"{option} needs a variable-rate model" in err
+    assert not (tmp_path / "x.cdf").exists()
+
+
+def test_help_states_the_quality_range(capsys):
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    assert "[1, 7]" in capsys.readouterr().out
