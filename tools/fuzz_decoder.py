@@ -1,6 +1,6 @@
 """Long fuzz campaign for the ``.cdf`` decoder: mutated files through ``decompress`` and the CLI.
 
-    python tools/fuzz_decoder.py --minutes 3                 # tiny model with seeded random weights
+    python tools/fuzz_decoder.py --minutes 3                 # tiny variable-rate model, seeded random weights
     python tools/fuzz_decoder.py --max-files 20000 --model model.pt --seed 7 --save-dir fuzz-out
 
 Every case is a valid file from the model (corrected, diffusion or e2e mode) mutated by a few
@@ -45,9 +45,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- mutations (no torch)
-FIELDS = ("mode", "height", "width", "flags", "name_len", "steps", "param_count", "sampler_param", "seed", "gamma_code",
-          "stream_count")
-FLOAT_FIELDS = ("sampler_param",)  # mutated with INTERESTING_FLOATS, the others with INTERESTING
+FIELDS = ("mode", "height", "width", "flags", "name_len", "steps", "param_count", "sampler_param", "seed", "record_count",
+          "quality", "gamma_code", "stream_count")
+FLOAT_FIELDS = ("sampler_param", "quality")  # mutated with INTERESTING_FLOATS, the others with INTERESTING
 INTERESTING = (0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 255, 256, 257, 999, 1000,
                1001, 4095, 4096, 8191, 8192, 16384, 32767, 32768, 65534, 65535, 2**31 - 1, 2**32 - 1)
 INTERESTING_FLOATS = (0.0, -0.0, 0.5, 1.0, 1.0000001, -1e-9, 2.0, 65504.0, math.inf, -math.inf, math.nan)
@@ -65,13 +65,14 @@ def layout(seed_file: bytes) -> dict[str, int]:
     offsets = {"mode": at["mode"], "height": at["image size"], "width": at["image size"] + 2, "flags": at["flags"],
                "name_len": at["sampler name length"], "steps": at["steps"], "seed": at["seed"],
                "stream_count": at["stream count"], "streams": at["streams"]}
-    optional = {"gamma_code": "gamma code", "param_count": "sampler parameter count", "sampler_param": "sampler parameters"}
+    optional = {"gamma_code": "gamma code", "param_count": "sampler parameter count", "sampler_param": "sampler parameters",
+                "record_count": "record count", "quality": "record"}
     offsets.update({ours: at[theirs] for ours, theirs in optional.items() if theirs in at})
     return offsets
 
 
 _WIDTH = {"mode": "<B", "name_len": "<B", "flags": "<B", "gamma_code": "<B", "stream_count": "<B", "height": "<H", "width": "<H",
-          "steps": "<H", "seed": "<I", "param_count": "<B", "sampler_param": "<f"}
+          "steps": "<H", "seed": "<I", "param_count": "<B", "sampler_param": "<f", "record_count": "<B", "quality": "<f"}
 
 
 def mutate(data: bytes, ops: list[tuple], fix_crc: bool) -> bytes:
@@ -169,7 +170,7 @@ def refusal_kind(exc: Exception) -> str:
                          ("truncated", "truncated"), ("decoder's limit", "decode-size-limit"),
                          ("stream lengths", "stream-lengths"), ("streams", "stream-count"),
                          ("non-finite", "non-finite-output"), ("entropy-coded", "entropy-decoder"),
-                         ("sampler", "sampler"), ("gamma", "gamma-steps"), ("tile", "gamma-steps"), ("flags", "flags"), ("no gammas", "mode"),
+                         ("sampler", "sampler"), ("gamma", "gamma-steps"), ("tile", "gamma-steps"), ("flags", "flags"), ("record", "records"), ("quality", "records"), ("no gammas", "mode"),
                          ("no sampling steps", "mode")):
         if needle in text:
             return kind
@@ -232,9 +233,9 @@ def build_codec(model: str | None, max_decode_pixels: int):
 
     if model:
         codec = corrdiff.load_model(model)
-    else:
+    else:  # variable-rate, so that its files carry a quality record (docs/bitstream.md) to damage
         torch.manual_seed(0)
-        codec = corrdiff.CorrDiffCodec(**preset("tiny"))
+        codec = corrdiff.CorrDiffCodec(**preset("tiny"), rate={"lambdas": [2.0, 1.0, 0.5]})
         codec.update(force=True)
         codec.eval()
     codec.max_decode_pixels = max_decode_pixels
