@@ -106,6 +106,9 @@ def test_interpolation_and_lambda():
     assert control.lmbda(rate).tolist() == pytest.approx([8, 4, 2, 2 * 4**-0.75, 0.5])
     with pytest.raises(ValueError, match="decrease"):
         RateControl(4, (2,), [1.0, 2.0])
+    for bad in ([1.0], [float("nan"), 1.0], [2.0, -1.0], [1.0 / (i + 1) for i in range(65)]):
+        with pytest.raises(ValueError, match="2 to 64 positive numbers"):
+            RateControl(4, (2,), bad)
 
 
 def test_max_bytes_gives_the_largest_quality_that_fits(variable, image):

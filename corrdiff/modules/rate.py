@@ -31,6 +31,8 @@ from torch import Tensor, nn
 
 #: The lowest quality of every variable-rate model (the highest is its number of lambdas).
 LOWEST_QUALITY = 1.0
+#: Most trained qualities a model may have (a bound a forged model file cannot buy memory beyond).
+MAX_QUALITIES = 64
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ class RateControl(nn.Module):
     def __init__(self, latent_channels: int, cond_channels: Sequence[int], lambdas: Sequence[float],
                  reference_lambda: float = 1.0, default_quality: float | None = None):
         super().__init__()
-        if len(lambdas) < 2 or any(not (math.isfinite(v) and v > 0) for v in lambdas):
-            raise ValueError(f"rate: lambdas must be at least two positive numbers, got {list(lambdas)}")
+        if not 2 <= len(lambdas) <= MAX_QUALITIES or any(not (math.isfinite(v) and v > 0) for v in lambdas):
+            raise ValueError(f"rate: lambdas must be 2 to {MAX_QUALITIES} positive numbers, got {list(lambdas)[:8]}")
         if any(a <= b for a, b in zip(lambdas, lambdas[1:])):
             raise ValueError(f"rate: lambdas must decrease from the lowest quality to the highest, got {list(lambdas)}")
         self.lambdas = tuple(float(v) for v in lambdas)
@@ -123,4 +125,4 @@ class RateControl(nn.Module):
         return out
 
 
-__all__ = ["LOWEST_QUALITY", "RateCondition", "RateControl"]
+__all__ = ["LOWEST_QUALITY", "MAX_QUALITIES", "RateCondition", "RateControl"]
