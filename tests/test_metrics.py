@@ -59,3 +59,26 @@ def test_bandpass_distance_compares_bt601_luma():
     blue[..., 2] += texture
     distance = metrics.bandpass_distance(red.astype(np.uint8), blue.astype(np.uint8))
     assert distance == pytest.approx((0.299 - 0.114) / 0.299, rel=1e-6)
+
+
+def test_ms_ssim_of_anti_correlated_images_is_the_references_zero_not_nan():
+    """A negative contrast term counts as 0, as torchmetrics' default ``normalize="relu"`` makes it."""
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as reference_ms_ssim
+
+    from corrdiff.losses.distortion import ms_ssim_betas
+
+    reference, _ = _pair(h=100, w=120)
+    inverted = 255 - reference
+    expected = reference_ms_ssim(_as_255(inverted), _as_255(reference), data_range=255.0, betas=ms_ssim_betas(100))
+    assert float(expected) == 0.0 and metrics.ms_ssim(reference, inverted) == 0.0
+
+
+def test_ms_ssim_per_image_is_what_the_validation_metric_averages():
+    from corrdiff.losses.distortion import ms_ssim_index, ms_ssim_per_image
+
+    a = torch.rand(3, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    b = (a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    per_image = ms_ssim_per_image(a, b, (0.5, 0.5))
+    assert per_image.shape == (3,)
+    assert float(per_image[1]) == pytest.approx(float(ms_ssim_index(a[1:2], b[1:2], (0.5, 0.5))), abs=1e-7)
+    assert float(per_image.mean()) == pytest.approx(float(ms_ssim_index(a, b, (0.5, 0.5))), abs=1e-7)
