@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from corrdiff.baselines import encode_at_bpp
 from corrdiff.files import atomic_write
-from corrdiff.image_io import OutputGuard, encode_png, load_image
-from corrdiff.metrics import high_frequency_ratio, ms_ssim, psnr, to_tensor, to_uint8
+from corrdiff.image_io import OutputGuard, encode_png, load_image, to_tensor, to_uint8
+from corrdiff.metrics import high_frequency_ratio, ms_ssim, psnr
 from corrdiff.model_io import load_model, model_path
 
 

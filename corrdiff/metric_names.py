@@ -19,9 +19,9 @@ class Metric:
 
     Attributes:
         name: the results key (CompressAI's spelling where it has one).
-        compute: the name of a function in :mod:`corrdiff.metrics`. A weight-free per-image metric
-            names its ``(reference, test) -> float`` function; a metric with ``weights`` names a
-            builder ``(weights_dir, device, offline=...) -> (reference, test) -> float``; a ``dataset``
+        compute: the name of a function in :mod:`corrdiff.metrics` (:data:`corrdiff.metrics.suite.FUNCTIONS`
+            resolves it). A weight-free per-image metric names its ``(reference, test) -> float``
+            function; a metric with ``weights`` names a builder ``(weights_dir, device, offline=...) -> (reference, test) -> float``; a ``dataset``
             metric names the builder ``(weights_dir, offline=...) -> nn.Module`` of its feature network.
         lower_is_better: smaller values are better (plots and BD-rate tables say so).
         weights: keys of :data:`corrdiff.weights.WEIGHTS` that it needs (pretrained networks).

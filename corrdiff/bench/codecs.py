@@ -13,7 +13,7 @@ from corrdiff import baselines
 from corrdiff.bench.inputs import bench_image, load_bench_model
 from corrdiff.bench.measure import current_rss, in_fresh_process, mib, peak_rss, reset_peak_rss, time_call
 from corrdiff.bench.settings import BenchSettings, size_name
-from corrdiff.metrics import to_tensor
+from corrdiff.image_io import to_tensor
 
 # imported once by the process server, so that every measuring process starts with them loaded
 PRELOAD = ("corrdiff.model_io", "compressai.models")

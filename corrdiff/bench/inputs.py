@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from corrdiff.bench.settings import PRESET_PREFIX, BenchmarkError
-from corrdiff.image_io import load_image, to_model_range
-from corrdiff.metrics import to_tensor
+from corrdiff.image_io import load_image, to_model_range, to_tensor
 
 
 def demo_photo() -> np.ndarray:

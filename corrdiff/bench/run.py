@@ -16,7 +16,7 @@ from corrdiff.bench.machine import load_average, machine_info
 from corrdiff.bench.measure import reference_flops, speed_drift
 from corrdiff.bench.profile import decode_breakdown, decode_flops
 from corrdiff.bench.settings import BenchmarkError, BenchSettings, size_name
-from corrdiff.metrics import to_tensor
+from corrdiff.image_io import to_tensor
 from corrdiff.sampling import sampler_for_encoding
 from corrdiff.threads import default_threads
 

@@ -1,9 +1,14 @@
 """Distortion d(x, x_hat) for images in [-1, 1]: ``mse`` or ``ms_ssim`` (1 - MS-SSIM).
 
 MS-SSIM: Wang, Simoncelli, Bovik 2003, with torchmetrics' conventions (11-tap Gaussian window,
-sigma 1.5, reflection padding; tests check equality with torchmetrics), implemented here so that
-``corrdiff compress`` need not import torchmetrics (seconds of start-up). The number of scales is
-reduced for small crops (each scale halves the image; the 11-tap window must fit the coarsest).
+sigma 1.5, reflection padding, a negative term counting as 0 as its default ``normalize="relu"`` does;
+tests check equality with torchmetrics). It is the package's one MS-SSIM: the training loss, the
+validation metric of training and the evaluation metric (:func:`corrdiff.metrics.ms_ssim`) all use it.
+It is implemented here rather than taken from torchmetrics because ``corrdiff compress`` prints MS-SSIM
+and should not import torchmetrics (seconds of start-up), and because torchmetrics refuses sizes this
+handles: sides of 6..10, 41..43, 81..98 and 161..175 pixels (its size check is not the one of the
+scales it is given). The number of scales is reduced for small crops
+(:func:`ms_ssim_betas`: each scale halves the image; the 11-tap window must fit the coarsest).
 """
 
 from __future__ import annotations
@@ -55,20 +60,26 @@ def ssim_and_contrast(a: Tensor, b: Tensor, window: Tensor) -> tuple[Tensor, Ten
     return ssim.flatten(1).mean(1), contrast.flatten(1).mean(1)
 
 
-def ms_ssim_index(a: Tensor, b: Tensor, betas: tuple[float, ...] = MS_SSIM_BETAS) -> Tensor:
-    """MS-SSIM of two (B, C, H, W) images in [0, 1], averaged over the batch (one scale per beta).
+def ms_ssim_per_image(a: Tensor, b: Tensor, betas: tuple[float, ...] = MS_SSIM_BETAS) -> Tensor:
+    """MS-SSIM of each image of two (B, C, H, W) batches in [0, 1], shape (B,) (one scale per beta).
 
-    The contrast terms of the finer scales and the SSIM of the coarsest, weighted by ``betas``.
+    The contrast terms of the finer scales and the SSIM of the coarsest, each clipped at 0 (a negative
+    one, from anti-correlated images, would have no real power), weighted by ``betas``.
     Differentiable (the ``ms_ssim`` training distortion uses it).
     """
     window = gaussian_window(a.shape[1], a)
     terms = []
     for scale in range(len(betas)):
         ssim, contrast = ssim_and_contrast(a, b, window)
-        terms.append(contrast if scale < len(betas) - 1 else ssim)
+        terms.append(torch.relu(contrast if scale < len(betas) - 1 else ssim))
         a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
     weights = torch.tensor(betas, dtype=a.dtype, device=a.device).view(-1, 1)
-    return (torch.stack(terms) ** weights).prod(0).mean()
+    return (torch.stack(terms) ** weights).prod(0)
+
+
+def ms_ssim_index(a: Tensor, b: Tensor, betas: tuple[float, ...] = MS_SSIM_BETAS) -> Tensor:
+    """:func:`ms_ssim_per_image` averaged over the batch."""
+    return ms_ssim_per_image(a, b, betas).mean()
 
 
 def mse(x: Tensor, x_hat: Tensor) -> Tensor:
@@ -93,4 +104,4 @@ def build_distortion(spec: Mapping[str, Any] | str) -> Callable[[Tensor, Tensor]
     return DISTORTIONS[name]
 
 
-__all__ = ["build_distortion", "mse", "ms_ssim_loss", "ms_ssim_betas", "ms_ssim_index"]
+__all__ = ["build_distortion", "mse", "ms_ssim_loss", "ms_ssim_betas", "ms_ssim_index", "ms_ssim_per_image"]

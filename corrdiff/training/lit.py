@@ -40,14 +40,14 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric
-from torchmetrics.image import MultiScaleStructuralSimilarityIndexMeasure, PeakSignalNoiseRatio
+from torchmetrics.image import PeakSignalNoiseRatio
 
 from corrdiff.codec import CorrDiffCodec
 from corrdiff.correction import Granularity, apply_correction
 from corrdiff.errors import ModelLoadError
 from corrdiff.image_io import to_image_range
 from corrdiff.losses import bits_per_pixel, bits_per_pixel_each, build_distortion, build_perceptual, diffusion_loss
-from corrdiff.losses.distortion import ms_ssim_betas
+from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_per_image
 from corrdiff.model_io import (FORMAT, PACKAGED, PHASE_KEY, codec_from_training_state, load_codec_state,
                                load_model, read_checkpoint, under_prefix)
 from corrdiff.modules.rate import RateCondition
@@ -173,7 +173,7 @@ class CodecTraining(L.LightningModule):
         self.test_bpp = MeanMetric()
         self.test_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.test_psnr_e2e = PeakSignalNoiseRatio(data_range=1.0)
-        self.val_ms_ssim = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0)  # rebuilt in setup()
+        self.val_ms_ssim = MeanMetric()  # of the per-image MS-SSIM (corrdiff.losses.distortion)
         if start is not None:
             self._load_start(start, init_from)
         self._set_trainable()  # before DDP wraps the module: frozen parameters must be invisible to it
@@ -390,11 +390,6 @@ class CodecTraining(L.LightningModule):
         return codec.eval()
 
     # ------------------------------------------------------------------ validation and test
-    def setup(self, stage: str) -> None:
-        """Fit MS-SSIM's number of scales to the validation crop (small crops cannot take 5)."""
-        size = getattr(getattr(self.trainer, "datamodule", None), "val_crop_size", 256)
-        self.val_ms_ssim = MultiScaleStructuralSimilarityIndexMeasure(data_range=1.0, betas=ms_ssim_betas(size))
-
     def on_validation_epoch_start(self) -> None:
         self.codec.update(force=True)
 
@@ -436,7 +431,7 @@ class CodecTraining(L.LightningModule):
                 for b in bpps:
                     self.val_bpp_real.update(b)
                 self.val_psnr.update(recons, target)
-                self.val_ms_ssim.update(recons, target)
+                self.val_ms_ssim.update(ms_ssim_per_image(recons, target, ms_ssim_betas(min(target.shape[-2:]))))
                 self.log("val/bpp_real", self.val_bpp_real, batch_size=len(bpps))
                 self.log("val/psnr", self.val_psnr, batch_size=len(bpps))
                 self.log("val/ms_ssim", self.val_ms_ssim, batch_size=len(bpps))
