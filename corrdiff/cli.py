@@ -193,7 +193,7 @@ def _device_and_threads(parser: argparse.ArgumentParser) -> None:
 
 #: The quality range of the shipped variable-rate model, for --help without loading it (another model's range is
 #: named by the error a quality outside it gives; tests/test_variable_rate.py pins this against the shipped file).
-VARIABLE_QUALITIES = (1, 7)
+VARIABLE_QUALITIES = (1, 9)
 
 
 def _rate_arguments(parser: argparse.ArgumentParser) -> None:

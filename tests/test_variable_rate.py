@@ -264,4 +264,4 @@ def test_fixed_rate_models_refuse_rate_options_before_any_work(model_file, natur
 def test_help_states_the_quality_range(capsys):
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
-    assert "[1, 7]" in capsys.readouterr().out
+    assert "[1, 9]" in capsys.readouterr().out
