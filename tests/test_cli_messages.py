@@ -71,9 +71,9 @@ def test_ms_ssim_is_printed_from_six_pixels():
 
 # --------------------------------------------------------------------------- batches go on
 def test_every_file_of_a_batch_is_tried_and_failures_are_named(tmp_path, files, model_file, capsys, monkeypatch):
-    import corrdiff.cli
+    import corrdiff.cli.compress  # where compress's per-file line is made
 
-    real = corrdiff.cli.quality_figures
+    real = corrdiff.cli.compress.quality_figures
     alpha = np.asarray(Image.open(files["alpha"]).convert("RGB"))
 
     def quality_figures(reference, decoded):  # an unexpected error in one file's quality report
@@ -81,7 +81,7 @@ def test_every_file_of_a_batch_is_tried_and_failures_are_named(tmp_path, files, 
             raise RuntimeError("boom")
         return real(reference, decoded)
 
-    monkeypatch.setattr(corrdiff.cli, "quality_figures", quality_figures)
+    monkeypatch.setattr(corrdiff.cli.compress, "quality_figures", quality_figures)
     out_dir = tmp_path / "batch"
     inputs = [files["ok"], files["one"], files["notimage"], files["alpha"]]
     code, out, err = run(capsys, "compress", *inputs, "-o", out_dir, "--model", model_file, "--steps", 1)

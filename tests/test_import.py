@@ -21,6 +21,7 @@ PROBE = textwrap.dedent(
     import json, sys
     import corrdiff
     import corrdiff.bitstream, corrdiff.errors, corrdiff.metric_names, corrdiff.presets
+    import corrdiff.cli  # the command line: each command imports torch when it runs
     corrdiff.BitstreamError, corrdiff.ModelMismatchError, corrdiff.registry.SAMPLERS  # eager names stay cheap
     heavy = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
     print(json.dumps({"heavy": heavy, "all": sorted(corrdiff.__all__)}))

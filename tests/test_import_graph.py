@@ -106,6 +106,9 @@ def test_the_graph_is_read_from_the_source():
     assert "corrdiff.losses.perceptual" in GRAPH["corrdiff.metrics.networks"]  # a function-level import counts too
     assert "corrdiff.model_io.checks" in GRAPH["corrdiff.model_io"]  # a package's __init__ is a module too
     assert GRAPH["corrdiff.metrics.suite"] >= {"corrdiff.metrics.networks", "corrdiff.metric_names"}
+    assert GRAPH["corrdiff.cli.entry"] >= {"corrdiff.cli.compress", "corrdiff.cli.interrupts",
+                                          "corrdiff.cli.parser"}
+    assert "corrdiff.cli" in GRAPH["corrdiff.cli.__main__"]  # ``python -m corrdiff.cli``
 
 
 def test_find_cycle_reports_a_cycle():

@@ -1,0 +1,129 @@
+"""``corrdiff compress``: images to .cdf files (one model load for all of them), and the line each file
+prints (size, bpp, PSNR, MS-SSIM, time; the quality and what ``granularity=auto`` chose, when they apply)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from corrdiff import bitstream
+from corrdiff.cli.compress_options import check_gamma, check_rate, gamma_options, sampler_option
+from corrdiff.cli.errors import UsageError
+from corrdiff.cli.loading import load_for, model_path
+from corrdiff.errors import CorrDiffError
+from corrdiff.threads import default_threads
+
+
+def compress_command(args: argparse.Namespace) -> int:
+    from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
+
+    model_file = model_path(args.model)
+    outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".cdf"), ".cdf")
+    recons = [None] * len(args.input)
+    if args.save_reconstruction is not None:
+        if len(args.input) == 1 and args.save_reconstruction.resolve() == outputs[0].resolve():
+            raise UsageError(f"--save-reconstruction {args.save_reconstruction} is the .cdf output itself; "
+                             "choose another file")
+        recons = output_paths(args.input, args.save_reconstruction, lambda p: p, ".png")
+    gamma = gamma_options(args.gamma, args.sharpen)
+    jobs = [Job(path, out, rec) for path, out, rec in zip(args.input, outputs, recons)]
+    check_jobs(jobs, "an image", [model_file], args.force)
+    machine_threads = default_threads()
+    with torch_threads(args.threads or 1):  # loading is many small operations
+        codec = load_for(jobs, args.model, args.device)
+    check_gamma(codec, gamma)
+    check_rate(codec, args)
+    _warn_untrained(codec, args.model, args.mode)
+    sampler = sampler_option(codec, args) if codec is not None else None
+    return run_jobs("compress", jobs,
+                    lambda job, label: _compress_one(codec, args, sampler, gamma, machine_threads, job,
+                                                     label))
+
+
+def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, machine_threads: int,
+                  job, label: str):
+    """Encode one image, write its .cdf (and reconstruction), print its line."""
+    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.files import atomic_write
+    from corrdiff.image_io import save_image, to_uint8
+
+    rgb = _load_image_with_notes(job.input)
+    threads = coding_threads(rgb.shape[0] * rgb.shape[1], args.threads, machine_threads)
+    start = time.perf_counter()
+    try:
+        with torch_threads(threads), step_progress(label) as on_step:
+            result = codec.encode(rgb, steps=args.steps, seed=args.seed, mode=args.mode, sampler=sampler,
+                                  gamma=gamma, on_step=on_step, quality=args.quality, bpp=args.bpp,
+                                  max_bytes=args.size)
+    except CorrDiffError:  # this image's own failure (e.g. a --size it cannot fit): the batch goes on
+        raise
+    except ValueError as exc:  # option values the codec rejects (steps, eta, seed, sampler, gamma, quality)
+        raise UsageError(str(exc)) from None
+    seconds = time.perf_counter() - start
+    data, decoded = result.data, to_uint8(result.reconstruction)
+    h, w = rgb.shape[:2]
+    line = (f"{job.input} -> {job.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
+            f"{quality_figures(rgb, decoded)}, {seconds:.2f} s")  # before writing: a failure leaves no file
+    quality = bitstream.unpack(data).quality
+    if quality is not None:
+        line += f", quality {quality:.3g}"
+    if codec.correction.replace(gamma).granularity == "auto" and result.gamma_steps:
+        line += f", {auto_choice(result.gamma_steps)}"
+    atomic_write(job.output, data, overwrite=args.force)
+    if job.reconstruction is not None:
+        save_image(job.reconstruction, decoded, overwrite=args.force)
+    print(line, flush=True)
+    return Done(len(data), h * w)
+
+
+def _load_image_with_notes(path: Path):
+    """:func:`~corrdiff.image_io.load_image`, its warnings (an alpha channel dropped) printed as one
+    ``corrdiff compress: note: ...`` line each on stderr instead of Python's warning with a source line."""
+    import warnings
+
+    from corrdiff.image_io import load_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rgb = load_image(path)
+    for warning in caught:
+        print(f"corrdiff compress: note: {warning.message}", file=sys.stderr, flush=True)
+    return rgb
+
+
+def quality_figures(reference, decoded) -> str:
+    """``PSNR 31.20 dB, MS-SSIM 0.9712`` of a reconstruction, for the per-file line. MS-SSIM needs
+    sides of :data:`MS_SSIM_MIN_SIDE` pixels (its 11-pixel window, reflection-padded); smaller images
+    print ``MS-SSIM n/a`` (docs/reliability.md, "Any image size")."""
+    from corrdiff.metrics import ms_ssim, psnr
+
+    text = f"PSNR {psnr(reference, decoded):.2f} dB"
+    if min(reference.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return f"{text}, MS-SSIM n/a (sides under {MS_SSIM_MIN_SIDE} pixels)"
+    return f"{text}, MS-SSIM {ms_ssim(reference, decoded):.4f}"
+
+
+#: the smallest image side MS-SSIM is defined for: its window reaches 5 pixels each way, and reflection
+#: padding by 5 needs 6 pixels (corrdiff.losses.distortion.SSIM_WINDOW = 11)
+MS_SSIM_MIN_SIDE = 6
+
+
+def auto_choice(steps) -> str:
+    """What ``granularity=auto`` chose over the sampling steps: ``auto chose scalar x7, tile-128 x1``."""
+    from collections import Counter
+
+    from corrdiff.correction import step_granularity
+
+    counts = Counter(step_granularity(step).spec for step in steps)
+    return "auto chose " + ", ".join(f"{spec} x{count}" for spec, count in counts.items())
+
+
+def _warn_untrained(codec, model: str, mode: str) -> None:
+    """One stderr line when ``mode`` uses the end-to-end decoder of a model that never trained it
+    (an export of a phase-1 checkpoint: its metadata lists the decoder as untrained)."""
+    if mode in ("corrected", "e2e") and "decoder" in getattr(codec, "metadata", {}).get("untrained", []):
+        print(f"corrdiff compress: warning: {model} is a phase-1 export: its end-to-end decoder was never trained, "
+              f"and mode {mode!r} uses it; train phase 2 (JointTraining) on it, or pass --mode diffusion",
+              file=sys.stderr)

@@ -1,0 +1,60 @@
+"""``corrdiff decompress``: .cdf files to PNG images (one model load for all of them), optionally as
+another mode or with scaled gammas, and the line each file prints."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from corrdiff.bitstream import DECODE_MODES, unpack
+from corrdiff.cli.errors import UsageError
+from corrdiff.cli.loading import load_for, model_path
+from corrdiff.errors import CorrDiffError
+from corrdiff.threads import default_threads
+
+#: decode modes that use no gammas, so that --gamma-scale has nothing to scale
+MODES_WITHOUT_GAMMAS = tuple(name for name, mode in DECODE_MODES.items() if not mode.corrects)
+
+
+def decompress_command(args: argparse.Namespace) -> int:
+    from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
+    from corrdiff.correction import check_gamma_scale
+
+    outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".decoded.png"), ".png")
+    jobs = [Job(path, out) for path, out in zip(args.input, outputs)]
+    check_jobs(jobs, "a .cdf file", [model_path(args.model)], args.force)
+    try:
+        check_gamma_scale(args.gamma_scale)  # before loading the model
+    except ValueError as exc:
+        raise UsageError(f"--gamma-scale: {exc}") from None
+    if args.gamma_scale != 1.0 and args.mode in MODES_WITHOUT_GAMMAS:
+        raise UsageError(f"--gamma-scale scales the gammas of a corrected decode, and --mode {args.mode} uses none; "
+                         "drop --gamma-scale, or use --mode corrected")
+    machine_threads = default_threads()
+    with torch_threads(args.threads or 1):  # loading is many small operations
+        codec = load_for(jobs, args.model, args.device)
+    return run_jobs("decompress", jobs,
+                    lambda job, label: _decompress_one(codec, args, machine_threads, job, label))
+
+
+def _decompress_one(codec, args: argparse.Namespace, machine_threads: int, job, label: str):
+    """Decode one .cdf file, write its PNG, print its line."""
+    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.image_io import save_image, to_uint8
+
+    data = job.input.read_bytes()
+    header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)
+    if args.gamma_scale != 1.0 and args.mode is None and header.mode in MODES_WITHOUT_GAMMAS:
+        raise CorrDiffError(f"{job.input} was coded in mode {header.mode}, without gammas: --gamma-scale does not "
+                            "apply to it; drop --gamma-scale for this file")
+    threads = coding_threads(header.height * header.width, args.threads, machine_threads)
+    start = time.perf_counter()
+    with torch_threads(threads), step_progress(label) as on_step:
+        image = codec.decompress(data, mode=args.mode, gamma_scale=args.gamma_scale, on_step=on_step)
+    seconds = time.perf_counter() - start
+    rgb = to_uint8(image)
+    if header.gray:  # gray in, gray out: a one-channel PNG
+        rgb = rgb[..., 0]
+    save_image(job.output, rgb, overwrite=args.force)
+    print(f"{job.input} -> {job.output}: {rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s", flush=True)
+    return Done(len(data), rgb.shape[0] * rgb.shape[1])
