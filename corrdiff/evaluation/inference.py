@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from corrdiff import baselines as classical
 from corrdiff.evaluation.plan import Plan
+from corrdiff.evaluation.timing import StageTimes
 from corrdiff.image_io import to_tensor, to_uint8
 
 
@@ -59,54 +63,133 @@ def load_models(models: Sequence[Any], device: str, plan: Plan) -> list[Model]:
 
 
 Staged = list[tuple[str, str, dict[str, Any], np.ndarray]]  # (method, point, CSV row, decoded image)
+Coded = tuple[str, str, int, np.ndarray, dict[str, Any]]  # (method, point, file bytes, decoded image, CSV extras)
 
 
-def evaluate_image(rgb: np.ndarray, image_name: str, loaded: list[Model], plan: Plan, suite) -> Staged:
-    """Every method's rows for one image: each model in each mode (real files), then the baselines."""
-    h, w = rgb.shape[:2]
-    pixels = h * w
-    x = to_tensor(rgb)
-    staged: Staged = []
+def digest(image: np.ndarray) -> tuple[tuple[int, ...], bytes]:
+    """A key of an image's values: its shape and a hash of its bytes."""
+    return image.shape, hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
 
-    def row(method: str, point: str, data_len: int, decoded: np.ndarray, **extra: Any) -> None:
-        r = {"method": method, "point": point, "image": image_name, "width": w, "height": h,
-             "bytes": data_len, "bpp": 8.0 * data_len / pixels, **suite.score(rgb, decoded), **extra,
-             "status": "ok"}
-        staged.append((method, point, r, decoded))
 
-    targets: list[tuple[str, float]] = []  # (model label, bpp of its file that the baselines match)
+class Scores:
+    """The per-image metrics and FID features of one image's reconstructions, each distinct reconstruction
+    computed once (a bpp-matched baseline may land on a fixed quality, two targets on one quality)."""
+
+    def __init__(self, suite, reference: np.ndarray, stages: StageTimes):
+        self.suite, self.reference, self.stages = suite, reference, stages
+        self._metrics: dict[Any, dict[str, float]] = {}
+        self._features: dict[Any, Any] = {}
+
+    def metrics(self, decoded: np.ndarray) -> dict[str, float]:
+        """Every per-image metric of ``decoded`` against the reference."""
+        key = digest(decoded)
+        if key not in self._metrics:
+            with self.stages.timed("metrics"):
+                self._metrics[key] = self.suite.score(self.reference, decoded)
+        return dict(self._metrics[key])
+
+    def features(self, image: np.ndarray):
+        """The FID patch features of ``image`` (the reference or a reconstruction)."""
+        key = digest(image)
+        if key not in self._features:
+            with self.stages.timed("metrics"):
+                self._features[key] = self.suite.patch_fid.features(image)
+        return self._features[key]
+
+
+class Inline:
+    """An executor that runs each task at once in the calling thread (no worker threads)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """``fn(*args, **kwargs)`` now, as a finished Future (holding its exception if it raised one)."""
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - raised again by future.result(), as a pool's would be
+            future.set_exception(exc)
+        return future
+
+
+@contextmanager
+def baseline_pool(plan: Plan) -> Iterator[Any]:
+    """Worker threads for the baselines (Pillow's encoders and decoders release the GIL): at most
+    ``plan.workers`` and one per codec; :class:`Inline` when that is one or fewer."""
+    count = min(plan.workers, len(plan.baselines))
+    if count <= 1:
+        yield Inline()
+        return
+    with ThreadPoolExecutor(count, thread_name_prefix="corrdiff-eval-baseline") as pool:
+        yield pool
+
+
+def encode_corrdiff(x, loaded: list[Model], plan: Plan, stages: StageTimes) -> list[tuple[Model, str, Any, float | None]]:
+    """Every model's files of one image, as (model, mode, encode result, encoding seconds): one file per mode,
+    or with ``same_file`` one 'corrected' file for every mode (its seconds on the 'corrected' row only)."""
+    def encode(codec, mode: str):
+        return stages.run("corrdiff encode", codec.encode, x, steps=plan.steps, seed=plan.seed, mode=mode,
+                          sampler=plan.sampler)
+
+    files = []
     for model in loaded:
-        codec = model.codec
-        shared = None
-        if plan.same_file:
-            start = time.perf_counter()
-            shared = codec.encode(x, steps=plan.steps, seed=plan.seed, mode="corrected", sampler=plan.sampler)
-            shared_time = time.perf_counter() - start
+        shared = encode(model.codec, "corrected") if plan.same_file else None
         for mode in plan.modes:
-            if plan.same_file:
-                result, enc_time = shared, (shared_time if mode == "corrected" else None)
+            if shared is not None:
+                files.append((model, mode, shared[0], shared[1] if mode == "corrected" else None))
             else:
-                start = time.perf_counter()
-                result = codec.encode(x, steps=plan.steps, seed=plan.seed, mode=mode, sampler=plan.sampler)
-                enc_time = time.perf_counter() - start
-            start = time.perf_counter()
-            decoded = to_uint8(codec.decompress(result.data, mode=mode))
-            dec_time = time.perf_counter() - start
-            mismatch = None
-            if not plan.same_file or mode == "corrected":
-                # the decoder must reproduce the encoder's own reconstruction
-                mismatch = int(np.abs(to_uint8(result.reconstruction).astype(int) - decoded).max())
-            row(f"corrdiff-{mode}", model.label, len(result.data), decoded, encoding_time=enc_time,
-                decoding_time=dec_time, decode_mismatch=mismatch)
-            if mode == plan.matched_mode:  # with same_file, every mode's file is the 'corrected' one
-                targets.append((model.label, 8.0 * len(result.data) / pixels))
-    for fmt in plan.baselines:
-        for q in plan.qualities:
-            start = time.perf_counter()
-            res = classical.encode(rgb, fmt, q)
-            row(fmt, f"q{q}", len(res.data), res.decoded, quality=q, encoding_time=time.perf_counter() - start)
-        if plan.matched:
-            for label, target in targets:
-                res = classical.encode_at_bpp(rgb, fmt, target)
-                row(f"{fmt}-matched", label, len(res.data), res.decoded, quality=res.quality, target_bpp=target)
+                files.append((model, mode, *encode(model.codec, mode)))
+    return files
+
+
+def decode_corrdiff(model: Model, mode: str, result, enc_time: float | None, plan: Plan, stages: StageTimes) -> Coded:
+    """One file decoded in ``mode`` from its bytes, with ``decode_mismatch``: the largest difference to the
+    encoder's own reconstruction (0 when the decoder reproduces it; checked where the file is this mode's)."""
+    decoded, dec_time = stages.run("corrdiff decode", lambda: to_uint8(model.codec.decompress(result.data, mode=mode)))
+    mismatch = None
+    if not plan.same_file or mode == "corrected":
+        mismatch = int(np.abs(to_uint8(result.reconstruction).astype(int) - decoded).max())
+    return (f"corrdiff-{mode}", model.label, len(result.data), decoded,
+            {"encoding_time": enc_time, "decoding_time": dec_time, "decode_mismatch": mismatch})
+
+
+def code_baseline(rgb: np.ndarray, fmt: str, qualities: list[int], targets: list[tuple[str, float]],
+                  stages: StageTimes) -> list[Coded]:
+    """One codec's files of one image: each fixed quality, then per (point, bpp) target the highest quality
+    not above it. One :class:`~corrdiff.baselines.Encodes`: no quality is encoded twice."""
+    start = time.perf_counter()
+    encodes = classical.Encodes(rgb, fmt)
+    coded: list[Coded] = []
+    for q in qualities:
+        res = encodes.result(q)
+        coded.append((fmt, f"q{q}", len(res.data), res.decoded, {
+            "quality": q, "encoding_time": encodes.encode_seconds[q], "decoding_time": encodes.decode_seconds[q]}))
+    for label, target in targets:
+        res = encodes.at_bpp(target)
+        coded.append((f"{fmt}-matched", label, len(res.data), res.decoded, {"quality": res.quality, "target_bpp": target}))
+    stages.add("baselines", time.perf_counter() - start)
+    return coded
+
+
+def evaluate_image(rgb: np.ndarray, image_name: str, loaded: list[Model], plan: Plan, scores: Scores,
+                   stages: StageTimes, pool: Any) -> Staged:
+    """Every method's rows for one image: each model in each mode (real files), then the baselines.
+
+    The CorrDiff files are encoded first; the baselines, which match their sizes, are then coded in
+    ``pool`` while the files are decoded and scored here. The rows and their order do not depend on ``pool``.
+    """
+    h, w = rgb.shape[:2]
+    files = encode_corrdiff(to_tensor(rgb), loaded, plan, stages)
+    # with same_file, every mode's file is the 'corrected' one
+    targets = [(model.label, 8.0 * len(result.data) / (h * w)) for model, mode, result, _ in files
+               if plan.matched and mode == plan.matched_mode]
+    jobs = [pool.submit(code_baseline, rgb, fmt, plan.qualities, targets, stages) for fmt in plan.baselines]
+
+    def rows(coded: list[Coded]) -> Staged:
+        return [(method, point, {"method": method, "point": point, "image": image_name, "width": w, "height": h,
+                                 "bytes": size, "bpp": 8.0 * size / (h * w), **scores.metrics(decoded), **extra,
+                                 "status": "ok"}, decoded)
+                for method, point, size, decoded, extra in coded]
+
+    staged = rows([decode_corrdiff(*file, plan, stages) for file in files])
+    for job in jobs:
+        staged += rows(job.result())
     return staged

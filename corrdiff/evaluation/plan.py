@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 from corrdiff import baselines as classical
 from corrdiff.bitstream import DECODE_MODES
 from corrdiff.image_io import IMAGE_SUFFIXES, find_images
+from corrdiff.threads import default_threads
+
 DEFAULT_QUALITIES = (5, 10, 20, 30, 50, 75, 90)
 CORRDIFF_MODES = tuple(DECODE_MODES)
 BASELINE_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
@@ -43,6 +45,7 @@ class Plan:
     same_file: bool
     matched: bool
     sampler: dict[str, Any] | None = None  # {"name": ..., **recorded parameters}; None: each model's own
+    workers: int = 1  # threads coding the baselines beside the CorrDiff decodes and the metrics
 
     @property
     def matched_mode(self) -> str:
@@ -51,8 +54,9 @@ class Plan:
 
 
 def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models,
-              sampler: Mapping[str, Any] | None = None) -> Plan:
-    """Parse and check run_eval's options (ValueError naming the bad one), before any work."""
+              sampler: Mapping[str, Any] | None = None, workers: int | None = None) -> Plan:
+    """Parse and check run_eval's options (ValueError naming the bad one), before any work;
+    ``workers=None``: :func:`corrdiff.threads.default_threads`."""
     modes = parse_list(modes, CORRDIFF_MODES)
     bad = [m for m in modes if m not in CORRDIFF_MODES]
     if bad or not modes:
@@ -75,5 +79,7 @@ def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matc
         raise ValueError("give at least one model")
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be positive, got {workers}")
     return Plan(modes, baselines, qualities, metric_names, steps, seed, same_file, matched,
-                dict(sampler) if sampler is not None else None)
+                dict(sampler) if sampler is not None else None, default_threads() if workers is None else workers)

@@ -8,9 +8,10 @@ from typing import Any, Mapping, Sequence
 
 from corrdiff.errors import CorrDiffError
 from corrdiff.evaluation.aggregate import Method, dataset_metrics, method_table, summarise
-from corrdiff.evaluation.inference import Model, evaluate_image, load_models
+from corrdiff.evaluation.inference import Model, Scores, baseline_pool, evaluate_image, load_models
 from corrdiff.evaluation.plan import CORRDIFF_MODES, DEFAULT_QUALITIES, Plan, list_images, make_plan
-from corrdiff.evaluation.write import format_table, save_reconstruction, write_csv, write_json
+from corrdiff.evaluation.timing import StageTimes
+from corrdiff.evaluation.write import format_stage_table, format_table, save_reconstruction, write_csv, write_json
 from corrdiff.image_io import OutputGuard, load_image
 
 
@@ -39,6 +40,7 @@ def run_eval(
     device: str = "cpu",
     force: bool = False,
     progress: bool = True,
+    workers: int | None = None,
     log=print,
     warn=None,
 ) -> dict[str, dict[str, Any]]:
@@ -61,10 +63,14 @@ def run_eval(
             are downloaded (:func:`corrdiff.weights.find_weights`); metrics whose weights are
             unavailable are skipped.
         offline: never download weights (as the environment variable ``CORRDIFF_OFFLINE=1``).
-        log, warn: where the table and the summary line go (stdout), and where warnings go:
-            unavailable metrics, failed images (stderr).
+        workers: threads that code the baselines (one per codec at most) while the CorrDiff files are
+            decoded and scored (default: :func:`corrdiff.threads.default_threads`); 1 codes them in
+            turn. The results do not depend on it.
+        log, warn: where the tables (results, seconds per stage) and the summary line go (stdout), and
+            where warnings go: unavailable metrics, failed images (stderr).
 
-    Returns ``{method_key: summary JSON dict}``.
+    Returns ``{method_key: summary JSON dict}``; ``index.json`` also holds the seconds per stage
+    (``stage_seconds``, :class:`~corrdiff.evaluation.timing.StageTimes`).
     """
     from tqdm.auto import tqdm
 
@@ -72,7 +78,9 @@ def run_eval(
     from corrdiff.metrics import MetricSuite
     from corrdiff.model_io import model_path
 
-    plan = make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models, sampler)
+    stages = StageTimes()
+    plan = make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models, sampler,
+                     workers)
     data_dir = Path(data_dir)
     files = list_images(data_dir)[:limit]
     out = Path(out)
@@ -81,22 +89,23 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     # results are replaced (the --force check above is per folder), inputs never: images, model files
     guard = OutputGuard([*files, *(model_path(m) for m in models if not isinstance(m, CorrDiffCodec))], force=True)
-    loaded = load_models(models, device, plan)
-
-    suite = MetricSuite(plan.metric_names, weights_dir=weights_dir, device=device, offline=offline)
+    with stages.timed("setup"):
+        loaded = load_models(models, device, plan)
+        suite = MetricSuite(plan.metric_names, weights_dir=weights_dir, device=device, offline=offline)
     warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
     if suite.skipped_line():
         warn(f"corrdiff eval: {suite.skipped_line()}")
     methods = method_table(plan, name)
 
     bar = tqdm(files, desc="corrdiff eval", unit="img", disable=not progress, dynamic_ncols=True)
-    ok_images, failed = _score_images(bar, data_dir, loaded, plan, suite, methods,
-                                      out if save_images else None, guard, warn)
+    with baseline_pool(plan) as pool:
+        ok_images, failed = _score_images(bar, data_dir, loaded, plan, suite, methods,
+                                          out if save_images else None, guard, warn, stages, pool)
     bar.close()
-    dataset_metrics(methods, suite, ok_images)
+    with stages.timed("metrics"):
+        dataset_metrics(methods, suite, ok_images)
 
     metric_cols = suite.image_metrics
-    write_csv(guard.check(out / "per_image.csv"), methods, metric_cols, failed, suite.unavailable)
     settings = {
         "data_dir": str(data_dir), "images": ok_images, "steps": steps, "seed": seed, "sampler": plan.sampler,
         "same_file": same_file,
@@ -105,14 +114,19 @@ def run_eval(
         "metrics": suite.computed, "weights_dir": str(weights_dir) if weights_dir else None,
     }
     summaries: dict[str, dict[str, Any]] = {}
-    for method in methods.values():
-        summaries[method.key] = summarise(method, metric_cols, ok_images, failed, settings)
-        write_json(guard, out / f"{method.key}.json", summaries[method.key])
+    with stages.timed("writing"):
+        write_csv(guard.check(out / "per_image.csv"), methods, metric_cols, failed, suite.unavailable)
+        for method in methods.values():
+            summaries[method.key] = summarise(method, metric_cols, ok_images, failed, settings)
+            write_json(guard, out / f"{method.key}.json", summaries[method.key])
+    timing = stages.summary()
     write_json(guard, out / "index.json", {
         "methods": {k: f"{k}.json" for k in summaries}, "per_image": "per_image.csv",
         "num_images": len(ok_images), "num_failed": len(failed), "failed": failed,
-        "unavailable": suite.unavailable, "settings": settings})
+        "unavailable": suite.unavailable, "settings": settings,
+        "stage_seconds": timing, "baseline_workers": min(plan.workers, len(plan.baselines))})
     log(format_table(summaries))
+    log(format_stage_table(timing))
     for key, summary in summaries.items():
         if any(summary.get("over_target", [])):
             warn(f"corrdiff eval: {key}: on {max(summary['over_target'])} of {len(ok_images)} image(s) even the "
@@ -125,7 +139,8 @@ def run_eval(
 
 
 def _score_images(bar, data_dir: Path, loaded: list[Model], plan: Plan, suite, methods: dict[str, Method],
-                  save_to: Path | None, guard: OutputGuard, warn) -> tuple[list[str], dict[str, str]]:
+                  save_to: Path | None, guard: OutputGuard, warn, stages: StageTimes,
+                  pool) -> tuple[list[str], dict[str, str]]:
     """Every image of ``bar`` with every method: rows into ``methods``, features into the suite's FID.
 
     A failed image is reported and skipped for every method (all methods are scored on the same
@@ -137,13 +152,14 @@ def _score_images(bar, data_dir: Path, loaded: list[Model], plan: Plan, suite, m
         image_name = str(path.relative_to(data_dir)) if path.is_relative_to(data_dir) else path.name
         bar.set_postfix_str(image_name[-30:], refresh=False)
         try:
-            rgb = load_image(path)
-            staged = evaluate_image(rgb, image_name, loaded, plan, suite)
+            rgb, _ = stages.run("reading", load_image, path)
+            scores = Scores(suite, rgb, stages)
+            staged = evaluate_image(rgb, image_name, loaded, plan, scores, stages, pool)
             features = []
             if suite.patch_fid is not None:
-                features.append((None, suite.patch_fid.features(rgb)))
+                features.append((None, scores.features(rgb)))
                 for method, point, _, decoded in staged:
-                    features.append((f"{method}|{point}", suite.patch_fid.features(decoded)))
+                    features.append((f"{method}|{point}", scores.features(decoded)))
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - reported, counted, and the image is skipped
@@ -155,7 +171,8 @@ def _score_images(bar, data_dir: Path, loaded: list[Model], plan: Plan, suite, m
         for method, point, r, decoded in staged:
             methods[method].point(point).rows.append(r)
             if save_to is not None:
-                save_reconstruction(guard, save_to, method, point, image_name, decoded)
+                with stages.timed("writing"):
+                    save_reconstruction(guard, save_to, method, point, image_name, decoded)
         for key, feats in features:
             suite.patch_fid.add(key, feats)
     return ok_images, failed

@@ -1,5 +1,5 @@
 """The files of an evaluation: ``per_image.csv``, one CompressAI-schema JSON per method, ``index.json``;
-and the plain-text table printed at the end (:func:`format_table`)."""
+and the plain-text tables printed at the end (:func:`format_table`, :func:`format_stage_table`)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,16 @@ def format_table(summaries: dict[str, dict[str, Any]]) -> str:
                 v = summary["results"].get(k, [None] * len(summary["points"]))[i]
                 cells.append(f"{'n/a':>11}" if v is None else f"{v:11.4f}")
             lines.append(f"{summary['name'][:28]:28} {point[:22]:22} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def format_stage_table(seconds: dict[str, float]) -> str:
+    """The seconds per stage (``index.json``'s ``stage_seconds``) as a plain-text table, the total last."""
+    lines = [f"{'stage':28} {'seconds':>11}", "-" * 40]
+    lines += [f"{stage:28} {value:11.2f}" for stage, value in seconds.items() if stage != "total"]
+    lines.append(f"{'total (wall clock)':28} {seconds['total']:11.2f}")
+    if seconds.get("baselines"):
+        lines.append("(the baselines are coded beside the other stages: the stages may add up to more than the total)")
     return "\n".join(lines)
 
 

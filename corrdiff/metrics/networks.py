@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from corrdiff.image_io import to_model_range, to_tensor
 from corrdiff.metrics.dists_network import DISTS
+from corrdiff.metrics.reference_features import reuse_features
 from corrdiff.weights import PerceptualUnavailable, find_weights
 
 #: DISTS's alpha and beta (Ding et al.'s release), as torchmetrics ships them, inside its package
@@ -92,15 +93,18 @@ def build_inception(weights_dir: str | Path | None = None, offline: bool = False
 
 def network_score(net: nn.Module, device: str | torch.device, signed: bool) -> Callable[[np.ndarray, np.ndarray], float]:
     """A per-image metric from a distance network ``net(x, x_hat)``: inputs in [-1, 1] when ``signed``
-    (LPIPS), else in [0, 1] as ``net(x_hat, x)`` (DISTS)."""
+    (LPIPS), else in [0, 1] as ``net(x_hat, x)`` (DISTS). The reference's backbone features are computed
+    once for all the reconstructions scored against it in a row (:mod:`corrdiff.metrics.reference_features`)."""
     net = net.to(device)
+    memo = reuse_features(net)
 
     @torch.no_grad()
     def score(reference: np.ndarray, test: np.ndarray) -> float:
         a, b = to_tensor(reference).to(device), to_tensor(test).to(device)
-        if signed:
-            return float(net(to_model_range(a), to_model_range(b)).reshape(-1)[0])
-        return float(net(b, a).reshape(-1)[0])
+        value = net(to_model_range(a), to_model_range(b)) if signed else net(b, a)
+        if memo is not None:
+            memo.settle()
+        return float(value.reshape(-1)[0])
 
     return score
 
