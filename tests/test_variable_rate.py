@@ -265,3 +265,71 @@ def test_help_states_the_quality_range(capsys):
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
     assert "[1, 9]" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def rate_eval(fixed, variable, natural_images, tmp_path_factory):
+    """An evaluation of a fixed-rate model and a variable-rate one at qualities 1 and 4 (e2e, JPEG)."""
+    from corrdiff.evaluation import run_eval
+    from corrdiff.image_io import save_image
+
+    root = tmp_path_factory.mktemp("rate-eval")
+    data = root / "images"
+    data.mkdir()
+    for name in ("chelsea", "coffee"):
+        save_image(data / f"{name}.png", natural_images[name][:48, :64])
+    summaries = run_eval(data, [fixed, variable], out=root / "out", modes="e2e", steps=1, baselines="jpeg",
+                         qualities="50", metrics="psnr-rgb", rate_qualities="1,4", progress=False, workers=1,
+                         log=lambda *_: None, warn=lambda *_: None)
+    return root / "out", summaries
+
+
+def test_eval_draws_a_curve_per_variable_rate_model(rate_eval):
+    import csv
+    import json
+
+    out, summaries = rate_eval
+    assert set(summaries) == {"corrdiff-e2e", "corrdiff-model1-e2e", "jpeg", "jpeg-matched"}
+    assert summaries["corrdiff-e2e"]["points"] == ["model0"]  # the fixed-rate models' curve
+    curve = summaries["corrdiff-model1-e2e"]
+    assert curve["points"] == ["model1@q1", "model1@q4"] and curve["results"]["quality"] == [1.0, 4.0]
+    assert curve["results"]["bpp"][0] < curve["results"]["bpp"][1]
+    assert sorted(summaries["jpeg-matched"]["points"]) == ["model0", "model1@q1", "model1@q4"]
+    rows = [r for r in csv.DictReader(open(out / "per_image.csv")) if r["method"] == "corrdiff-model1-e2e"]
+    assert sorted((r["point"], r["quality"]) for r in rows) == [("model1@q1", "1")] * 2 + [("model1@q4", "4")] * 2
+    index = json.loads((out / "index.json").read_text())
+    assert [m["quality"] for m in index["settings"]["models"]] == [None, 1.0, 4.0]
+
+
+def test_eval_curves_plot_and_compare(rate_eval, tmp_path):
+    from corrdiff.plotting import bd_rate_table, expand_paths, load_results, plot_rd
+
+    out, _ = rate_eval
+    files = [load_results(p) for p in expand_paths([out / "index.json"])]
+    assert plot_rd(files, tmp_path / "rd.png", ["psnr-rgb"]).exists()
+    table = bd_rate_table(files, ["psnr-rgb"])
+    assert "CorrDiff model1 (e2e)" in table
+
+
+def test_eval_quality_is_checked_before_any_work(fixed, variable, rate_eval, tmp_path):
+    from corrdiff.evaluation import run_eval
+
+    images = rate_eval[0].parent / "images"
+    for models, qualities, message in (([fixed], "1,2", "needs a variable-rate model"),
+                                       ([variable], "1,9", r"--quality 9: .*\[1, 4\]"),
+                                       ([variable], "1,x", "comma-separated numbers"),
+                                       ([variable], "2,2", "distinct")):
+        with pytest.raises(ValueError, match=message):
+            run_eval(images, models, out=tmp_path / "out", rate_qualities=qualities, progress=False)
+        assert not list(tmp_path.glob("out/*"))
+
+
+def test_eval_quality_from_the_command_line(variable_file, model_file, rate_eval, tmp_path, capsys):
+    images = rate_eval[0].parent / "images"
+    common = ["eval", images, "--modes", "e2e", "--steps", 1, "--baselines", "none", "--metrics", "psnr-rgb",
+              "--no-progress", "--threads", 1]
+    code, out, _ = _run(capsys, *common, "--model", variable_file, "--quality", "1,2.5", "--out", tmp_path / "a")
+    assert code == 0 and "variable@q2.5" in out
+    assert (tmp_path / "a" / "corrdiff-variable-e2e.json").exists()
+    code, _, err = _run(capsys, *common, "--model", model_file, "--quality", "1", "--out", tmp_path / "b")
+    assert code == 2 and "--quality needs a variable-rate model" in err

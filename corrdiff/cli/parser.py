@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from corrdiff.bitstream import DECODE_MODES
-from corrdiff.cli.options import (DEVICE_HELP, add_device_and_threads, add_rate_arguments, add_sampler_argument,
-                                  positive_int)
+from corrdiff.cli.options import (DEVICE_HELP, VARIABLE_QUALITIES, add_device_and_threads, add_rate_arguments,
+                                  add_sampler_argument, positive_int)
 from corrdiff.metric_names import ALL_METRICS
 from corrdiff.threads import DEFAULT_THREADS_RULE
 from corrdiff.weights import OFFLINE_ENV
@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "(per-image CSV + CompressAI-style JSON per method)")
     p.add_argument("data_dir", type=Path, help="folder of images (searched recursively)")
     p.add_argument("--model", action="append", default=None,
-                   help="model file or packaged name; repeat for several RD points (default: default)")
+                   help="model file or packaged name; repeat for several RD points (default: default); fixed-rate "
+                        "models form one curve per mode, a variable-rate model a curve of its own")
+    low, high = VARIABLE_QUALITIES
+    p.add_argument("--quality", default=None, metavar="Q[,Q...]",
+                   help=f"qualities of the variable-rate models, comma-separated, e.g. 1,3,5,7,9 ([{low}, {high}] for "
+                        "--model variable): one RD point each (default: each model's default quality)")
     p.add_argument("--modes", default=",".join(DECODE_MODES), help="CorrDiff modes, comma-separated")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)

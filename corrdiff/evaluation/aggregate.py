@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -37,17 +37,22 @@ class Method:
         return self.points.setdefault(label, Point(label))
 
 
-def method_table(plan: Plan, name: str) -> dict[str, Method]:
-    """One :class:`Method` per CorrDiff mode, per baseline at fixed qualities and per bpp-matched baseline."""
+def method_table(plan: Plan, name: str, curves: Sequence[str | None] = (None,)) -> dict[str, Method]:
+    """One :class:`Method` per CorrDiff curve and mode, per baseline at fixed qualities and per bpp-matched
+    baseline. ``curves``: None for the fixed-rate models (one point per model, ``corrdiff-<mode>``), a
+    variable-rate model's label for its own curve (one point per quality, ``corrdiff-<curve>-<mode>``)."""
     matched_file = "corrected" if plan.same_file else plan.matched_mode
     steps_text = "" if plan.steps is None else f", {plan.steps} steps"
     methods: dict[str, Method] = {}
-    for mode in plan.modes:
-        source = "decoded from the 'corrected' file" if plan.same_file else f"own '{mode}' file"
-        methods[f"corrdiff-{mode}"] = Method(
-            f"corrdiff-{mode}", f"{name} ({mode})",
-            f"corrdiff eval: mode {mode} ({source}){steps_text}, seed {plan.seed}; real bitstreams, "
-            "bpp = 8 * file bytes / pixels; metrics on 8-bit images; one point per model")
+    for curve in curves:
+        for mode in plan.modes:
+            source = "decoded from the 'corrected' file" if plan.same_file else f"own '{mode}' file"
+            key = f"corrdiff-{mode}" if curve is None else f"corrdiff-{curve}-{mode}"
+            points = "one point per model" if curve is None else f"variable-rate model {curve}, one point per quality"
+            methods[key] = Method(
+                key, f"{name} ({mode})" if curve is None else f"{name} {curve} ({mode})",
+                f"corrdiff eval: mode {mode} ({source}){steps_text}, seed {plan.seed}; real bitstreams, "
+                f"bpp = 8 * file bytes / pixels; metrics on 8-bit images; {points}")
     for fmt in plan.baselines:
         label = BASELINE_NAMES[fmt]
         if plan.qualities:

@@ -20,11 +20,43 @@ from corrdiff.image_io import to_tensor, to_uint8
 
 @dataclass
 class Model:
-    """One CorrDiff model of the evaluation (one RD point of every CorrDiff method)."""
+    """One RD point of the CorrDiff methods: a fixed-rate model, or a variable-rate model at one quality.
+
+    ``curve`` is None for fixed-rate models (together they form one curve per mode, ``corrdiff-<mode>``, as a
+    ladder of separately trained models does) and a variable-rate model's label for each of its qualities (its
+    own curve per mode, ``corrdiff-<curve>-<mode>``).
+    """
 
     label: str
     codec: Any
     source: str
+    quality: float | None = None
+    curve: str | None = None
+
+    def method(self, mode: str) -> str:
+        """The key of this point's method in ``mode``."""
+        return f"corrdiff-{mode}" if self.curve is None else f"corrdiff-{self.curve}-{mode}"
+
+
+def curves(loaded: Sequence[Model]) -> list[str | None]:
+    """The CorrDiff curves of an evaluation in order of appearance: None (the fixed-rate models) and each
+    variable-rate model's label."""
+    return list(dict.fromkeys(m.curve for m in loaded))
+
+
+def rate_points(label: str, codec: Any, source: str, qualities: Sequence[float] | None) -> list[Model]:
+    """The points of one model: itself for a fixed-rate model; each of ``qualities`` (default: the model's
+    default quality) for a variable-rate one, labelled ``<label>@q<Q>`` (ValueError for one out of range)."""
+    if codec.quality_range is None:
+        return [Model(label, codec, source)]
+    points = []
+    for q in qualities or [codec.default_quality]:
+        try:
+            codec.rate_condition(q)
+        except ValueError as exc:
+            raise ValueError(f"--quality {q:g}: {label}: {exc}") from None
+        points.append(Model(f"{label}@q{q:g}", codec, source, float(q), label))
+    return points
 
 
 def model_label(source: Any, index: int, count: int) -> str:
@@ -35,7 +67,8 @@ def model_label(source: Any, index: int, count: int) -> str:
 
 
 def load_models(models: Sequence[Any], device: str, plan: Plan) -> list[Model]:
-    """Each model once, labelled by its file's stem (made unique); option values checked against it."""
+    """Each model once, labelled by its file's stem (made unique), as its RD points (:func:`rate_points`: a
+    variable-rate model at each of ``plan.rate_qualities``); option values checked against it."""
     from corrdiff.codec import CorrDiffCodec
     from corrdiff.model_io import load_model
     from corrdiff.sampling import sampler_for_encoding
@@ -59,7 +92,10 @@ def load_models(models: Sequence[Any], device: str, plan: Plan) -> list[Model]:
     if len(set(labels)) != len(labels):  # two files with the same stem
         for i, m in enumerate(loaded):
             m.label = f"{m.label}#{i}"
-    return loaded
+    if plan.rate_qualities and all(m.codec.quality_range is None for m in loaded):
+        raise ValueError("--quality needs a variable-rate model (e.g. --model variable); "
+                         f"{', '.join(labels)} code(s) at one fixed rate each")
+    return [point for m in loaded for point in rate_points(m.label, m.codec, m.source, plan.rate_qualities)]
 
 
 Staged = list[tuple[str, str, dict[str, Any], np.ndarray]]  # (method, point, CSV row, decoded image)
@@ -125,18 +161,18 @@ def baseline_pool(plan: Plan) -> Iterator[Any]:
 def encode_corrdiff(x, loaded: list[Model], plan: Plan, stages: StageTimes) -> list[tuple[Model, str, Any, float | None]]:
     """Every model's files of one image, as (model, mode, encode result, encoding seconds): one file per mode,
     or with ``same_file`` one 'corrected' file for every mode (its seconds on the 'corrected' row only)."""
-    def encode(codec, mode: str):
-        return stages.run("corrdiff encode", codec.encode, x, steps=plan.steps, seed=plan.seed, mode=mode,
-                          sampler=plan.sampler)
+    def encode(model: Model, mode: str):
+        return stages.run("corrdiff encode", model.codec.encode, x, steps=plan.steps, seed=plan.seed, mode=mode,
+                          sampler=plan.sampler, quality=model.quality)
 
     files = []
     for model in loaded:
-        shared = encode(model.codec, "corrected") if plan.same_file else None
+        shared = encode(model, "corrected") if plan.same_file else None
         for mode in plan.modes:
             if shared is not None:
                 files.append((model, mode, shared[0], shared[1] if mode == "corrected" else None))
             else:
-                files.append((model, mode, *encode(model.codec, mode)))
+                files.append((model, mode, *encode(model, mode)))
     return files
 
 
@@ -147,8 +183,9 @@ def decode_corrdiff(model: Model, mode: str, result, enc_time: float | None, pla
     mismatch = None
     if not plan.same_file or mode == "corrected":
         mismatch = int(np.abs(to_uint8(result.reconstruction).astype(int) - decoded).max())
-    return (f"corrdiff-{mode}", model.label, len(result.data), decoded,
-            {"encoding_time": enc_time, "decoding_time": dec_time, "decode_mismatch": mismatch})
+    return (model.method(mode), model.label, len(result.data), decoded,
+            {"quality": model.quality, "encoding_time": enc_time, "decoding_time": dec_time,
+             "decode_mismatch": mismatch})
 
 
 def code_baseline(rgb: np.ndarray, fmt: str, qualities: list[int], targets: list[tuple[str, float]],

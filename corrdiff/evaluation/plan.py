@@ -46,6 +46,7 @@ class Plan:
     matched: bool
     sampler: dict[str, Any] | None = None  # {"name": ..., **recorded parameters}; None: each model's own
     workers: int = 1  # threads coding the baselines beside the CorrDiff decodes and the metrics
+    rate_qualities: list[float] | None = None  # each variable-rate model's qualities; None: its default one
 
     @property
     def matched_mode(self) -> str:
@@ -54,7 +55,8 @@ class Plan:
 
 
 def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models,
-              sampler: Mapping[str, Any] | None = None, workers: int | None = None) -> Plan:
+              sampler: Mapping[str, Any] | None = None, workers: int | None = None,
+              rate_qualities: Sequence[float] | str | None = None) -> Plan:
     """Parse and check run_eval's options (ValueError naming the bad one), before any work;
     ``workers=None``: :func:`corrdiff.threads.default_threads`."""
     modes = parse_list(modes, CORRDIFF_MODES)
@@ -81,5 +83,15 @@ def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matc
         raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be positive, got {workers}")
+    rates = None
+    if rate_qualities is not None:
+        try:
+            rates = [float(q) for q in parse_list(rate_qualities if isinstance(rate_qualities, str)
+                                                  else [str(q) for q in rate_qualities], [])]
+        except ValueError:
+            raise ValueError(f"--quality takes comma-separated numbers, got {rate_qualities!r}") from None
+        if not rates or len(set(rates)) != len(rates):
+            raise ValueError(f"--quality takes distinct comma-separated numbers, got {rate_qualities!r}")
     return Plan(modes, baselines, qualities, metric_names, steps, seed, same_file, matched,
-                dict(sampler) if sampler is not None else None, default_threads() if workers is None else workers)
+                dict(sampler) if sampler is not None else None, default_threads() if workers is None else workers,
+                rates)

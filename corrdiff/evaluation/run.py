@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from corrdiff.errors import CorrDiffError
 from corrdiff.evaluation.aggregate import Method, dataset_metrics, method_table, summarise
-from corrdiff.evaluation.inference import Model, Scores, baseline_pool, evaluate_image, load_models
+from corrdiff.evaluation.inference import Model, Scores, baseline_pool, curves, evaluate_image, load_models
 from corrdiff.evaluation.plan import CORRDIFF_MODES, DEFAULT_QUALITIES, Plan, list_images, make_plan
 from corrdiff.evaluation.timing import StageTimes
 from corrdiff.evaluation.write import format_stage_table, format_table, save_reconstruction, write_csv, write_json
@@ -41,14 +41,18 @@ def run_eval(
     force: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    rate_qualities: Sequence[float] | str | None = None,
     log=print,
     warn=None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate ``models`` and the baselines on the images of ``data_dir``; write CSV + JSON to ``out``.
 
     Args:
-        models: model files / packaged names, or :class:`~corrdiff.codec.CorrDiffCodec` objects;
-            each is one RD point of every CorrDiff method.
+        models: model files / packaged names, or :class:`~corrdiff.codec.CorrDiffCodec` objects. The
+            fixed-rate ones are one RD point each of every CorrDiff method (``corrdiff-<mode>``); a
+            variable-rate one is a curve of its own (``corrdiff-<label>-<mode>``), one point per quality.
+        rate_qualities: the qualities of every variable-rate model (default: each one's default quality);
+            ValueError when no model is variable-rate or a quality is outside a model's range.
         modes: CorrDiff decoding modes, each its own method (``corrdiff-<mode>.json``).
         sampler: ``{"name": ..., **recorded parameters}`` for every encode (default: each model's own;
             :meth:`corrdiff.codec.CorrDiffCodec.encode`).
@@ -80,7 +84,7 @@ def run_eval(
 
     stages = StageTimes()
     plan = make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matched, limit, models, sampler,
-                     workers)
+                     workers, rate_qualities)
     data_dir = Path(data_dir)
     files = list_images(data_dir)[:limit]
     out = Path(out)
@@ -95,7 +99,7 @@ def run_eval(
     warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
     if suite.skipped_line():
         warn(f"corrdiff eval: {suite.skipped_line()}")
-    methods = method_table(plan, name)
+    methods = method_table(plan, name, curves(loaded))
 
     bar = tqdm(files, desc="corrdiff eval", unit="img", disable=not progress, dynamic_ncols=True)
     with baseline_pool(plan) as pool:
@@ -110,7 +114,7 @@ def run_eval(
         "data_dir": str(data_dir), "images": ok_images, "steps": steps, "seed": seed, "sampler": plan.sampler,
         "same_file": same_file,
         "models": [{"label": m.label, "source": m.source, "fingerprint": m.codec.fingerprint().hex(),
-                    "config_steps": m.codec.config.get("steps")} for m in loaded],
+                    "config_steps": m.codec.config.get("steps"), "quality": m.quality} for m in loaded],
         "metrics": suite.computed, "weights_dir": str(weights_dir) if weights_dir else None,
     }
     summaries: dict[str, dict[str, Any]] = {}
