@@ -7,6 +7,7 @@ Everything here is sized for a 2-core CPU: the ``tiny`` preset and images of at 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,24 +139,29 @@ def _random_inception_state() -> dict[str, torch.Tensor]:
     return network.state_dict()
 
 
-@pytest.fixture(scope="session")
-def random_weights_dir(tmp_path_factory):
-    """A ``--weights-dir`` holding every file of :data:`corrdiff.metrics.WEIGHT_FILES`, with freshly
-    initialised (seeded) networks: the pretrained metrics run their real code paths, numbers meaningless.
+def write_random_weights(folder: Path) -> Path:
+    """Every file of :data:`corrdiff.metrics.WEIGHT_FILES` in ``folder``, with freshly initialised (seeded)
+    networks: the pretrained metrics run their real code paths (and take their real time), numbers meaningless.
 
     AlexNet and VGG-16 are saved features-only (what LPIPS and DISTS read), as plain state dicts.
+    ``benchmarks/eval_speed.py`` times evaluations with it.
     """
     from torchvision.models import alexnet, vgg16
 
     from corrdiff.metrics import WEIGHT_FILES
 
-    folder = tmp_path_factory.mktemp("random-weights")
     torch.manual_seed(0)
     for key, network in (("alexnet", alexnet), ("vgg16", vgg16)):
         features = network(weights=None).features.state_dict()
         torch.save({f"features.{k}": v for k, v in features.items()}, folder / WEIGHT_FILES[key])
     torch.save(_random_inception_state(), folder / WEIGHT_FILES["inception"])
     return folder
+
+
+@pytest.fixture(scope="session")
+def random_weights_dir(tmp_path_factory):
+    """A ``--weights-dir`` of :func:`write_random_weights`."""
+    return write_random_weights(tmp_path_factory.mktemp("random-weights"))
 
 
 @pytest.fixture

@@ -106,3 +106,21 @@ def test_the_smooth_model_is_shipped_by_name():
     for key, value in smooth.state_dict().items():
         if key.startswith(shared):
             assert torch.equal(value, default.state_dict()[key]), key
+
+
+def test_the_variable_rate_model_is_shipped_by_name(default_codec):
+    """``variable``: one model for every rate (docs/variable_rate.md), the default's codec and score network with
+    gains and a rate modulation; its range is the one --help names, and it spans 0.06 bpp or less to 0.35 or more
+    on a photo crop; at its default quality it codes as the default model does."""
+    from corrdiff.cli.options import VARIABLE_QUALITIES
+
+    variable = corrdiff.load_model("variable")
+    assert packaged_model_path("variable").stat().st_size < 15e6
+    assert variable.quality_range == tuple(float(q) for q in VARIABLE_QUALITIES)
+    rgb = load_image(demo_image_path())[128:384, 256:512]
+    x = to_tensor(rgb)
+    low, high = (variable.encode(x, quality=q, mode="e2e") for q in VARIABLE_QUALITIES)
+    assert low.bpp() < 0.06 < 0.35 < high.bpp()
+    assert psnr(rgb, to_uint8(low.reconstruction)) < psnr(rgb, to_uint8(high.reconstruction))
+    default = default_codec.encode(x, mode="e2e")
+    assert abs(variable.encode(x, mode="e2e").bpp() / default.bpp() - 1) < 0.1

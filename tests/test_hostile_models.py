@@ -222,9 +222,10 @@ def test_shipped_and_golden_models_pass_the_validator():
     for path in [*SHIPPED, assets / "smooth.pt", ROOT / "tests" / "golden" / "model.pt"]:
         assert "fingerprint" not in payload_of(path)
         check_model(load_model(path))
-    default = load_model(assets / "default.pt")
-    check_model(default)
-    assert bytes.fromhex(payload_of(assets / "default.pt")["fingerprint"]) == default.fingerprint()
+    for path in (assets / "default.pt", assets / "variable.pt", ROOT / "tests" / "golden" / "model-rate.pt"):
+        model = load_model(path)
+        check_model(model)
+        assert bytes.fromhex(payload_of(path)["fingerprint"]) == model.fingerprint()
 
 
 def test_save_model_validates_before_writing(tmp_path, monkeypatch):
