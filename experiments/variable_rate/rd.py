@@ -10,6 +10,9 @@ On the held-out photos (data/default_model/heldout, never trained on), writes ``
 * WebP and AVIF at each quality's bpp, per image (:func:`corrdiff.baselines.encode_at_bpp`);
 * BD-rate (corrected PSNR) of the model against the ladder over their overlapping range, and against WebP/AVIF;
   the model's PSNR at the bpp of the ladder's middle model (interpolated in log bpp);
+* ``crops.png``: per photo its most detailed 192x192 window (quality.py's choice, from the original alone),
+  shown 2x in two rows: original | the model at qualities 1, 3, 6 and 9 | the fixed-rate default | AVIF at
+  quality 6's bpp;
 * rate control on 12 crops (three 256x256 windows of each photo at fixed positions) and three budgets:
   each ``max_bytes`` file's size against its budget; ``bpp`` targets' error; the encode time with a target
   against a plain encode at the same quality (medians, side by side in one run, one thread).
@@ -18,20 +21,27 @@ On the held-out photos (data/default_model/heldout, never trained on), writes ``
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from corrdiff import bitstream
 from corrdiff.baselines import available_formats, encode_at_bpp
+from corrdiff.demo import side_by_side
 from corrdiff.image_io import find_images, load_image, to_uint8
 from corrdiff.metrics import psnr
 from corrdiff.model_io import load_model
 from corrdiff.plotting import bd_rate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "default_model"))
+from quality import CROP as WINDOW, detailed_window, stacked  # noqa: E402 (the crop window and sheet of quality.py)
 
 LADDER = ("experiments/default_model/models/default-l2.pt", "default", "experiments/default_model/models/default-l0.5.pt")
 CROP = 256
@@ -49,22 +59,47 @@ def crops(images: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def point(codec, images: list[np.ndarray], quality: float | None) -> dict[str, float]:
-    """Mean bpp and PSNRs of ``codec`` (at ``quality``) over ``images``, and the per-image bpp."""
-    bpps, corrected, e2e = [], [], []
+def point(codec, images: list[np.ndarray], quality: float | None) -> dict[str, object]:
+    """Mean bpp and PSNRs of ``codec`` (at ``quality``) over ``images``, the per-image bpp and corrected decodes."""
+    bpps, corrected, e2e, decoded = [], [], [], []
     for rgb in images:
         result = codec.encode(rgb, quality=quality)
         bpps.append(result.bpp())
-        corrected.append(psnr(rgb, to_uint8(result.reconstruction)))
+        decoded.append(to_uint8(result.reconstruction))
+        corrected.append(psnr(rgb, decoded[-1]))
         e2e.append(psnr(rgb, to_uint8(codec.decompress(result.data, mode="e2e"))))
     return {"bpp": statistics.mean(bpps), "psnr": statistics.mean(corrected), "psnr_e2e": statistics.mean(e2e),
-            "bpp_per_image": bpps}
+            "bpp_per_image": bpps, "decoded": decoded}
 
 
-def classical(images: list[np.ndarray], bpps: list[float], fmt: str) -> dict[str, float]:
+def classical(images: list[np.ndarray], bpps: list[float], fmt: str) -> dict[str, object]:
     results = [encode_at_bpp(rgb, fmt, b) for rgb, b in zip(images, bpps)]
     return {"bpp": statistics.mean(r.bpp for r in results),
-            "psnr": statistics.mean(psnr(rgb, r.decoded) for rgb, r in zip(images, results))}
+            "psnr": statistics.mean(psnr(rgb, r.decoded) for rgb, r in zip(images, results)),
+            "decoded": [r.decoded for r in results]}
+
+
+def crop_sheet(images: list[np.ndarray], variable: list[dict], fixed: dict, avif: dict | None) -> Image.Image:
+    """Per image its most detailed window, 2x: original | qualities 1, 3, 6, 9 | the fixed-rate model | AVIF."""
+    chosen = [p for p in variable if p["quality"] in (1.0, 3.0, 6.0, 9.0)]
+    rows = []
+    for i, rgb in enumerate(images):
+        top, left = detailed_window(rgb, WINDOW)
+        window = (slice(top, top + WINDOW), slice(left, left + WINDOW))
+        panels = [(rgb, "original")]
+        panels += [(p["decoded"][i], f"quality {p['quality']:g}, {p['bpp_per_image'][i]:.3f} bpp") for p in chosen]
+        panels.append((fixed["decoded"][i], f"fixed-rate default, {fixed['bpp_per_image'][i]:.3f} bpp"))
+        if avif is not None:
+            panels.append((avif["decoded"][i], "AVIF at quality 6's bpp"))
+        rows.append(Image.open(io.BytesIO(side_by_side(
+            [(np.kron(image[window], np.ones((2, 2, 1), dtype=np.uint8)), label) for image, label in panels],
+            columns=4))))
+    return stacked(rows)
+
+
+def without_pixels(p: dict) -> dict:
+    """A point for the JSON: its numbers, not its decodes."""
+    return {k: without_pixels(v) if isinstance(v, dict) else v for k, v in p.items() if k != "decoded"}
 
 
 def psnr_at(curve: list[dict[str, float]], bpp: float) -> float:
@@ -144,7 +179,7 @@ def main() -> None:
         for fmt in formats:
             p[fmt] = classical(images, p["bpp_per_image"], fmt)
         variable.append(p)
-        print(json.dumps({k: v for k, v in p.items() if k != "bpp_per_image"}), flush=True)
+        print(json.dumps({k: v for k, v in without_pixels(p).items() if k != "bpp_per_image"}), flush=True)
     ladder = {Path(m).stem: point(load_model(m), images, None) for m in args.ladder}
     ladder_curve = sorted(ladder.values(), key=lambda p: p["bpp"])
     summary = {
@@ -160,9 +195,12 @@ def main() -> None:
         summary[f"BD-rate vs {fmt} (PSNR, %)"] = bd_rate(
             [p[fmt]["bpp"] for p in variable], [p[fmt]["psnr"] for p in variable],
             [p["bpp"] for p in variable], [p["psnr"] for p in variable])
-    report = {"model": args.model, "images": len(images), "variable": variable, "ladder": ladder, "summary": summary,
-              "rate_control": {} if args.no_rate_control else rate_control(codec, crops(images))}
     args.out.mkdir(parents=True, exist_ok=True)
+    middle_quality = next(p for p in variable if p["quality"] == 6.0)
+    crop_sheet(images, variable, ladder.get("default", middle), middle_quality.get("avif")).save(args.out / "crops.png")
+    report = {"model": args.model, "images": len(images), "variable": [without_pixels(p) for p in variable],
+              "ladder": {name: without_pixels(p) for name, p in ladder.items()}, "summary": summary,
+              "rate_control": {} if args.no_rate_control else rate_control(codec, crops(images))}
     (args.out / "rd.json").write_text(json.dumps(report, indent=1) + "\n")
     if report["rate_control"]:
         (args.out / "rd.md").write_text(markdown(report))
