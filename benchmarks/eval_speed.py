@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -63,13 +64,18 @@ def main() -> None:
         images, weights = Path(tmp, "images"), args.weights_dir or random_weights(Path(tmp))
         images.mkdir()
         write_crops(images, args.images, width, height)
+        for name, root in versions.items():  # each checkout's own corrdiff, not the installed one
+            found = subprocess.run([sys.executable, "-c", "import corrdiff; print(corrdiff.__file__)"], cwd=tmp,
+                                   env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True)
+            if not found.stdout.startswith(str(root)):
+                raise SystemExit(f"{name}: imports {found.stdout.strip() or found.stderr} instead of {root}'s corrdiff")
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
         for run in range(args.runs):  # interleaved: both checkouts see the same load
             for name, root in versions.items():
                 out = Path(tmp, f"{name.replace(' ', '-')}-{run}")
                 command = [sys.executable, "-m", "corrdiff.cli", "eval", str(images), "--out", str(out),
                            "--weights-dir", str(weights), "--threads", "1", "--no-progress"]
-                results[name].append(timed_run(command, dict(os.environ, PYTHONPATH=str(root))))
+                results[name].append(timed_run(command, dict(os.environ, PYTHONPATH=str(root)), tmp))
         print(f"corrdiff eval of {args.images} crop(s) of {width}x{height}, default model, every mode, "
               "every baseline and metric, --threads 1:")
         for name, runs in results.items():

@@ -28,11 +28,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed_run(command: list[str], env: dict) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one fresh run of ``command``, which must succeed."""
+def timed_run(command: list[str], env: dict, cwd: str | Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one fresh run of ``command``, which must succeed. ``cwd``: a folder
+    outside any checkout (``python -m`` puts the working folder first on the path, before PYTHONPATH)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -90,7 +91,7 @@ def main() -> None:
         for _ in range(args.runs):  # interleaved: every command sees the same load
             for label, (command, root) in commands.items():
                 env = dict(os.environ, PYTHONPATH=str(root), PYTHONWARNINGS="default")
-                results[label].append(timed_run(command, env))
+                results[label].append(timed_run(command, env, tmp))
         for label, runs in results.items():
             report(label, runs)
         if args.importtime:

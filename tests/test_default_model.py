@@ -124,3 +124,21 @@ def test_the_variable_rate_model_is_shipped_by_name(default_codec):
     assert psnr(rgb, to_uint8(low.reconstruction)) < psnr(rgb, to_uint8(high.reconstruction))
     default = default_codec.encode(x, mode="e2e")
     assert abs(variable.encode(x, mode="e2e").bpp() / default.bpp() - 1) < 0.1
+
+
+def test_a_size_target_needs_no_model_name_and_decompress_finds_the_model(tmp_path, capsys):
+    """``corrdiff compress photo.png --size 1.2KB`` takes the packaged variable-rate model; ``decompress`` without
+    ``--model`` decodes with the packaged model the file names, bit for bit as the encoder reconstructed it."""
+    from PIL import Image
+
+    src = tmp_path / "crop.png"
+    Image.fromarray(load_image(demo_image_path())[128:256, 256:448]).save(src)
+    assert cli_main(["compress", str(src), "-o", str(tmp_path / "c.cdf"), "--size", "1.2KB", "--steps", "1",
+                     "--save-reconstruction", str(tmp_path / "r.png")]) == 0
+    data = (tmp_path / "c.cdf").read_bytes()
+    assert 1000 <= len(data) <= 1200 and 1 < corrdiff.bitstream.unpack(data).quality < 9
+    assert cli_main(["decompress", str(tmp_path / "c.cdf"), "-o", str(tmp_path / "d.png")]) == 0
+    assert np.array_equal(load_image(tmp_path / "d.png"), load_image(tmp_path / "r.png"))
+    capsys.readouterr()
+    assert cli_main(["decompress", str(tmp_path / "c.cdf"), "-o", str(tmp_path / "e.png"), "--model", "default"]) != 0
+    assert "model" in capsys.readouterr().err and not (tmp_path / "e.png").exists()

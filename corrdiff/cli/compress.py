@@ -11,7 +11,7 @@ from pathlib import Path
 from corrdiff import bitstream
 from corrdiff.cli.compress_options import check_gamma, check_rate, gamma_options, sampler_option
 from corrdiff.cli.errors import UsageError
-from corrdiff.cli.loading import load_for, model_path
+from corrdiff.cli.loading import compress_model, load_for, model_path
 from corrdiff.errors import CorrDiffError
 from corrdiff.threads import default_threads
 
@@ -19,6 +19,7 @@ from corrdiff.threads import default_threads
 def compress_command(args: argparse.Namespace) -> int:
     from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
 
+    args.model = compress_model(args)
     model_file = model_path(args.model)
     outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".cdf"), ".cdf")
     recons = [None] * len(args.input)

@@ -8,7 +8,7 @@ import time
 
 from corrdiff.bitstream import DECODE_MODES, unpack
 from corrdiff.cli.errors import UsageError
-from corrdiff.cli.loading import load_for, model_path
+from corrdiff.cli.loading import decompress_model_files, load_for_files
 from corrdiff.errors import CorrDiffError
 from corrdiff.threads import default_threads
 
@@ -22,7 +22,7 @@ def decompress_command(args: argparse.Namespace) -> int:
 
     outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".decoded.png"), ".png")
     jobs = [Job(path, out) for path, out in zip(args.input, outputs)]
-    check_jobs(jobs, "a .cdf file", [model_path(args.model)], args.force)
+    check_jobs(jobs, "a .cdf file", decompress_model_files(args.model), args.force)
     try:
         check_gamma_scale(args.gamma_scale)  # before loading the model
     except ValueError as exc:
@@ -32,7 +32,7 @@ def decompress_command(args: argparse.Namespace) -> int:
                          "drop --gamma-scale, or use --mode corrected")
     machine_threads = default_threads()
     with torch_threads(args.threads or 1):  # loading is many small operations
-        codec = load_for(jobs, args.model, args.device)
+        codec = load_for_files(jobs, args.model, args.device)
     return run_jobs("decompress", jobs,
                     lambda job, label: _decompress_one(codec, args, machine_threads, job, label))
 

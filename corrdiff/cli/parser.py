@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path,
                    help="output file (default: INPUT with suffix .cdf); with several inputs, a folder "
                         "(created if missing) that receives NAME.cdf")
-    p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
+    p.add_argument("--model", default=None,
+                   help="model file, or a packaged model name (default: default; variable when --quality, --bpp or "
+                        "--size asks for a rate)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own, 4 for the shipped model)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (stored in the file)")
     p.add_argument("--mode", choices=tuple(DECODE_MODES), default="corrected",
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path,
                    help="output PNG (default: INPUT with suffix .decoded.png, so a photo.png beside photo.cdf is "
                         "kept); with several inputs, a folder (created if missing) that receives NAME.png")
-    p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
+    p.add_argument("--model", default=None,
+                   help="model file, or a packaged model name (default: the packaged model the file was coded with)")
     p.add_argument("--mode", choices=tuple(DECODE_MODES), default=None,
                    help="decode as another mode for ablations (default: the file's)")
     p.add_argument("--gamma-scale", type=float, default=1.0,
