@@ -137,6 +137,20 @@ def test_unknown_optional_records_are_skipped_and_unknown_critical_ones_refused(
         unpack(_with_records([(128, b"")]))
 
 
+def test_record_zero_is_an_optional_record_like_any_other():
+    """Record ids run from 0 (strictly increasing): a later version's record 0 is skipped and kept."""
+    data = _with_records([(0, b"first"), (1, struct.pack("<f", 2.5))])
+    bs = unpack(data)
+    assert bs.unknown_records == ((0, b"first"),) and bs.quality == 2.5 and pack(bs) == data
+
+
+@pytest.mark.parametrize("record_id", [B.RECORD_CRITICAL, 255, B.RECORD_QUALITY])
+def test_a_header_cannot_carry_a_critical_or_known_record_as_unknown(record_id):
+    """The writer's side of the refusal: only ids 0..127 that this version does not know are kept as read."""
+    with pytest.raises(BitstreamError, match=f"record {record_id} is not an unknown optional record"):
+        pack(make_bs(unknown_records=((record_id, b""),)))
+
+
 @pytest.mark.parametrize("records, message", [
     ([(3, b""), (2, b"")], "out of order"),
     ([(1, struct.pack("<f", 1.0)), (1, struct.pack("<f", 2.0))], "out of order or repeated"),

@@ -4,6 +4,7 @@ and training with a quality drawn per image."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import lightning as L
@@ -109,6 +110,68 @@ def test_interpolation_and_lambda():
     for bad in ([1.0], [float("nan"), 1.0], [2.0, -1.0], [1.0 / (i + 1) for i in range(65)]):
         with pytest.raises(ValueError, match="2 to 64 positive numbers"):
             RateControl(4, (2,), bad)
+
+
+def _with_rate_tables(variable, seed=0):
+    """A copy of ``variable`` whose rate tables are random, as a trained model's are (the fixture's FiLM
+    tables are zero and its inverse gains exactly 1 / gain, which hide a table used in the wrong place)."""
+    codec = copy.deepcopy(variable)
+    control = codec.rate_control
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for table in (control.log_gain, control.log_inverse_gain, *control.cond_scale, *control.cond_shift):
+            table.add_(0.3 * torch.randn(table.shape, generator=generator))
+    return codec
+
+
+def test_the_latent_is_coded_with_the_gain_and_seen_with_the_inverse_gain(variable, image):
+    """y_hat = Q(y * g(q)) * g'(q) (corrdiff/modules/rate.py): within half a quantiser step, g'(q), of
+    y * g(q) * g'(q), each channel with its own gains, and coarser at a lower quality."""
+    from corrdiff.encoding import analysis_latent, code_latent
+    from corrdiff.image_io import to_model_range
+
+    codec = _with_rate_tables(variable)
+    control = codec.rate_control
+    errors = []
+    with torch.no_grad():
+        y = analysis_latent(codec, to_model_range(image))
+        for quality in (1.0, 2.5, 4.0):
+            rate = RateCondition.of(quality)
+            gain = control.interpolate(control.log_gain, rate).exp()[:, :, None, None]
+            inverse = control.interpolate(control.log_inverse_gain, rate).exp()[:, :, None, None]
+            _, y_hat = code_latent(codec, y, rate)
+            error = (y_hat - y * gain * inverse).abs()
+            assert bool((error <= 0.5 * inverse + 1e-4).all()), quality
+            assert 0.1 < float((error / inverse).mean()) < 0.4  # in quantiser steps: near 1/4 when y spreads
+            errors.append(float(error.mean()))
+    assert errors[0] > 1.5 * errors[2]
+
+
+def test_the_conditioning_is_modulated_at_each_images_quality(variable):
+    """c_k(q) = C(y_hat)_k * (1 + a_k(q)) + b_k(q) with each image's own q, in the model and in what the
+    sampler reads (the fixture's FiLM tables are zero: random ones here)."""
+    from corrdiff.sampling import sampling_condition
+
+    codec = _with_rate_tables(variable, seed=1)
+    control = codec.rate_control
+    generator = torch.Generator().manual_seed(0)
+    y_hat = torch.randn(1, control.log_gain.shape[1], 5, 7, generator=generator).repeat(2, 1, 1, 1)
+    with torch.no_grad():
+        plain = codec.conditioner(y_hat)
+        cond = codec.condition(y_hat, RateCondition.of([1.0, 4.0]))  # trained qualities: rows 0 and 3
+        for c, p, a, b in zip(cond, plain, control.cond_scale, control.cond_shift):
+            for i, row in enumerate((0, 3)):
+                expected = p[i] * (1 + a[row][:, None, None]) + b[row][:, None, None]
+                assert torch.allclose(c[i], expected, atol=1e-5)
+        for quality in (1.0, 2.5):
+            rate = RateCondition.of(quality)
+            features, projected = sampling_condition(codec, y_hat[:1], rate)
+            expected = codec.condition(y_hat[:1], rate)
+            expected = codec.score_net.project_condition(expected) if projected else expected
+            assert all(torch.allclose(f, e, atol=1e-5) for f, e in zip(features, expected))
+        low, _ = sampling_condition(codec, y_hat[:1], RateCondition.of(1.0))
+        high, _ = sampling_condition(codec, y_hat[:1], RateCondition.of(4.0))
+        assert not all(torch.allclose(a, b, atol=1e-3) for a, b in zip(low, high))
 
 
 def test_max_bytes_gives_the_largest_quality_that_fits(variable, image):
