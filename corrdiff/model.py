@@ -116,7 +116,7 @@ class CorrDiffModel(nn.Module):
 
     @property
     def default_quality(self) -> float | None:
-        """The quality of an encode that names none: the one whose lambda is the reference (or the middle)."""
+        """The quality of an encode that names none: the config's ``default_quality`` (else the range's middle)."""
         return self.rate_control.default_quality if self.rate_control is not None else None
 
     def rate_condition(self, quality: float | None, device: torch.device | str = "cpu") -> RateCondition | None:

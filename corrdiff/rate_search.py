@@ -13,7 +13,7 @@ estimate, the search is repeated with the measured header and the image sampled 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -23,8 +23,10 @@ from corrdiff.errors import CorrDiffError
 from corrdiff.image_io import as_image_tensor, to_model_range
 from corrdiff.model import CorrDiffModel
 
-#: Bisection steps over the quality range: the range of 6 is resolved to 6 / 2^14 (far below a byte's worth).
-SEARCH_STEPS = 14
+#: Bisection steps over the quality range: the shipped model's range of 8 is resolved to 8 / 2^11 = 0.004, a few
+#: bytes of a 768x512 file (about 2,000 bytes per quality unit there); each step codes the latent once, so fewer
+#: steps keep an encode with a target near a plain encode's time (docs/variable_rate.md, Results).
+SEARCH_STEPS = 11
 #: Encodes at most (the first sampled file larger than its budget: a tile-gamma header larger than estimated).
 MAX_SAMPLINGS = 3
 
@@ -71,7 +73,8 @@ def encode_to_target(model: CorrDiffModel, image: Any, target: Target, encode: C
             streams, _ = code_latent(model, y, model.rate_condition(quality, model.device))
             return sum(len(s) for s in streams)
 
-        overhead = header_bytes(model, h, w, mode, steps, kwargs.get("sampler"), kwargs.get("seed", 0))
+        overhead = header_bytes(model, h, w, mode, steps, kwargs.get("sampler"), kwargs.get("seed", 0),
+                                kwargs.get("gamma"))
         for _ in range(MAX_SAMPLINGS):
             quality = _search(model, stream_bytes, target, overhead, h * w)
             result = encode(image, quality=quality, mode=mode, steps=steps, **kwargs)
@@ -105,15 +108,16 @@ def _search(model: CorrDiffModel, stream_bytes: Callable[[float], int], target: 
 
 
 def header_bytes(model: CorrDiffModel, height: int, width: int, mode: str, steps: int | None,
-                 sampler: Any, seed: int) -> int:
+                 sampler: Any, seed: int, gamma: Mapping[str, Any] | None = None) -> int:
     """Bytes of a file's header, gammas and stream lengths (everything but the streams), assuming each
-    step's gammas take the bytes of the model's first granularity when it is scalar or channel (a tile
-    map's size is known only after sampling: it is estimated as scalar)."""
+    step's gammas take the bytes of the first granularity of the encode's gamma options (``gamma`` over the
+    model's) when it is scalar or channel (a tile map's size is known only after sampling: it is estimated
+    as scalar)."""
     kind = bitstream.decode_mode(mode)
     steps = int(steps if steps is not None else model.config["steps"]) if kind.samples else 0
     chosen = sampling.sampler_for_encoding(sampler or model.config["sampler"], model.schedule,
                                            steps if kind.samples else None)
-    granularity = model.correction.granularities[0].spec
+    granularity = model.correction.replace(dict(gamma or {})).granularities[0].spec
     values = (0.0,) * 3 if granularity == "channel" else (0.0,)
     gamma = bitstream.GammaStep("channel" if granularity == "channel" else "scalar", values)
     data = bitstream.pack(bitstream.Bitstream(

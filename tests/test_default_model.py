@@ -142,3 +142,17 @@ def test_a_size_target_needs_no_model_name_and_decompress_finds_the_model(tmp_pa
     capsys.readouterr()
     assert cli_main(["decompress", str(tmp_path / "c.cdf"), "-o", str(tmp_path / "e.png"), "--model", "default"]) != 0
     assert "model" in capsys.readouterr().err and not (tmp_path / "e.png").exists()
+
+
+def test_decompress_picks_each_files_packaged_model(tmp_path, capsys):
+    """A batch of files coded by different packaged models decodes without --model, each with its own."""
+    from PIL import Image
+
+    src = tmp_path / "crop.png"
+    Image.fromarray(load_image(demo_image_path())[128:192, 256:352]).save(src)
+    for name, model in (("a", "default"), ("b", "variable"), ("c", "smooth")):
+        assert cli_main(["compress", str(src), "-o", str(tmp_path / f"{name}.cdf"), "--model", model, "--steps", "1",
+                         "--save-reconstruction", str(tmp_path / f"{name}.png")]) == 0
+    assert cli_main(["decompress", *(str(tmp_path / f"{n}.cdf") for n in "abc"), "-o", str(tmp_path / "out")]) == 0
+    for name in "abc":
+        assert np.array_equal(load_image(tmp_path / "out" / f"{name}.png"), load_image(tmp_path / f"{name}.png"))

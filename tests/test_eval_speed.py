@@ -210,3 +210,26 @@ def test_seconds_per_stage_are_in_the_summary(serial_and_parallel):
         assert index["baseline_workers"] == min(workers, len(baselines.available_formats()))
         for stage in (*STAGES, "total (wall clock)"):
             assert stage in printed
+
+
+def test_reference_memory_sees_in_place_changes_and_is_released(random_weights_dir):
+    """The memory keys on a copy of each input (an input changed in place is a new input), and
+    MetricSuite.release empties it (the reference's features are not kept across images)."""
+    from corrdiff.metrics.reference_features import RecentInputs
+
+    memo = RecentInputs(lambda x: float(x.sum()))
+    x = torch.zeros(3)
+    assert memo(x) == 0.0
+    x.add_(1)
+    assert memo(x) == 3.0 and memo.calls == 2
+    memo.clear()
+    assert memo.entries == []
+
+    suite = MetricSuite(["lpips-alex", "dists"], weights_dir=random_weights_dir)
+    rng = np.random.default_rng(1)
+    reference, test = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2))
+    suite.score(reference, test)
+    memories = [fn.release.__self__ for fn in suite._image_fns.values()]
+    assert all(m.entries for m in memories)
+    suite.release()
+    assert not any(m.entries for m in memories)

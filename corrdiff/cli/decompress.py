@@ -8,7 +8,7 @@ import time
 
 from corrdiff.bitstream import DECODE_MODES, unpack
 from corrdiff.cli.errors import UsageError
-from corrdiff.cli.loading import decompress_model_files, load_for_files
+from corrdiff.cli.loading import FileModels, decompress_model_files
 from corrdiff.errors import CorrDiffError
 from corrdiff.threads import default_threads
 
@@ -32,18 +32,20 @@ def decompress_command(args: argparse.Namespace) -> int:
                          "drop --gamma-scale, or use --mode corrected")
     machine_threads = default_threads()
     with torch_threads(args.threads or 1):  # loading is many small operations
-        codec = load_for_files(jobs, args.model, args.device)
+        models = FileModels(args.model, args.device, jobs)
     return run_jobs("decompress", jobs,
-                    lambda job, label: _decompress_one(codec, args, machine_threads, job, label))
+                    lambda job, label: _decompress_one(models, args, machine_threads, job, label))
 
 
-def _decompress_one(codec, args: argparse.Namespace, machine_threads: int, job, label: str):
-    """Decode one .cdf file, write its PNG, print its line."""
+def _decompress_one(models: FileModels, args: argparse.Namespace, machine_threads: int, job, label: str):
+    """Decode one .cdf file with its model, write its PNG, print its line."""
     from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.image_io import save_image, to_uint8
 
     data = job.input.read_bytes()
     header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)
+    with torch_threads(args.threads or 1):  # loading is many small operations
+        codec = models.for_file(header.fingerprint)
     if args.gamma_scale != 1.0 and args.mode is None and header.mode in MODES_WITHOUT_GAMMAS:
         raise CorrDiffError(f"{job.input} was coded in mode {header.mode}, without gammas: --gamma-scale does not "
                             "apply to it; drop --gamma-scale for this file")

@@ -29,34 +29,44 @@ def compress_model(args) -> str:
 
 
 def decompress_model_files(model: str | None) -> list[Path]:
-    """The model files ``decompress`` may read: ``--model``'s, or every packaged one."""
+    """The model files ``decompress`` may read: ``--model``'s, or every packaged one this installation has."""
     from corrdiff.model_io import PACKAGED
 
-    return [model_path(name) for name in ([model] if model is not None else PACKAGED)]
+    if model is not None:
+        return [model_path(model)]
+    return [path for path in map(model_path, PACKAGED) if path.exists()]
 
 
-def load_for_files(jobs: list, model: str | None, device: str):
-    """``--model`` loaded once; without it, the packaged model whose fingerprint the first readable file names
-    (``default`` first; ``default`` when none does, whose mismatch each file then reports)."""
-    from corrdiff.bitstream import unpack
-    from corrdiff.errors import CorrDiffError
-    from corrdiff.model_io import PACKAGED, load_model
+class FileModels:
+    """The model that decodes each file: ``--model`` for every file; without it, the packaged model whose
+    fingerprint the file names, each loaded at most once, ``default`` first (``default`` when none does:
+    its mismatch is then that file's error, naming ``--model``). ``--model`` is loaded at once (a model that
+    does not load stops the command before any file), unless every job has already failed."""
 
-    if model is not None or not any(job.error is None for job in jobs):
-        return load_for(jobs, model or "default", device)
-    fingerprint = None
-    for job in jobs:
-        try:
-            fingerprint = unpack(job.input.read_bytes()).fingerprint
-            break
-        except (OSError, CorrDiffError):
-            continue  # that file's own error is reported when it is decoded
-    default = load_model("default", map_location=device)
-    if fingerprint is None or fingerprint == default.fingerprint():
-        return default
-    for name in PACKAGED:
-        if name != "default":
-            codec = load_model(name, map_location=device)
-            if codec.fingerprint() == fingerprint:
-                return codec
-    return default
+    def __init__(self, model: str | None, device: str, jobs: list):
+        self.model, self.device = model, device
+        self.loaded: dict[str, object] = {}  # packaged name or --model -> codec
+        self.fingerprints: dict[bytes, object] = {}
+        if model is not None and any(job.error is None for job in jobs):
+            self._load(model)
+
+    def _load(self, name: str):
+        from corrdiff.model_io import load_model
+
+        if name not in self.loaded:
+            codec = self.loaded[name] = load_model(name, map_location=self.device)
+            self.fingerprints.setdefault(codec.fingerprint(), codec)
+        return self.loaded[name]
+
+    def for_file(self, fingerprint: bytes):
+        """The codec for a file whose header names ``fingerprint``."""
+        from corrdiff.model_io import PACKAGED
+
+        if self.model is not None:
+            return self._load(self.model)
+        for name in ["default", *PACKAGED]:
+            if fingerprint in self.fingerprints:
+                break
+            if name not in self.loaded and model_path(name).exists():
+                self._load(name)
+        return self.fingerprints.get(fingerprint) or self._load("default")

@@ -29,7 +29,7 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quality", type=float, default=None, metavar="Q",
                        help=f"rate of a variable-rate model, [{low}, {high}] for --model variable (fractions too; "
-                            "higher: more bytes, more detail; default: the model's middle quality)")
+                            "higher: more bytes, more detail; default: the model's default quality, 6 for variable)")
     group.add_argument("--bpp", type=positive_float, default=None, metavar="X",
                        help="a variable-rate model's quality whose file comes closest to X bits per pixel")
     group.add_argument("--size", type=parse_size, default=None, metavar="N[K|KB|B]",

@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="overwrite results in --out")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help=f"CPU threads for torch (default: {DEFAULT_THREADS_RULE})")
+                   help=f"CPU threads for torch, and at most as many threads coding the baselines (default: "
+                        f"{DEFAULT_THREADS_RULE})")
 
     p = sub.add_parser("plot", help="RD curves of result JSON files; --bd-rate prints a BD-rate table")
     p.add_argument("results", type=Path, nargs="+",

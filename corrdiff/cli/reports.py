@@ -24,7 +24,7 @@ def eval_command(args: argparse.Namespace) -> None:
                 baselines=args.baselines, qualities=args.qualities, matched=not args.no_matched,
                 metrics=args.metrics, weights_dir=args.weights_dir, offline=args.offline, name=args.name,
                 limit=args.limit, save_images=args.save_images, device=args.device, force=args.force,
-                progress=not args.no_progress, rate_qualities=args.quality,
+                progress=not args.no_progress, rate_qualities=args.quality, workers=args.threads,
             )
     except ValueError as exc:  # option values rejected before any work
         raise UsageError(str(exc)) from None

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from corrdiff.errors import CorrDiffError
-from corrdiff.evaluation.plan import BASELINE_NAMES, Plan
+from corrdiff.evaluation.plan import BASELINE_NAMES, Plan, method_key
 from corrdiff.metric_names import DATASET_KEYS, DATASET_METRICS
 
 
@@ -47,7 +47,7 @@ def method_table(plan: Plan, name: str, curves: Sequence[str | None] = (None,)) 
     for curve in curves:
         for mode in plan.modes:
             source = "decoded from the 'corrected' file" if plan.same_file else f"own '{mode}' file"
-            key = f"corrdiff-{mode}" if curve is None else f"corrdiff-{curve}-{mode}"
+            key = method_key(curve, mode)
             points = "one point per model" if curve is None else f"variable-rate model {curve}, one point per quality"
             methods[key] = Method(
                 key, f"{name} ({mode})" if curve is None else f"{name} {curve} ({mode})",

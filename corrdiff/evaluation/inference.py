@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from corrdiff import baselines as classical
-from corrdiff.evaluation.plan import Plan
+from corrdiff.evaluation.plan import Plan, method_key, rate_label
 from corrdiff.evaluation.timing import StageTimes
 from corrdiff.image_io import to_tensor, to_uint8
 
@@ -35,7 +35,7 @@ class Model:
 
     def method(self, mode: str) -> str:
         """The key of this point's method in ``mode``."""
-        return f"corrdiff-{mode}" if self.curve is None else f"corrdiff-{self.curve}-{mode}"
+        return method_key(self.curve, mode)
 
 
 def curves(loaded: Sequence[Model]) -> list[str | None]:
@@ -55,7 +55,7 @@ def rate_points(label: str, codec: Any, source: str, qualities: Sequence[float] 
             codec.rate_condition(q)
         except ValueError as exc:
             raise ValueError(f"--quality {q:g}: {label}: {exc}") from None
-        points.append(Model(f"{label}@q{q:g}", codec, source, float(q), label))
+        points.append(Model(f"{label}@{rate_label(q)}", codec, source, float(q), label))
     return points
 
 
@@ -154,8 +154,13 @@ def baseline_pool(plan: Plan) -> Iterator[Any]:
     if count <= 1:
         yield Inline()
         return
-    with ThreadPoolExecutor(count, thread_name_prefix="corrdiff-eval-baseline") as pool:
+    pool = ThreadPoolExecutor(count, thread_name_prefix="corrdiff-eval-baseline")
+    try:
         yield pool
+    except BaseException:  # an interrupt or a failure: queued baselines are dropped, not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def encode_corrdiff(x, loaded: list[Model], plan: Plan, stages: StageTimes) -> list[tuple[Model, str, Any, float | None]]:
@@ -197,7 +202,7 @@ def code_baseline(rgb: np.ndarray, fmt: str, qualities: list[int], targets: list
     coded: list[Coded] = []
     for q in qualities:
         res = encodes.result(q)
-        coded.append((fmt, f"q{q}", len(res.data), res.decoded, {
+        coded.append((fmt, rate_label(q), len(res.data), res.decoded, {
             "quality": q, "encoding_time": encodes.encode_seconds[q], "decoding_time": encodes.decode_seconds[q]}))
     for label, target in targets:
         res = encodes.at_bpp(target)
@@ -219,6 +224,18 @@ def evaluate_image(rgb: np.ndarray, image_name: str, loaded: list[Model], plan: 
     targets = [(model.label, 8.0 * len(result.data) / (h * w)) for model, mode, result, _ in files
                if plan.matched and mode == plan.matched_mode]
     jobs = [pool.submit(code_baseline, rgb, fmt, plan.qualities, targets, stages) for fmt in plan.baselines]
+    try:
+        return _staged_rows(files, jobs, rgb, image_name, plan, scores, stages)
+    except BaseException:  # this image failed or was interrupted: its baselines still queued are not needed
+        for job in jobs:
+            job.cancel()
+        raise
+
+
+def _staged_rows(files, jobs: list[Future], rgb: np.ndarray, image_name: str, plan: Plan, scores: Scores,
+                 stages: StageTimes) -> Staged:
+    """The rows of one image: its CorrDiff files decoded and scored, then each baseline's when it is done."""
+    h, w = rgb.shape[:2]
 
     def rows(coded: list[Coded]) -> Staged:
         return [(method, point, {"method": method, "point": point, "image": image_name, "width": w, "height": h,

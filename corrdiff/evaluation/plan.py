@@ -16,6 +16,17 @@ CORRDIFF_MODES = tuple(DECODE_MODES)
 BASELINE_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
 
 
+def method_key(curve: str | None, mode: str) -> str:
+    """The key (and JSON file stem) of a CorrDiff method: ``corrdiff-<mode>`` for the fixed-rate models' curve,
+    ``corrdiff-<curve>-<mode>`` for a variable-rate model's."""
+    return f"corrdiff-{mode}" if curve is None else f"corrdiff-{curve}-{mode}"
+
+
+def rate_label(quality: float) -> str:
+    """A quality as a point label's suffix, ``q2.5``."""
+    return f"q{quality:g}"
+
+
 def list_images(data_dir: str | Path) -> list[Path]:
     """Image files under ``data_dir`` (recursively), sorted by path."""
     files = find_images(data_dir)
@@ -90,7 +101,7 @@ def make_plan(modes, baselines, qualities, metrics, steps, seed, same_file, matc
                                                   else [str(q) for q in rate_qualities], [])]
         except ValueError:
             raise ValueError(f"--quality takes comma-separated numbers, got {rate_qualities!r}") from None
-        if not rates or len(set(rates)) != len(rates):
+        if not rates or len({rate_label(q) for q in rates}) != len(rates):
             raise ValueError(f"--quality takes distinct comma-separated numbers, got {rate_qualities!r}")
     return Plan(modes, baselines, qualities, metric_names, steps, seed, same_file, matched,
                 dict(sampler) if sampler is not None else None, default_threads() if workers is None else workers,

@@ -90,12 +90,12 @@ def run_eval(
     out = Path(out)
     if (out / "per_image.csv").exists() and not force:
         raise FileExistsError(f"{out} holds results already; pass --force to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
     # results are replaced (the --force check above is per folder), inputs never: images, model files
     guard = OutputGuard([*files, *(model_path(m) for m in models if not isinstance(m, CorrDiffCodec))], force=True)
     with stages.timed("setup"):
-        loaded = load_models(models, device, plan)
+        loaded = load_models(models, device, plan)  # options checked against the models before out exists
         suite = MetricSuite(plan.metric_names, weights_dir=weights_dir, device=device, offline=offline)
+    out.mkdir(parents=True, exist_ok=True)
     warn = warn or (lambda message: tqdm.write(message, file=sys.stderr))
     if suite.skipped_line():
         warn(f"corrdiff eval: {suite.skipped_line()}")
@@ -171,6 +171,8 @@ def _score_images(bar, data_dir: Path, loaded: list[Model], plan: Plan, suite, m
             failed[image_name] = reason
             warn(f"corrdiff eval: {image_name}: failed, skipped ({reason})")
             continue
+        finally:
+            suite.release()  # this image's reference features
         ok_images.append(image_name)
         for method, point, r, decoded in staged:
             methods[method].point(point).rows.append(r)

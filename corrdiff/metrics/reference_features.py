@@ -37,9 +37,13 @@ class RecentInputs:
                 return entry[1]
         self.calls += 1
         out = self.fn(x)
-        self.entries.append([x.detach(), out, 0])
+        self.entries.append([x.detach().clone(), out, 0])  # a copy: the caller may change x in place
         del self.entries[:-self.size]
         return out
+
+    def clear(self) -> None:
+        """Forget everything (the reference's features too: they may be large)."""
+        self.entries = []
 
     def settle(self) -> None:
         """Keep only the inputs asked for more than once, if any was (else keep all: it may be the next)."""

@@ -123,6 +123,12 @@ class MetricSuite:
         extra = [m for m in DATASET_METRICS if m in self.names and m not in self.unavailable]
         return self.image_metrics + extra
 
+    def release(self) -> None:
+        """Free what the networks keep between scorings of one reference (its features), e.g. when the
+        evaluation moves on to another image."""
+        for fn in self._image_fns.values():
+            getattr(fn, "release", lambda: None)()
+
     def score(self, reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
         """Every per-image metric of ``test`` against ``reference`` (both (H, W, 3) uint8)."""
         return {name: fn(reference, test) for name, fn in self._image_fns.items()}
