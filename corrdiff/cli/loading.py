@@ -69,4 +69,5 @@ class FileModels:
                 break
             if name not in self.loaded and model_path(name).exists():
                 self._load(name)
-        return self.fingerprints.get(fingerprint) or self._load("default")
+        codec = self.fingerprints.get(fingerprint)
+        return codec if codec is not None else self._load("default")
