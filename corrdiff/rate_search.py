@@ -119,10 +119,10 @@ def header_bytes(model: CorrDiffModel, height: int, width: int, mode: str, steps
                                            steps if kind.samples else None)
     granularity = model.correction.replace(dict(gamma or {})).granularities[0].spec
     values = (0.0,) * 3 if granularity == "channel" else (0.0,)
-    gamma = bitstream.GammaStep("channel" if granularity == "channel" else "scalar", values)
+    step = bitstream.GammaStep("channel" if granularity == "channel" else "scalar", values)
     data = bitstream.pack(bitstream.Bitstream(
         fingerprint=bytes(bitstream.FINGERPRINT_BYTES), height=height, width=width, mode=mode, sampler=chosen.name,
-        steps=steps, sampler_params=chosen.params, seed=seed, gamma_steps=(gamma,) * steps if kind.corrects else (),
+        steps=steps, sampler_params=chosen.params, seed=seed, gamma_steps=(step,) * steps if kind.corrects else (),
         streams=(b"",) * len(model.prior.streams), quality=0.0 if model.rate_control is not None else None))
     return len(data)
 

@@ -106,7 +106,8 @@ def network_score(net: nn.Module, device: str | torch.device, signed: bool) -> C
             memo.settle()
         return float(value.reshape(-1)[0])
 
-    score.release = memo.clear if memo is not None else (lambda: None)  # MetricSuite.release
+    if memo is not None:
+        score.release = memo.clear  # MetricSuite.release
     return score
 
 
