@@ -551,6 +551,22 @@ def test_ctrl_c_between_two_outputs_names_only_the_first(tmp_path, png, model_fi
     assert out.exists() and not rec.exists() and not temp_files(tmp_path)
 
 
+def test_ctrl_c_that_an_import_turns_into_another_error_is_still_an_interrupt(tmp_path, png, model_file, monkeypatch):
+    """A SIGINT landing in an extension module's initialisation surfaces as ImportError('initialization
+    failed'), not KeyboardInterrupt (seen in the random Ctrl-C test below): it still ends as the interrupt."""
+    from corrdiff.cli import entry
+
+    def interrupted_import(args):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+
+    monkeypatch.setitem(entry.COMMANDS, "compress", interrupted_import)
+    code, err = run_main("compress", png, "-o", tmp_path / "o.cdf", "--model", model_file)
+    assert code == 130 and err.strip() == "corrdiff compress: interrupted; no output written"
+
+
 FAULT_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, time

@@ -46,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
 
         since = len(committed_outputs)
         with signals.installed(restore=not entry):
-            code = _run(argv)
-            if signals.received:  # a signal whose exception a callback swallowed
+            try:
+                code = _run(argv)
+            except Exception:  # noqa: BLE001 - after a signal, the signal's own exception turned into another
+                if not signals.received:  # (an extension module's import reports it as ImportError)
+                    raise
+            if signals.received:  # a signal whose exception a callback swallowed or another exception replaced
                 raise KeyboardInterrupt if signals.received[0] == signal.SIGINT else Terminated(signals.received[0])
             signals.over = True
             if entry:
