@@ -58,7 +58,7 @@ def decode(model: CorrDiffModel, data: bytes, mode: str | None, gamma_scale: flo
 
 def check_ready(model: CorrDiffModel) -> None:
     """RuntimeError unless the entropy coder's tables are built (both sides need them)."""
-    if not model.prior.entropy_tables_ready():
+    if not model.entropy_tables_ready():
         raise RuntimeError("the entropy coder's tables are not built: call codec.update() after training "
                            "(corrdiff export does it)")
 
@@ -78,9 +78,11 @@ def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS)
             f"file was encoded with model {bs.fingerprint.hex()} but this model is {model.fingerprint().hex()}; "
             "decode it with the model that encoded it (--model)"
         )
-    if len(bs.streams) != len(model.prior.streams):
-        raise BitstreamError(f"file has {len(bs.streams)} streams, this model's prior codes {len(model.prior.streams)}")
+    if len(bs.streams) != len(model.stream_names):
+        raise BitstreamError(f"file has {len(bs.streams)} streams, this model codes {len(model.stream_names)}")
     rate = file_rate(model, bs)
+    if model.base is not None:  # the base checks its stream's frame size against the header before decoding
+        return bs, model.pad(model.base.read(bs.streams, bs.height, bs.width, model.device))
     latent_hw = model.latent_hw(bs.height, bs.width)
     check_stream_lengths(model.prior, bs, latent_hw)
     try:

@@ -89,12 +89,19 @@ def encode(model: CorrDiffModel, image: Any, steps: int | None, seed: int, mode:
 
 
 def analysis_latent(model: CorrDiffModel, x: Tensor) -> Tensor:
-    """y = E(x) of the padded image x in [-1, 1], in tiles of the model's ``tile_size``."""
+    """y = E(x) of the padded image x in [-1, 1], in tiles of the model's ``tile_size``; with a base codec, the
+    image x itself (the base codes the unpadded image)."""
+    if model.base is not None:
+        return x
     return sampling.tiled(model, model.encoder, model.encoder, model.pad(x), STRIDE, model.tile_size)
 
 
 def code_latent(model: CorrDiffModel, y: Tensor, rate: RateCondition | None) -> tuple[list[bytes], Tensor]:
-    """Entropy-code y at ``rate``: (the streams, y_hat as D and C see it)."""
+    """Entropy-code y at ``rate``: (the streams, y_hat as D and C see it); with a base codec, code the image y
+    at the rate's quality: (its stream, its decode x0_e padded to the model's multiple)."""
+    if model.base is not None:
+        streams, x0_e = model.base.code(y, float(rate.quality[0]))
+        return streams, model.pad(x0_e)
     streams, y_coded = model.prior.compress(model.scale_latent(y, rate))
     return streams, model.unscale_latent(y_coded, rate)
 

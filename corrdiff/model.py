@@ -5,6 +5,11 @@
     y_hat --C--> c                   conditioning pyramid of the score network
     score_net(x_t, t, c[, x0_e])     the diffusion model's eps, x0 or v estimate
 
+The learned base (E, prior, D) is one base codec; a model whose config names a ``base`` (a
+:data:`~corrdiff.registry.BASES` component, e.g. ``avif``: docs/avif_base.md) has no E, prior or D. Its
+"latent" y_hat is then the base's decode x0_e itself, at full resolution, and C reads the base's
+``condition_input(x0_e, quality)``.
+
 This module holds the components (built by registry name, :mod:`corrdiff.registry`), the config
 that describes them and the fingerprint that files name them by (docs/bitstream.md). It knows
 nothing of files: the coding pipelines (:mod:`corrdiff.encoding`, :mod:`corrdiff.decoding`,
@@ -28,7 +33,7 @@ from corrdiff import bitstream
 from corrdiff.correction import CorrectionConfig
 from corrdiff.modules.rate import RateCondition, RateControl
 from corrdiff.modules.transforms import STRIDE, check_stride
-from corrdiff.registry import CONDITIONERS, DECODERS, ENCODERS, PRIORS, SAMPLERS, SCHEDULES, SCORE_NETS
+from corrdiff.registry import BASES, CONDITIONERS, DECODERS, ENCODERS, PRIORS, SAMPLERS, SCHEDULES, SCORE_NETS
 
 
 @dataclass
@@ -53,6 +58,9 @@ class CorrDiffModel(nn.Module):
         rate: ``{"lambdas": [...], "reference_lambda": ...}`` makes a variable-rate model
             (:class:`~corrdiff.modules.rate.RateControl`, docs/variable_rate.md); None: a fixed-rate
             model, whose config has no ``rate`` entry (so its fingerprint is what it always was).
+        base: ``{"name": ...}`` of a base codec in place of the learned E, prior and D (docs/avif_base.md);
+            its config then has no ``latent_channels``, ``encoder``, ``decoder`` or ``prior`` entry, and its
+            qualities are the base's. None: the learned base (no ``base`` entry: fingerprints unchanged).
     """
 
     # The encoder E runs on tiles of this many pixels a side (None: never), to bound its memory. It changes
@@ -72,6 +80,7 @@ class CorrDiffModel(nn.Module):
         steps: int = 8,
         correction: Mapping[str, Any] | None = None,
         rate: Mapping[str, Any] | None = None,
+        base: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.config = {
@@ -86,21 +95,32 @@ class CorrDiffModel(nn.Module):
             "steps": steps,
             "correction": CorrectionConfig(**(correction or {})).stored(),
         }
+        if base is not None:
+            if rate is not None:
+                raise ValueError("a model with a base codec takes its qualities from the base: give no 'rate'")
+            for key in ("latent_channels", "encoder", "decoder", "prior"):
+                del self.config[key]
+            self.config["base"] = dict(base)
         if rate is not None:
             self.config["rate"] = dict(rate)
         json.dumps(self.config)  # the config must be plain data: it is hashed and embedded in model files
-        m = latent_channels
-        self.encoder = ENCODERS.build(self.config["encoder"], latent_channels=m)
-        self.decoder = DECODERS.build(self.config["decoder"], latent_channels=m)
-        check_stride(self.encoder)
-        check_stride(self.decoder)
-        self.prior = PRIORS.build(self.config["prior"], latent_channels=m)
-        self.conditioner = CONDITIONERS.build(self.config["conditioner"], latent_channels=m)
+        self.base = BASES.build(self.config["base"]) if base is not None else None
+        self.encoder = self.decoder = self.prior = None
+        if self.base is None:
+            m = latent_channels
+            self.encoder = ENCODERS.build(self.config["encoder"], latent_channels=m)
+            self.decoder = DECODERS.build(self.config["decoder"], latent_channels=m)
+            check_stride(self.encoder)
+            check_stride(self.decoder)
+            self.prior = PRIORS.build(self.config["prior"], latent_channels=m)
+        condition_channels = latent_channels if self.base is None else self.base.condition_channels
+        self.conditioner = CONDITIONERS.build(self.config["conditioner"], latent_channels=condition_channels)
         self.score_net = SCORE_NETS.build(self.config["score_net"], cond_channels=tuple(self.conditioner.out_channels))
         self.schedule = SCHEDULES.build(self.config["schedule"])
         self.correction = CorrectionConfig(**self.config["correction"])
         self.rate_control = (
-            RateControl(m, tuple(self.conditioner.out_channels), **self.config["rate"]) if rate is not None else None)
+            RateControl(latent_channels, tuple(self.conditioner.out_channels), **self.config["rate"])
+            if rate is not None else None)
 
     def forward(self, x: Tensor, rate: RateCondition | None = None) -> ModelOutput:
         """x in [-1, 1] -> the latent, its likelihoods, x0_e and the conditioning (what a training step needs);
@@ -108,20 +128,35 @@ class CorrDiffModel(nn.Module):
         y_hat, likelihoods = self.analyse(x, rate)
         return ModelOutput(y_hat, likelihoods, self.decode_e2e(y_hat), self.condition(y_hat, rate))
 
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        """The streams a file of this model carries (the prior's, or the base codec's)."""
+        return tuple(self.prior.streams if self.base is None else self.base.streams)
+
+    def entropy_tables_ready(self) -> bool:
+        """Whether both sides can code now (a base codec needs no tables)."""
+        return self.base is not None or self.prior.entropy_tables_ready()
+
     # ------------------------------------------------------------------ the rate
     @property
     def quality_range(self) -> tuple[float, float] | None:
         """The qualities a variable-rate model codes at, [low, high]; None for a fixed-rate model."""
+        if self.base is not None:
+            return self.base.quality_range
         return self.rate_control.quality_range if self.rate_control is not None else None
 
     @property
     def default_quality(self) -> float | None:
         """The quality of an encode that names none: the config's ``default_quality`` (else the range's middle)."""
+        if self.base is not None:
+            return self.base.default_quality
         return self.rate_control.default_quality if self.rate_control is not None else None
 
     def rate_condition(self, quality: float | None, device: torch.device | str = "cpu") -> RateCondition | None:
         """The :class:`RateCondition` of an encode at ``quality`` (None: the model's default; ValueError
         for a fixed-rate model given one, or a quality outside :attr:`quality_range`)."""
+        if self.base is not None:
+            return RateCondition.of(self.base.check_quality(self.default_quality if quality is None else quality), device)
         if self.rate_control is None:
             if quality is not None:
                 raise ValueError("this model codes at one fixed rate: a quality needs a variable-rate model "
@@ -157,20 +192,36 @@ class CorrDiffModel(nn.Module):
 
         The prior runs in float32 even under autocast: likelihoods of rare symbols underflow
         in half precision, and the entropy model's parameters are numerically sensitive.
+
+        With a base codec (not differentiable): each image is coded for real, y_hat = x0_e, and there are no
+        likelihoods (the rate is the streams' bytes, which :mod:`corrdiff.encoding` counts).
         """
+        if self.base is not None:
+            return self._base_analyse(x, rate)
         y = self.encoder(x)
         with torch.autocast(device_type=y.device.type, enabled=False):
             y_hat, likelihoods = self.prior(self.scale_latent(y.float(), rate))
             return self.unscale_latent(y_hat, rate), likelihoods
 
+    def _base_analyse(self, x: Tensor, rate: RateCondition | None) -> tuple[Tensor, dict[str, Tensor]]:
+        rate = rate if rate is not None else self.rate_condition(None, x.device)
+        quality = rate.quality.expand(x.shape[0]) if rate.quality.numel() == 1 else rate.quality
+        decodes = [self.base.code(image[None], q)[1].to(x) for image, q in zip(x.detach(), quality.tolist())]
+        return torch.cat(decodes), {}
+
     def condition(self, y_hat: Tensor, rate: RateCondition | None = None) -> list[Tensor]:
-        """The conditioning pyramid of the score network (modulated by the rate in a variable-rate model)."""
+        """The conditioning pyramid of the score network (modulated by the rate in a variable-rate model; with a
+        base codec, C reads the base's ``condition_input`` of x0_e = y_hat and the quality)."""
+        if self.base is not None:
+            rate = rate if rate is not None else self.rate_condition(None, y_hat.device)
+            quality = rate.quality.expand(y_hat.shape[0]) if rate.quality.numel() == 1 else rate.quality
+            return self.conditioner(self.base.condition_input(y_hat, quality))
         cond = self.conditioner(y_hat)
         return cond if self.rate_control is None else self.rate_control.modulate(cond, self.rate_control.check(rate))
 
     def decode_e2e(self, y_hat: Tensor) -> Tensor:
-        """x0_e = D(y_hat), unclipped (training losses see the raw output)."""
-        return self.decoder(y_hat)
+        """x0_e = D(y_hat), unclipped (training losses see the raw output); with a base codec y_hat is x0_e."""
+        return self.decoder(y_hat) if self.base is None else y_hat
 
     @property
     def score_uses_e2e(self) -> bool:
@@ -192,11 +243,14 @@ class CorrDiffModel(nn.Module):
         return self.score_net(x_t, t, cond, **kwargs)
 
     def aux_loss(self) -> Tensor:
+        if self.base is not None:
+            return torch.zeros((), device=self.device)
         return self.prior.aux_loss()
 
     def update(self, force: bool = False) -> bool:
-        """Build the entropy coder's CDF tables from the current weights (before compressing)."""
-        return self.prior.update(force=force)
+        """Build the entropy coder's CDF tables from the current weights (before compressing); a base codec has
+        none (False: nothing was updated)."""
+        return False if self.base is not None else self.prior.update(force=force)
 
     def make_sampler(self, spec: Mapping[str, Any] | str | None = None):
         return SAMPLERS.build(spec or self.config["sampler"], schedule=self.schedule)
@@ -210,6 +264,11 @@ class CorrDiffModel(nn.Module):
         h, w = x.shape[-2:]
         m = self.multiple
         return F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+
+    def padded_pixels(self, y_hat: Tensor) -> int:
+        """Pixels of the padded image whose latent (or, with a base codec, whose decode) is ``y_hat``."""
+        cell = STRIDE**2 if self.base is None else 1
+        return y_hat.shape[-2] * y_hat.shape[-1] * cell
 
     def latent_hw(self, height: int, width: int) -> tuple[int, int]:
         """Size of y for an image of ``height`` x ``width`` (padded to :attr:`multiple`)."""

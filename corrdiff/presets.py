@@ -3,6 +3,9 @@
 * ``tiny``: seconds on a CPU; for tests and smoke runs.
 * ``small``: the size of the model shipped in the package (CPU-trainable).
 * ``paper``: widths in the range of the CorrDiff / CDC papers, for GPU training.
+* ``avif_tiny``, ``avif_small``: the AVIF base codec (docs/avif_base.md) under a ``tiny``-sized and a
+  ``small``-sized score network; ``avif_small``'s score network is the packaged default's, so it can start
+  from those weights (``init_parts``). Their score networks see x0_e and predict the residual over it.
 
 ``small`` and ``paper`` predict x0 (an ablation: from a fresh score network, x0-prediction
 sampled 21.9 dB diffusion-only where eps gave 7.6 dB with a colour cast and v 17.7 dB). Their score
@@ -56,6 +59,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sampler": {"name": "ddim", "eta": 0.0},
         "steps": 8,
     },
+}
+
+_AVIF_SCORE_NET = {**PRESETS["small"]["score_net"], "e2e_input": "residual"}
+PRESETS["avif_tiny"] = {
+    "base": {"name": "avif"},
+    "conditioner": {"name": "image_pyramid", "channels": [16, 16, 32], "width": 16},
+    "score_net": {**PRESETS["tiny"]["score_net"], "prediction": "x0", "e2e_input": "residual"},
+    "schedule": {"name": "cosine"},
+    "sampler": {"name": "ddim", "eta": 0.0},
+    "steps": 4,
+}
+PRESETS["avif_small"] = {
+    "base": {"name": "avif"},
+    "conditioner": {"name": "image_pyramid", "channels": [32, 64, 64, 96], "width": 32},
+    "score_net": _AVIF_SCORE_NET,
+    "schedule": {"name": "cosine"},
+    "sampler": {"name": "ddim", "eta": 0.0},
+    "steps": 4,
 }
 
 

@@ -123,7 +123,7 @@ def header_bytes(model: CorrDiffModel, height: int, width: int, mode: str, steps
     data = bitstream.pack(bitstream.Bitstream(
         fingerprint=bytes(bitstream.FINGERPRINT_BYTES), height=height, width=width, mode=mode, sampler=chosen.name,
         steps=steps, sampler_params=chosen.params, seed=seed, gamma_steps=(step,) * steps if kind.corrects else (),
-        streams=(b"",) * len(model.prior.streams), quality=0.0 if model.rate_control is not None else None))
+        streams=(b"",) * len(model.stream_names), quality=0.0 if model.quality_range is not None else None))
     return len(data)
 
 

@@ -37,6 +37,7 @@ _BUILTIN_MODULES = (
     "corrdiff.modules.schedules",
     "corrdiff.modules.samplers",
     "corrdiff.modules.discriminators",
+    "corrdiff.modules.avif_base",
 )
 _builtins_loaded = False
 _entry_points_loaded = False
@@ -209,12 +210,16 @@ SAMPLERS = Registry("sampler", "reverse-process samplers exposing each step's x0
     ("set_timesteps", "alpha_bar", "step"), class_attributes=("recorded_params",),
     optional="each name in recorded_params is a number attribute that a file records (corrdiff.sampling)"))
 
+BASES = Registry("base", "base codecs whose bytes both sides decode exactly to x0_e (the learned base is the default)",
+                 Contract(("code", "read", "check_quality", "condition_input"),
+                          ("streams", "quality_range", "default_quality", "condition_channels")))
+
 DISCRIMINATORS = Registry("discriminator", "training-only critics (sample, condition[, t]) -> (patch logits, features)",
                           Contract(("__call__",), class_attributes=("uses_timestep",),
                                    optional="built with condition_channels (wiring) by the adversarial training"))
 
 ALL = {r.kind: r for r in (ENCODERS, DECODERS, PRIORS, CONDITIONERS, SCORE_NETS, SCHEDULES, SAMPLERS,
-                           DISCRIMINATORS)}
+                           BASES, DISCRIMINATORS)}
 
 
 class _RegistryModule(types.ModuleType):

@@ -198,7 +198,7 @@ def tiled(model: CorrDiffModel, module: nn.Module, fn: Callable[[Tensor], Any], 
 
 def decode_x0_e(model: CorrDiffModel, y_hat: Tensor) -> Tensor:
     """x0_e = clip(D(y_hat)) for sampling, in tiles (clipped in place, one copy less, without autograd)."""
-    x0_e = tiled(model, model.decoder, model.decoder, y_hat, 1, TILE_PIXELS)
+    x0_e = tiled(model, model.decoder, model.decode_e2e, y_hat, 1, TILE_PIXELS)
     return x0_e.clamp(-1, 1) if torch.is_grad_enabled() else x0_e.clamp_(-1, 1)
 
 
@@ -223,10 +223,9 @@ def sampling_condition(model: CorrDiffModel, y_hat: Tensor,
     return tiled(model, model.conditioner, lambda z: project(condition(z)), y_hat, 1, TILE_PIXELS), True
 
 
-def uses_channels_last(y_hat: Tensor) -> bool:
+def uses_channels_last(model: CorrDiffModel, y_hat: Tensor) -> bool:
     """Whether this image is reconstructed in channels-last format (:data:`CHANNELS_LAST_PIXELS`)."""
-    pixels = y_hat.shape[-2] * y_hat.shape[-1] * STRIDE**2  # of the padded image
-    return y_hat.device.type == "cpu" and pixels >= CHANNELS_LAST_PIXELS
+    return y_hat.device.type == "cpu" and model.padded_pixels(y_hat) >= CHANNELS_LAST_PIXELS
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -257,7 +256,7 @@ def sample(
     # One memory format for everything below, chosen from the size: a convolution rounds differently
     # on channels-last input, and the encoder's y_hat inherits the image's format (channels-last
     # for an image made from an (H, W, 3) array) while the decoder's comes contiguous.
-    fmt = torch.channels_last if uses_channels_last(y_hat) else torch.contiguous_format
+    fmt = torch.channels_last if uses_channels_last(model, y_hat) else torch.contiguous_format
     y_hat = y_hat.contiguous(memory_format=fmt)
     x0_e = decode_x0_e(model, y_hat)
     if not bitstream.decode_mode(mode).samples:

@@ -40,7 +40,9 @@ EXPERIMENTS = ROOT / "experiments"
 SWEEP_DIR = EXPERIMENTS / "sweeps"
 LADDER_SCRIPT = EXPERIMENTS / "ladder" / "run.sh"
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
-MODELS = {"corrdiff.training.ScoreTraining", "corrdiff.training.JointTraining", "corrdiff.training.AdversarialTraining"}
+MODELS = {"corrdiff.training.ScoreTraining", "corrdiff.training.JointTraining", "corrdiff.training.AdversarialTraining",
+          "corrdiff.training.BaseScoreTraining"}
+DATA = {"corrdiff.training.ImageDataModule": "train_dirs", "corrdiff.training.PairDataModule": "pairs_dir"}
 
 
 def _yaml_files(folder: Path) -> list[Path]:
@@ -93,6 +95,12 @@ def fit_config(path: Path, *overrides: str) -> dict[str, Any]:
     return print_config(["fit", "--config", str(path), *overrides])
 
 
+def data_of(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(class path, arguments) of a parsed config's data module (ImageDataModule unless it names another)."""
+    data = config["data"]
+    return data["class_path"], data["init_args"]
+
+
 def has_checkpoint_callback(config: dict[str, Any]) -> bool:
     return any(c["class_path"] == CHECKPOINT for c in config["trainer"]["callbacks"] or [])
 
@@ -130,7 +138,8 @@ def test_there_are_configs():
 def test_config_parses(path):
     config = fit_config(path)
     assert config["model"]["class_path"] in MODELS
-    assert config["data"]["train_dirs"], "data.train_dirs is required"
+    data_class, data = data_of(config)
+    assert data[DATA[data_class]], f"data.{DATA[data_class]} is required"
     if not has_checkpoint_callback(config):
         return  # e.g. a config for `corrdiff test` only
     settings = checkpoint_callback(config)
@@ -163,8 +172,9 @@ def test_config_trainer_and_data_construct(path, in_tmp):
     assert trainer.max_steps == config["trainer"]["max_steps"]
     if checkpoint is not None:
         assert trainer.checkpoint_callback is checkpoint
-    datamodule = ImageDataModule(**config["data"])  # folders are only read in setup()
-    assert datamodule.batch_size == config["data"]["batch_size"]
+    data_class, data = data_of(config)
+    datamodule = instantiate_class((), {"class_path": data_class, "init_args": data})  # folders are read in setup()
+    assert datamodule.batch_size == data["batch_size"]
 
 
 def test_tiny_phase1_model_builds(in_tmp):
@@ -195,7 +205,7 @@ def test_phase2_starts_from_phase1(folder):
 @pytest.mark.parametrize("phase", [1, 2])
 def test_paper_configs_are_paper_scale(phase):
     config = fit_config(EXPERIMENTS / "paper" / f"phase{phase}.yaml")
-    trainer, data, model = config["trainer"], config["data"], config["model"]["init_args"]
+    trainer, data, model = config["trainer"], data_of(config)[1], config["model"]["init_args"]
     assert (trainer["accelerator"], trainer["strategy"], trainer["precision"]) == ("gpu", "ddp", "bf16-mixed")
     assert data["crop_size"] == 256 and data["batch_size"] == 8
     logger = trainer["logger"]

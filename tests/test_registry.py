@@ -185,7 +185,8 @@ def test_registry_module_repr_lists_every_kind(capsys):
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert lines[0] == "corrdiff registries:"
-    expected_kinds = {"encoder", "decoder", "prior", "conditioner", "score_net", "schedule", "sampler", "discriminator"}
+    expected_kinds = {"encoder", "decoder", "prior", "conditioner", "score_net", "schedule", "sampler", "base",
+                      "discriminator"}
     assert set(registry.ALL) == expected_kinds
     for kind, reg in registry.ALL.items():
         line = next(line for line in lines if line.split()[0] == kind)

@@ -69,7 +69,7 @@ def check_entropy_tables(codec: CorrDiffModel) -> None:
             if problem:
                 raise ModelLoadError(f"the entropy tables of {name} are invalid: {problem}; the model file is "
                                      "damaged (re-export it with `corrdiff export`)")
-    counts = getattr(codec.prior, "stream_symbols", None)
+    counts = getattr(codec.prior, "stream_symbols", None)  # None too for a base codec (no prior)
     if counts is not None and min(counts((1, 1))) < MIN_SYMBOLS:
         raise ModelLoadError(f"the config's latent is too narrow for the entropy coder: a 1 x 1 latent codes "
                              f"{min(counts((1, 1)))} symbols in a stream, it needs at least {MIN_SYMBOLS}")

@@ -70,7 +70,7 @@ def load_model(name_or_path: str | os.PathLike = "default", map_location: str | 
         raise ModelLoadError(f"{path}: the embedded config is invalid ({first_line(exc)})") from None
     try:
         load_codec_state(codec, payload.get("state_dict"))
-        if not codec.prior.entropy_tables_ready():
+        if not codec.entropy_tables_ready():
             raise ModelLoadError("the model lacks entropy tables; re-export it (`corrdiff export`) "
                                  "or call codec.update() and save_model()")
         check_model(codec)

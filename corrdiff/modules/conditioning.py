@@ -63,3 +63,38 @@ class PyramidConditioner(nn.Module):
             if level < levels:
                 features[level] = self.heads[level](h)
         return features  # type: ignore[return-value]
+
+
+@CONDITIONERS.register("image_pyramid")
+class ImagePyramidConditioner(nn.Module):
+    """The conditioning pyramid of a base codec that decodes to pixels (the AVIF base, docs/avif_base.md):
+    a full-resolution stem, then stride-2 convolutions down, tapping one feature map per level (level l at
+    stride 2^l, as :class:`PyramidConditioner`'s).
+
+    Args:
+        latent_channels: channels of the input (the base's ``condition_channels``; wired by the codec).
+        channels: output width of each level, from full resolution down; at most 5 levels.
+        width: width of the trunk.
+    """
+
+    receptive_radius = None  # computed whole (its input is the image, not a latent of 16-pixel cells)
+
+    def __init__(self, latent_channels: int, channels: tuple[int, ...] = (32, 64, 64, 96), width: int = 32):
+        super().__init__()
+        channels = tuple(channels)
+        if not 1 <= len(channels) <= 5:
+            raise ValueError(f"pyramid has 1..5 levels (strides 1..16), got {len(channels)}")
+        self.out_channels = channels
+        self.stem = nn.Sequential(nn.Conv2d(latent_channels, width, 3, padding=1), nn.SiLU(),
+                                  nn.Conv2d(width, width, 3, padding=1), nn.SiLU())
+        self.downs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 4, stride=2, padding=1), nn.SiLU()) for _ in channels[1:])
+        self.heads = nn.ModuleList(nn.Conv2d(width, c, 3, padding=1) for c in channels)
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        h = self.stem(image)
+        features = [self.heads[0](h)]
+        for down, head in zip(self.downs, self.heads[1:]):
+            h = down(h)
+            features.append(head(h))
+        return features

@@ -1,7 +1,10 @@
 """Training: the LightningModules of each phase, the image DataModule and the LightningCLI entry."""
 
 from corrdiff.training.adversarial import AdversarialTraining
+from corrdiff.training.base_score import BaseScoreTraining
 from corrdiff.training.data import ImageDataModule
 from corrdiff.training.lit import CodecTraining, JointTraining, ScoreTraining
+from corrdiff.training.pairs import PairDataModule
 
-__all__ = ["AdversarialTraining", "CodecTraining", "ImageDataModule", "JointTraining", "ScoreTraining"]
+__all__ = ["AdversarialTraining", "BaseScoreTraining", "CodecTraining", "ImageDataModule", "JointTraining",
+           "PairDataModule", "ScoreTraining"]

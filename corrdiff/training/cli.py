@@ -16,7 +16,8 @@ import logging
 import warnings
 from typing import Iterator
 
-from lightning.pytorch.cli import LightningCLI
+import lightning as L
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from corrdiff.training.data import ImageDataModule
 from corrdiff.training.lit import CodecTraining
@@ -44,12 +45,22 @@ def _quiet_lightning() -> Iterator[None]:
         logger.removeFilter(_not_a_tip)
 
 
+class CorrDiffCLI(LightningCLI):
+    """LightningCLI whose ``data`` is any LightningDataModule (``class_path``), by default the image folders of
+    :class:`~corrdiff.training.data.ImageDataModule`: a config whose ``data`` gives only its arguments still
+    means that one."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
+
+
 def run_lightning_cli(argv: list[str]) -> LightningCLI:
     with _quiet_lightning():
-        return LightningCLI(
+        return CorrDiffCLI(
             CodecTraining,
-            ImageDataModule,
+            L.LightningDataModule,
             subclass_mode_model=True,
+            subclass_mode_data=True,
             args=argv,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,

@@ -213,8 +213,11 @@ class CodecTraining(L.LightningModule):
     # ------------------------------------------------------------------ parameters and optimisers
     def _set_trainable(self) -> None:
         """Phase-specific requires_grad flags (frozen parts are invisible to DDP and the optimiser)."""
-        self.codec.decoder.requires_grad_(self.trains_decoder)
+        if self.codec.decoder is not None:  # (a base codec has no D)
+            self.codec.decoder.requires_grad_(self.trains_decoder)
         for name in self.freeze:
+            if getattr(self.codec, name) is None:
+                raise ValueError(f"freeze: this model has no {name} (its base codec replaces it)")
             getattr(self.codec, name).requires_grad_(False)
 
     def configure_optimizers(self) -> Any:
@@ -293,7 +296,7 @@ class CodecTraining(L.LightningModule):
         if not self.guarded_step(pairs):
             return None
         self.ema.update_parameters(self.codec.score_net)
-        batch_size = batch.shape[0]
+        batch_size = self.batch_size_of(batch)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size, sync_dist=True)
         self.log("train/aux_loss", aux_loss.detach(), batch_size=batch_size, sync_dist=True)
         for name, value in terms.values.items():
@@ -301,6 +304,10 @@ class CodecTraining(L.LightningModule):
         for pair in pairs[1:]:
             self.log(f"train/{pair.name}_loss", pair.loss.detach().float(), batch_size=batch_size, sync_dist=True)
         return loss.detach()
+
+    def batch_size_of(self, batch: Any) -> int:
+        """Images in a batch (a phase whose batches are not image tensors says how to count them)."""
+        return batch.shape[0]
 
     def extra_losses(self, inter: Intermediates) -> list[OptimiserLoss]:
         """A subclass's own (loss, optimiser) pairs for this step, e.g. a discriminator's (index 1 onwards
