@@ -68,13 +68,15 @@ class PyramidConditioner(nn.Module):
 @CONDITIONERS.register("image_pyramid")
 class ImagePyramidConditioner(nn.Module):
     """The conditioning pyramid of a base codec that decodes to pixels (the AVIF base, docs/avif_base.md):
-    a full-resolution stem, then stride-2 convolutions down, tapping one feature map per level (level l at
-    stride 2^l, as :class:`PyramidConditioner`'s).
+    a narrow full-resolution stem, then stride-2 convolutions down, tapping one feature map per level (level
+    l at stride 2^l, as :class:`PyramidConditioner`'s) through 1x1 heads. Kept cheap (about 5 k
+    multiply-adds a pixel for the ``avif_small`` preset): the score network also sees x0_e itself, so the
+    pyramid mostly carries the quality and the decode's local statistics.
 
     Args:
         latent_channels: channels of the input (the base's ``condition_channels``; wired by the codec).
         channels: output width of each level, from full resolution down; at most 5 levels.
-        width: width of the trunk.
+        width: width of the trunk below full resolution (the stem has half of it).
     """
 
     receptive_radius = None  # computed whole (its input is the image, not a latent of 16-pixel cells)
@@ -85,11 +87,12 @@ class ImagePyramidConditioner(nn.Module):
         if not 1 <= len(channels) <= 5:
             raise ValueError(f"pyramid has 1..5 levels (strides 1..16), got {len(channels)}")
         self.out_channels = channels
-        self.stem = nn.Sequential(nn.Conv2d(latent_channels, width, 3, padding=1), nn.SiLU(),
-                                  nn.Conv2d(width, width, 3, padding=1), nn.SiLU())
+        stem = max(width // 2, 1)
+        self.stem = nn.Sequential(nn.Conv2d(latent_channels, stem, 3, padding=1), nn.SiLU())
         self.downs = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width, width, 4, stride=2, padding=1), nn.SiLU()) for _ in channels[1:])
-        self.heads = nn.ModuleList(nn.Conv2d(width, c, 3, padding=1) for c in channels)
+            nn.Sequential(nn.Conv2d(stem if level == 1 else width, width, 4, stride=2, padding=1), nn.SiLU())
+            for level in range(1, len(channels)))
+        self.heads = nn.ModuleList(nn.Conv2d(stem if level == 0 else width, c, 1) for level, c in enumerate(channels))
 
     def forward(self, image: Tensor) -> list[Tensor]:
         h = self.stem(image)
