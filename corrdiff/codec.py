@@ -108,6 +108,16 @@ class CorrDiffCodec(CorrDiffModel):
         """
         return decoding.decode(self, data, mode, gamma_scale, on_step, self.max_decode_pixels)
 
+    def decompress_avif(
+        self, data: bytes, strength: float = 1.0, steps: int | None = None, seed: int = 0,
+        quality: float | None = None, on_step: OnStep | None = None,
+    ) -> Tensor:
+        """Decode a standard AVIF file (not written by corrdiff) with this AVIF-base model: a diffusion decode
+        drawn over the file's own AVIF decode, ``strength`` in [0, 1] of the way from it (1: diffusion only,
+        0: the AVIF decode); ``quality``: the AVIF quality the network is told (default: estimated from the
+        file). :func:`corrdiff.decoding.decode_avif_file` has the details. Returns (1, 3, H, W) in [0, 1]."""
+        return decoding.decode_avif_file(self, data, strength, steps, seed, quality, on_step, self.max_decode_pixels)
+
 
 __all__ = ["CorrDiffCodec", "EncodeResult", "MAX_DECODE_PIXELS", "check_gamma_scale", "fingerprint_of",
            "quantize_gamma"]

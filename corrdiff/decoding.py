@@ -124,3 +124,69 @@ def check_finite(x0: Tensor) -> None:
     to a latent of absurd values."""
     if not bool(torch.isfinite(x0).all()):
         raise BitstreamError("decoding produced non-finite values: the entropy-coded data is invalid")
+
+
+# ----------------------------------------------------------------------------- plain AVIF files
+#: Re-encodes of a plain AVIF file's decode that estimate the quality it was coded at (bisection over 0..100).
+QUALITY_SEARCH_STEPS = 7
+
+
+def is_avif_file(data: bytes) -> bool:
+    """Whether ``data`` starts like an AVIF file (an ISOBMFF ``ftyp`` box whose major brand is 'avif')."""
+    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis")
+
+
+@torch.no_grad()
+def decode_avif_file(model: CorrDiffModel, data: bytes, strength: float = 1.0, steps: int | None = None,
+                     seed: int = 0, quality: float | None = None, on_step: Callable[[int, int], None] | None = None,
+                     max_pixels: int = MAX_DECODE_PIXELS) -> Tensor:
+    """Decode a standard AVIF file that corrdiff did not write with a model of the AVIF base (docs/avif_base.md):
+    there are no gammas, so each step blends the diffusion estimate with the AVIF decode,
+
+        x0_c = x0_e + strength * (x0_d - x0_e)          (eq. (1) with gamma = 1 - strength)
+
+    ``strength`` 1 is the plain diffusion decode, 0 the AVIF decode itself. ``quality``: the AVIF quality the
+    score network is told (default: estimated by :func:`estimate_avif_quality`). The image size is read from the
+    file's boxes and checked against ``max_pixels`` before anything is decoded; BitstreamError for a damaged
+    file, ValueError for a model without the AVIF base or a strength outside [0, 1]."""
+    from corrdiff.avif_container import whole_file_size
+    from corrdiff.modules.avif_base import decode_avif, from_uint8
+
+    if model.base is None or not hasattr(model.base, "encode_array"):
+        raise ValueError("decoding a plain AVIF file needs a model of the AVIF base (e.g. --model avif)")
+    if not (0.0 <= strength <= 1.0):
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    width, height = whole_file_size(data)
+    if width * height > max_pixels:
+        raise BitstreamError(f"image of {height}x{width} = {height * width} pixels exceeds this decoder's limit of "
+                             f"{max_pixels} pixels (raise codec.max_decode_pixels or ${DECODE_PIXELS_ENV} to decode it)")
+    array = decode_avif(data, width, height)
+    low, high = model.quality_range
+    estimated = estimate_avif_quality(model.base, array, len(data)) if quality is None else quality
+    rate = model.rate_condition(min(max(estimated, low), high), model.device)
+    x0_e = from_uint8(array, model.device)
+    steps = int(steps if steps is not None else model.config["steps"])
+    sampler = sampling.sampler_for_encoding(model.config["sampler"], model.schedule, steps).sampler
+    blend = torch.full((1, 1, 1, 1), 1.0 - float(strength))
+    with sampling.evaluating(model):
+        x0 = sampling.sample(model, model.pad(x0_e), (height, width), "diffusion", sampler, steps, seed,
+                             lambda i, x0_d, x0_e: blend, on_step, rate)
+    check_finite(x0)
+    return sampling.to_image(x0, (height, width))
+
+
+def estimate_avif_quality(base, array, file_bytes: int) -> float:
+    """The AVIF quality (0..100) at which ``base`` codes the decoded image ``array`` into at most ``file_bytes``
+    bytes: a re-encode of a decode at the quality it came from takes about the original's size, so this finds
+    the quality of a file from another encoder's settings to within a few steps (bisection,
+    :data:`QUALITY_SEARCH_STEPS` encodes)."""
+    low, high = 0, 100
+    for _ in range(QUALITY_SEARCH_STEPS):
+        middle = (low + high + 1) // 2
+        if len(base.encode_array(array, middle)) <= file_bytes:
+            low = middle
+        else:
+            high = middle - 1
+        if low >= high:
+            break
+    return float(low)

@@ -103,6 +103,10 @@ class AvifBase:
     def check_quality(self, quality: float) -> float:
         """The integer AVIF quality an encode at ``quality`` uses; ValueError outside :attr:`quality_range`."""
         low, high = self.quality_range
+        return self._integer_quality(quality, low, high)
+
+    @staticmethod
+    def _integer_quality(quality: float, low: float, high: float) -> float:
         if not (math.isfinite(quality) and low <= quality <= high):
             raise ValueError(f"quality must be in [{low:g}, {high:g}] (AVIF's scale), got {quality}")
         return float(round(quality))
@@ -114,7 +118,7 @@ class AvifBase:
             raise RuntimeError("this Pillow cannot write AVIF: install Pillow 11.3 or later (pip install -U pillow)")
         out = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(array), "RGB").save(
-            out, "AVIF", quality=int(self.check_quality(quality)), speed=self.speed, subsampling=self.subsampling,
+            out, "AVIF", quality=int(self._integer_quality(quality, 0, 100)), speed=self.speed, subsampling=self.subsampling,
             max_threads=1, icc_profile=None, exif=None, xmp=None)
         return out.getvalue()
 
