@@ -1,5 +1,6 @@
 """``corrdiff decompress``: .cdf files to PNG images (one model load for all of them), optionally as
-another mode or with scaled gammas, and the line each file prints."""
+another mode or with scaled gammas, and the line each file prints; a plain ``.avif`` file is decoded by the
+AVIF-base model (``--strength``, docs/avif_base.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import time
 
 from corrdiff.bitstream import DECODE_MODES, unpack
+from corrdiff.decoding import is_avif_file
 from corrdiff.cli.errors import UsageError
 from corrdiff.cli.loading import FileModels, decompress_model_files
 from corrdiff.errors import CorrDiffError
@@ -27,6 +29,8 @@ def decompress_command(args: argparse.Namespace) -> int:
         check_gamma_scale(args.gamma_scale)  # before loading the model
     except ValueError as exc:
         raise UsageError(f"--gamma-scale: {exc}") from None
+    if not 0.0 <= args.strength <= 1.0:
+        raise UsageError(f"--strength must be in [0, 1] (1: diffusion only, 0: the AVIF decode), got {args.strength}")
     if args.gamma_scale != 1.0 and args.mode in MODES_WITHOUT_GAMMAS:
         raise UsageError(f"--gamma-scale scales the gammas of a corrected decode, and --mode {args.mode} uses none; "
                          "drop --gamma-scale, or use --mode corrected")
@@ -43,6 +47,8 @@ def _decompress_one(models: FileModels, args: argparse.Namespace, machine_thread
     from corrdiff.image_io import save_image, to_uint8
 
     data = job.input.read_bytes()
+    if is_avif_file(data):
+        return _decode_avif_one(models, args, machine_threads, job, label, data)
     header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = models.for_file(header.fingerprint)
@@ -60,3 +66,28 @@ def _decompress_one(models: FileModels, args: argparse.Namespace, machine_thread
     save_image(job.output, rgb, overwrite=args.force)
     print(f"{job.input} -> {job.output}: {rgb.shape[1]}x{rgb.shape[0]}, {seconds:.2f} s", flush=True)
     return Done(len(data), rgb.shape[0] * rgb.shape[1])
+
+
+def _decode_avif_one(models: FileModels, args: argparse.Namespace, machine_threads: int, job, label: str,
+                     data: bytes):
+    """Decode a plain AVIF file with the AVIF-base model (``--model`` or the packaged ``avif``), write its PNG."""
+    from corrdiff.avif_container import whole_file_size
+    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.image_io import save_image, to_uint8
+
+    if args.mode is not None or args.gamma_scale != 1.0:
+        raise CorrDiffError(f"{job.input} is a plain AVIF file, without gammas or modes: drop --mode and "
+                            "--gamma-scale (--strength sets how far the decode goes from the AVIF decode)")
+    width, height = whole_file_size(data)
+    with torch_threads(args.threads or 1):
+        codec = models.for_avif()
+    threads = coding_threads(height * width, args.threads, machine_threads)
+    start = time.perf_counter()
+    with torch_threads(threads), step_progress(label) as on_step:
+        image = codec.decompress_avif(data, strength=args.strength, on_step=on_step)
+    seconds = time.perf_counter() - start
+    rgb = to_uint8(image)
+    save_image(job.output, rgb, overwrite=args.force)
+    print(f"{job.input} -> {job.output}: {width}x{height}, AVIF decoded with diffusion (strength {args.strength:g}), "
+          f"{seconds:.2f} s", flush=True)
+    return Done(len(data), height * width)

@@ -58,6 +58,10 @@ class FileModels:
             self.fingerprints.setdefault(codec.fingerprint(), codec)
         return self.loaded[name]
 
+    def for_avif(self):
+        """The codec for a plain AVIF file: ``--model``, else the packaged AVIF-base model ``avif``."""
+        return self._load(self.model if self.model is not None else "avif")
+
     def for_file(self, fingerprint: bytes):
         """The codec for a file whose header names ``fingerprint``."""
         from corrdiff.model_io import PACKAGED

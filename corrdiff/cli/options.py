@@ -14,6 +14,9 @@ DEVICE_HELP = "where the networks run: cpu (default), cuda, cuda:N or mps"
 #: The quality range of the shipped variable-rate model, for --help without loading it (another model's range is
 #: named by the error a quality outside it gives; tests/test_variable_rate.py pins this against the shipped file).
 VARIABLE_QUALITIES = (1, 9)
+#: The same for the shipped AVIF-base model (docs/avif_base.md; tests/test_avif_base.py pins them).
+AVIF_QUALITIES = (0, 90)
+AVIF_DEFAULT_QUALITY = 45
 
 
 def add_device_and_threads(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +32,9 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quality", type=float, default=None, metavar="Q",
                        help=f"rate of a variable-rate model, [{low}, {high}] for --model variable (fractions too; "
-                            "higher: more bytes, more detail; default: the model's default quality, 6 for variable)")
+                            "higher: more bytes, more detail; default: the model's default quality, 6 for variable); "
+                            f"AVIF's own integer quality for --model avif, [{AVIF_QUALITIES[0]}, {AVIF_QUALITIES[1]}] "
+                            f"(default {AVIF_DEFAULT_QUALITY})")
     group.add_argument("--bpp", type=positive_float, default=None, metavar="X",
                        help="a variable-rate model's quality whose file comes closest to X bits per pixel")
     group.add_argument("--size", type=parse_size, default=None, metavar="N[K|KB|B]",

@@ -64,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     add_device_and_threads(p)
 
-    p = sub.add_parser("decompress", help="decode .cdf files to PNG images")
-    p.add_argument("input", type=Path, nargs="+", help=".cdf file(s); several share one model load")
+    p = sub.add_parser("decompress", help="decode .cdf files (and plain .avif files) to PNG images")
+    p.add_argument("input", type=Path, nargs="+",
+                   help=".cdf file(s), or plain .avif files (decoded by the AVIF-base model, --model avif: diffusion "
+                        "drawn over the AVIF decode); several share one model load")
     p.add_argument("-o", "--output", type=Path,
                    help="output PNG (default: INPUT with suffix .decoded.png, so a photo.png beside photo.cdf is "
                         "kept); with several inputs, a folder (created if missing) that receives NAME.png")
@@ -76,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma-scale", type=float, default=1.0,
                    help="scale s in [0, 1] of the received gammas: 1 = as encoded (most faithful), "
                         "0 = plain diffusion (most texture); between: a perception-distortion trade-off")
+    p.add_argument("--strength", type=float, default=1.0, metavar="S",
+                   help="plain .avif inputs only: how far the decode goes from the AVIF decode towards the diffusion "
+                        "model's, in [0, 1] (1, the default: diffusion only, most texture; 0: the AVIF decode itself)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     add_device_and_threads(p)
 
