@@ -269,3 +269,74 @@ def test_pair_windows_cut_x_and_its_decode_alike(tmp_path):
     assert window["x"].shape == (3, 16, 16) and window["quality"] == 40
     # the same window of both: x and x0_e stay close (an AVIF decode of the same pixels)
     assert float((window["x"] - window["x0_e"]).abs().mean()) < 0.2
+
+
+# ------------------------------------------------------------------------------------------ plain AVIF files
+def test_a_plain_avif_file_decodes_with_diffusion_drawn_over_its_avif_decode(avif_codec, natural_images):
+    array = natural_images["chelsea"]
+    avif = avif_file(array, quality=20, subsampling="4:2:0")
+    avif_decode = to_tensor(np.asarray(Image.open(io.BytesIO(avif)).convert("RGB")))
+    assert torch.allclose(avif_codec.decompress_avif(avif, strength=0.0, steps=2), avif_decode, atol=1e-6)
+    full = avif_codec.decompress_avif(avif, strength=1.0, steps=2)
+    half = avif_codec.decompress_avif(avif, strength=0.5, steps=2)
+    assert full.shape == avif_decode.shape
+    gap = lambda a: float((a - avif_decode).abs().mean())  # noqa: E731
+    assert 0 < gap(half) < gap(full)
+    assert torch.equal(avif_codec.decompress_avif(avif, strength=0.5, steps=2), half)  # seeded
+
+
+def test_a_plain_avif_files_quality_is_estimated_near_the_one_it_was_coded_at(natural_images):
+    from corrdiff.decoding import estimate_avif_quality
+
+    array = np.ascontiguousarray(np.concatenate([natural_images["chelsea"]] * 2, axis=1))
+    for quality in (10, 50, 80):
+        avif = avif_file(array, quality=quality)
+        decoded = np.asarray(Image.open(io.BytesIO(avif)).convert("RGB"))
+        assert abs(estimate_avif_quality(AvifBase(), decoded, len(avif)) - quality) <= 8
+
+
+def test_plain_avif_decoding_refuses_models_without_the_avif_base_and_bad_input(avif_codec, tiny_codec, natural_images):
+    avif = avif_file(natural_images["coffee"])
+    with pytest.raises(ValueError, match="AVIF base"):
+        tiny_codec.decompress_avif(avif)
+    with pytest.raises(ValueError, match="strength"):
+        avif_codec.decompress_avif(avif, strength=1.5)
+    with pytest.raises(BitstreamError):
+        avif_codec.decompress_avif(avif[:100])
+    with pytest.raises(BitstreamError, match="exceeds"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(avif_codec, "max_decode_pixels", 100, raising=False)
+            avif_codec.decompress_avif(avif)
+
+
+def test_corrdiff_decompress_takes_plain_avif_files_and_compress_takes_the_avif_model(avif_codec, tmp_path,
+                                                                                       natural_images, capsys):
+    from corrdiff.cli import main
+
+    model = tmp_path / "avif.pt"
+    corrdiff.save_model(avif_codec, model)
+    photo = tmp_path / "photo.avif"
+    photo.write_bytes(avif_file(natural_images["coffee"], quality=30))
+    assert main(["decompress", str(photo), "--model", str(model), "--strength", "0.5"]) == 0
+    decoded = Image.open(tmp_path / "photo.decoded.png")
+    assert decoded.size == (72, 48)
+    assert "AVIF decoded with diffusion (strength 0.5)" in capsys.readouterr().out
+    assert main(["decompress", str(photo), "--model", str(model), "--gamma-scale", "0.5", "-f"]) == 2
+    assert "plain AVIF file" in capsys.readouterr().err
+    assert main(["decompress", str(photo), "--model", str(model), "--strength", "2", "-f"]) == 2
+    png = tmp_path / "photo.png"
+    Image.fromarray(natural_images["chelsea"]).save(png)
+    assert main(["compress", str(png), "--model", str(model), "--size", "1500B", "--steps", "1"]) == 0
+    data = (tmp_path / "photo.cdf").read_bytes()
+    assert len(data) <= 1500 and bitstream.unpack(data).quality is not None
+    assert main(["compress", str(png), "--model", str(model), "--quality", "95", "-f"]) == 2
+    assert "quality must be in [0, 90]" in capsys.readouterr().err
+
+
+def test_the_packaged_avif_model_matches_the_ranges_the_help_names():
+    from corrdiff.cli.options import AVIF_DEFAULT_QUALITY, AVIF_QUALITIES
+
+    codec = corrdiff.load_model("avif")
+    assert codec.quality_range == tuple(float(q) for q in AVIF_QUALITIES)
+    assert codec.default_quality == AVIF_DEFAULT_QUALITY
+    assert codec.config["base"]["name"] == "avif"

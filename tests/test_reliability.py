@@ -163,6 +163,39 @@ def test_mutated_files_through_the_cli(fuzz, case):
     assert kind in ("cli:exit0", "cli:exit2"), detail  # PNG of the header's size, or one line + exit 2 + no file
 
 
+@pytest.fixture(scope="module")
+def avif_fuzz(tmp_path_factory):
+    """Seed files of a tiny AVIF-base model (docs/avif_base.md) and its model file, decode-size limit lowered."""
+    import corrdiff
+
+    codec = fuzz_tool.build_codec(None, FUZZ_PIXELS, base="avif")
+    folder = tmp_path_factory.mktemp("avif-fuzz")
+    corrdiff.save_model(codec, folder / "avif.pt")
+    return {"codec": codec, "seeds": fuzz_tool.seed_files(codec), "model": str(folder / "avif.pt"), "folder": folder}
+
+
+@pytest.mark.timeout(300, method="thread")
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=_cases)
+def test_mutated_avif_base_files_through_decompress(avif_fuzz, case):
+    """The AV1 stream of an AVIF-base file damaged with the header (CRC mostly recomputed): decoded or refused."""
+    seed, ops, fix_crc = case
+    event(_check_outcome(avif_fuzz["codec"], fuzz_tool.mutate(avif_fuzz["seeds"][seed], ops, fix_crc)))
+
+
+@pytest.mark.timeout(300, method="thread")
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=_cases)
+def test_mutated_avif_base_files_through_the_cli(avif_fuzz, case):
+    seed, ops, fix_crc = case
+    data = fuzz_tool.mutate(avif_fuzz["seeds"][seed], ops, fix_crc)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CorrDiffCodec, "max_decode_pixels", FUZZ_PIXELS)
+        kind, detail = fuzz_tool.cli_case(avif_fuzz["model"], data, avif_fuzz["folder"])
+    event(kind)
+    assert kind in ("cli:exit0", "cli:exit2"), detail
+
+
 @pytest.mark.timeout(300, method="thread")
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(seed=st.sampled_from([0, 2]), height=st.integers(1, 64), width=st.integers(1, 64), z=_payload, y=_payload)

@@ -1,6 +1,7 @@
 """Long fuzz campaign for the ``.cdf`` decoder: mutated files through ``decompress`` and the CLI.
 
     python tools/fuzz_decoder.py --minutes 3                 # tiny variable-rate model, seeded random weights
+    python tools/fuzz_decoder.py --minutes 3 --base avif     # tiny AVIF-base model: the AV1 stream is damaged
     python tools/fuzz_decoder.py --max-files 20000 --model model.pt --seed 7 --save-dir fuzz-out
 
 Every case is a valid file from the model (corrected, diffusion or e2e mode) mutated by a few
@@ -225,7 +226,7 @@ def cli_case(model_path: str, data: bytes, folder: Path) -> tuple[str, str]:
     return f"cli:bad-exit{code}", text[:200]
 
 
-def build_codec(model: str | None, max_decode_pixels: int):
+def build_codec(model: str | None, max_decode_pixels: int, base: str = "learned"):
     import torch
 
     import corrdiff
@@ -233,6 +234,9 @@ def build_codec(model: str | None, max_decode_pixels: int):
 
     if model:
         codec = corrdiff.load_model(model)
+    elif base == "avif":  # its files carry a quality record and the AV1 data as their one stream
+        torch.manual_seed(0)
+        codec = corrdiff.CorrDiffCodec(**preset("avif_tiny")).eval()
     else:  # variable-rate, so that its files carry a quality record (docs/bitstream.md) to damage
         torch.manual_seed(0)
         codec = corrdiff.CorrDiffCodec(**preset("tiny"), rate={"lambdas": [2.0, 1.0, 0.5]})
@@ -268,7 +272,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(1)
-    codec = build_codec(args.model, args.max_decode_pixels)
+    codec = build_codec(args.model, args.max_decode_pixels, args.base)
     seeds = seed_files(codec)
     if args.save_dir:  # so that the parent can rebuild (and save) a case that crashed or hung the worker
         (Path(args.save_dir) / "seeds").mkdir(parents=True, exist_ok=True)
@@ -285,13 +289,15 @@ def worker(args: argparse.Namespace) -> None:
             model_path = str(folder / "model.pt")
             corrdiff.save_model(codec, model_path)
     entropy_decodes = [0]
-    prior_decompress = codec.prior.decompress
+    coder = codec.prior if codec.base is None else codec.base  # the range decoder, or the AVIF base's read
+    method = "decompress" if codec.base is None else "read"
+    decode_streams = getattr(coder, method)
 
-    def counting_decompress(*a, **k):  # how many cases got past every header check into the range decoder
+    def counting_decode(*a, **k):  # how many cases got past every header check into the stream decoder
         entropy_decodes[0] += 1
-        return prior_decompress(*a, **k)
+        return decode_streams(*a, **k)
 
-    codec.prior.decompress = counting_decompress
+    setattr(coder, method, counting_decode)
     print("ready", flush=True)
     for index in range(args.start, args.end):
         data, crc_fixed = case(args.seed, index, seeds)
@@ -318,6 +324,7 @@ def _start_worker(args: argparse.Namespace, start: int, end: int) -> subprocess.
            "--end", str(end), "--max-decode-pixels", str(args.max_decode_pixels), "--cli-every", str(args.cli_every)]
     if args.model:
         cmd += ["--model", args.model]
+    cmd += ["--base", args.base]
     if args.save_dir:
         cmd += ["--save-dir", args.save_dir]
     if args.inject_fault:
@@ -403,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-files", type=int, default=1_000_000, help="stop after this many mutated files")
     p.add_argument("--seed", type=int, default=0, help="campaign seed (cases are replayable from seed + index)")
     p.add_argument("--model", default=None, help="model file (default: the tiny preset with seeded random weights)")
+    p.add_argument("--base", choices=("learned", "avif"), default="learned",
+                   help="without --model: the tiny preset's base codec (avif: the avif_tiny preset)")
     p.add_argument("--max-decode-pixels", type=int, default=64 * 64,
                    help="decode-size limit of the fuzzed codec (small keeps cases fast; the limit itself is tested)")
     p.add_argument("--cli-every", type=int, default=10, help="also run every N-th case through `corrdiff decompress`")
@@ -419,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args)
         return 0
     if args.replay:
-        codec = build_codec(args.model, args.max_decode_pixels)
+        codec = build_codec(args.model, args.max_decode_pixels, args.base)
         print(decode_case(codec, Path(args.replay).read_bytes()))
         return 0
     if args.minutes is None and args.max_files == p.get_default("max_files"):
