@@ -49,6 +49,11 @@ _BRAND = _TEMPLATE_444.index(b"MA1A")
 SUBSAMPLED = 0x0C  # av1C byte 2 bits chroma_subsampling_x, chroma_subsampling_y
 
 
+def is_avif_file(data: bytes) -> bool:
+    """Whether ``data`` starts like an AVIF file (an ISOBMFF ``ftyp`` box whose major brand is 'avif' or 'avis')."""
+    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis")
+
+
 def rebuild(width: int, height: int, av1c: bytes, payload: bytes) -> bytes:
     """The AVIF file of this AV1 data (see the module doc): ``av1c`` is av1C's bytes 1 and 2."""
     out = bytearray(_TEMPLATE_444)

@@ -131,11 +131,6 @@ def check_finite(x0: Tensor) -> None:
 QUALITY_SEARCH_STEPS = 7
 
 
-def is_avif_file(data: bytes) -> bool:
-    """Whether ``data`` starts like an AVIF file (an ISOBMFF ``ftyp`` box whose major brand is 'avif')."""
-    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis")
-
-
 @torch.no_grad()
 def decode_avif_file(model: CorrDiffModel, data: bytes, strength: float = 1.0, steps: int | None = None,
                      seed: int = 0, quality: float | None = None, on_step: Callable[[int, int], None] | None = None,

@@ -58,6 +58,7 @@ functions of the image size, identical on every decoder (docs/bitstream.md, sect
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
@@ -67,15 +68,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrdiff import bitstream
-from corrdiff.correction import GammaSolver, apply_correction, gamma_map
+from corrdiff.correction import GammaSolver, gamma_map
 from corrdiff.errors import BitstreamError
 from corrdiff.image_io import to_image_range
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.rate import RateCondition
-from corrdiff.modules.samplers import seeded_noise, x0_from_output
+from corrdiff.modules.samplers import seeded_noise
 from corrdiff.modules.tiling import map_tiles
 from corrdiff.modules.transforms import STRIDE
 from corrdiff.registry import SAMPLERS, ContractError
+from corrdiff import reverse
 
 GammaChooser = Callable[[int, Tensor, Tensor], Tensor]  # (step i, x0_d, x0_e) of the unpadded image -> gamma map
 
@@ -269,14 +271,11 @@ def sample(
     x0_c: Tensor | None = None
     for i, t in enumerate(sampler.set_timesteps(steps)):
         x0_c = None  # the previous step's estimate is in x_t now: free it while the network runs
-        t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-        output = model.denoise(x_t, t_batch, cond, projected=projected, x0_e=x0_e).float()
-        x0_d = x0_from_output(output, x_t, sampler.alpha_bar(t), model.prediction).clamp_(-1, 1)
-        del output
-        gamma = _pad_map(choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d), x0_d.shape[-2:])
-        x0_c = apply_correction(x0_d, x0_e, gamma).clamp_(-1, 1)
-        del x0_d
-        x_t = sampler.step(x0_c, t, x_t, generator)
+
+        def gamma_of(x0_d: Tensor, i: int = i) -> Tensor:
+            return _pad_map(choose_gamma(i, x0_d[..., :h, :w], x0_e[..., :h, :w]).to(x0_d), x0_d.shape[-2:])
+
+        x0_c, x_t = reverse.corrected_step(model, sampler, x_t, t, cond, x0_e, gamma_of, generator, projected)
         if on_step is not None:
             on_step(i + 1, steps)
     assert x0_c is not None  # steps >= 1 outside e2e mode
@@ -338,3 +337,38 @@ def _pad_map(gamma: Tensor, size: torch.Size) -> Tensor:
     if (h, w) == (1, 1) or (h, w) == tuple(size):
         return gamma
     return F.pad(gamma, (0, size[-1] - w, 0, size[-2] - h), mode="replicate")
+
+
+# ----------------------------------------------------------------------------- the decode as exportable pieces
+class DecodePrelude(nn.Module):
+    """What a decoder computes once, before its steps, as a module of its own (``torch.export`` takes it):
+    y_hat -> (x0_e, *conditioning), the conditioning as :func:`sampling_condition` gives it (projected when the
+    score network projects). The entropy decoding before it is bytes and stays in Python
+    (:func:`corrdiff.decoding.read`)."""
+
+    def __init__(self, model: CorrDiffModel, rate: RateCondition | None = None):
+        super().__init__()
+        self.model, self.rate = model, rate
+
+    def forward(self, y_hat: Tensor) -> tuple[Tensor, ...]:
+        cond, _ = sampling_condition(self.model, y_hat, self.rate)
+        return (decode_x0_e(self.model, y_hat), *cond)
+
+
+class ReverseStepModule(nn.Module):
+    """One corrected reverse step at a fixed timestep ``t`` of ``sampler`` (:func:`corrdiff.reverse.corrected_step`)
+    as a module (``torch.export`` takes it; one graph per timestep): (x_t, x0_e, gamma map, *conditioning) ->
+    (x0_c, x_prev). Deterministic samplers only (eta = 0: no noise is drawn inside the step)."""
+
+    def __init__(self, model: CorrDiffModel, sampler: Any, t: int, projected: bool = True):
+        super().__init__()
+        if getattr(sampler, "eta", 0.0) != 0.0:
+            raise ValueError("an exported step draws no noise: use a deterministic sampler (eta = 0)")
+        # the step's two alpha_bar values as Python constants (a traced graph cannot read them from the schedule)
+        fixed = copy.copy(sampler)
+        fixed.alpha_bar = {k: sampler.alpha_bar(k) for k in (int(t), sampler.previous(int(t)))}.__getitem__
+        self.model, self.sampler, self.t, self.projected = model, fixed, int(t), projected
+
+    def forward(self, x_t: Tensor, x0_e: Tensor, gamma: Tensor, *cond: Tensor) -> tuple[Tensor, Tensor]:
+        return reverse.corrected_step(self.model, self.sampler, x_t, self.t, list(cond), x0_e, lambda x0_d: gamma,
+                                      None, self.projected)

@@ -8,7 +8,7 @@ import argparse
 import time
 
 from corrdiff.bitstream import DECODE_MODES, unpack
-from corrdiff.decoding import is_avif_file
+from corrdiff.avif_container import is_avif_file
 from corrdiff.cli.errors import UsageError
 from corrdiff.cli.loading import FileModels, decompress_model_files
 from corrdiff.errors import CorrDiffError

@@ -5,7 +5,7 @@ L = w(t) * || f_theta(x_t, t, c) - target ||^2                             (DDPM
 target = eps, x, or v = sqrt(ab_t) eps - sqrt(1 - ab_t) x                  (Salimans & Ho 2022)
 
 In terms of the clean-image error, ||f - target||^2 = k(t) ||x0_theta - x||^2 with k = SNR_t (eps),
-1 (x0) or SNR_t + 1 (v) (:func:`~corrdiff.modules.samplers.x0_error_factor`). So the parametrisation
+1 (x0) or SNR_t + 1 (v) (:func:`~corrdiff.modules.parametrisations.x0_error_factor`). So the parametrisation
 alone sets how much each noise level counts: uniform eps-loss weighs the clean-image error by SNR
 (the low-noise steps dominate), uniform x0-loss weighs every level alike, uniform v-loss by SNR + 1.
 
@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from corrdiff.model import CorrDiffModel
-from corrdiff.modules.samplers import prediction_target, x0_error_factor, x0_from_output
+from corrdiff.modules.parametrisations import prediction_target, x0_error_factor
+from corrdiff import reverse
 
 
 def diffusion_loss(
@@ -44,15 +45,14 @@ def diffusion_loss(
     if noise is None:
         noise = torch.randn_like(x)
     x_t = schedule.add_noise(x, noise, t)
-    output = model.denoise(x_t, t, cond, x0_e=x0_e).float()
-    prediction = model.prediction
     ab = schedule.alpha_bar_at(t, x).float()
+    output, x0_d = reverse.clean_estimate(model, x_t, t, cond, ab, x0_e)  # the reverse step's estimate (corrdiff/reverse.py)
+    prediction = model.prediction
     target = prediction_target(x.float(), noise.float(), ab, prediction)
     per_image = (output - target).pow(2).mean(dim=(1, 2, 3))
     if min_snr_gamma is not None:
         snr = schedule.snr(t).to(x.device)
         per_image = per_image * snr.clamp(max=min_snr_gamma) / x0_error_factor(snr, prediction)
-    x0_d = x0_from_output(output, x_t.float(), ab, prediction)
     return per_image.mean(), {"t": t, "x_t": x_t, "x0_d": x0_d}
 
 

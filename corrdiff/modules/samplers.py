@@ -6,7 +6,7 @@ than the raw model output, so the caller can correct x0 between the network and
 the update (docs/gamma.md)::
 
     for t in sampler.set_timesteps(n):
-        x0_d = x0_from_output(score_net(x_t, t, c), ...)     # diffusion estimate
+        x0_d = x0_from_output(score_net(x_t, t, c), ...)     # diffusion estimate (parametrisations.py)
         x0_c = correct(x0_d)                                 # CorrDiff's correction
         x_t  = sampler.step(x0_c, t, x_t, generator)
 
@@ -36,58 +36,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from corrdiff.modules.parametrisations import PREDICTIONS, prediction_target, x0_error_factor, x0_from_output  # noqa: F401
 from corrdiff.modules.schedules import NoiseSchedule
 from corrdiff.registry import SAMPLERS
-
-PREDICTIONS = ("eps", "x0", "v")
-
-
-def x0_from_output(output: Tensor, x_t: Tensor, alpha_bar_t: float | Tensor, prediction: str) -> Tensor:
-    """Clean-image estimate from the network output, for x_t = sqrt(ab) x0 + sqrt(1 - ab) eps.
-
-    * ``eps``: x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab)          (DDPM eq. 15)
-    * ``x0``:  the output itself
-    * ``v``:   x0 = sqrt(ab) x_t - sqrt(1 - ab) v,  v = sqrt(ab) eps - sqrt(1 - ab) x0
-      (Salimans & Ho, "Progressive distillation", ICLR 2022, section 4 and appendix D)
-
-    eps-prediction divides by sqrt(ab), which is ~0.006 at the cosine schedule's last timestep: any
-    error of the network at the first sampling step is amplified ~150x there (a colour cast after
-    clipping). x0 and v stay bounded at every timestep.
-    """
-    if prediction == "x0":
-        return output
-    if prediction == "eps":
-        return (x_t - (1 - alpha_bar_t) ** 0.5 * output) / alpha_bar_t**0.5
-    if prediction == "v":
-        return alpha_bar_t**0.5 * x_t - (1 - alpha_bar_t) ** 0.5 * output
-    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-
-
-def prediction_target(x0: Tensor, noise: Tensor, alpha_bar_t: Tensor, prediction: str) -> Tensor:
-    """What the network is trained to output for x_t = sqrt(ab) x0 + sqrt(1 - ab) noise (inverse of
-    :func:`x0_from_output`): noise, x0, or v = sqrt(ab) noise - sqrt(1 - ab) x0."""
-    if prediction == "x0":
-        return x0
-    if prediction == "eps":
-        return noise
-    if prediction == "v":
-        return alpha_bar_t.sqrt() * noise - (1 - alpha_bar_t).sqrt() * x0
-    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-
-
-def x0_error_factor(snr: Tensor, prediction: str) -> Tensor:
-    """k(t) with ||output error||^2 = k(t) ||x0 error||^2: SNR for eps, 1 for x0, SNR + 1 for v.
-
-    (eps error = -sqrt(ab/(1-ab)) x0 error at fixed x_t; v error = -x0 error / sqrt(1 - ab).)
-    """
-    if prediction == "x0":
-        return torch.ones_like(snr)
-    if prediction == "eps":
-        return snr
-    if prediction == "v":
-        return snr + 1
-    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-
 
 def seeded_noise(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> Tensor:
     """Standard normal noise drawn on the CPU from ``generator``, moved to ``like``'s device and dtype."""

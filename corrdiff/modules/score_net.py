@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corrdiff.modules.samplers import PREDICTIONS
+from corrdiff.modules.parametrisations import PREDICTIONS
 from corrdiff.registry import SCORE_NETS
 
 E2E_INPUTS = ("none", "concat", "residual")

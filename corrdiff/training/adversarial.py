@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from corrdiff.losses.adversarial import feature_matching, gan_loss, r1_penalty, warmup_factor
-from corrdiff.modules.samplers import x0_from_output
+from corrdiff import reverse
 from corrdiff.registry import DISCRIMINATORS
 from corrdiff.training.lit import JointTraining
 from corrdiff.training.terms import Intermediates, OptimiserLoss, StepTerms
@@ -137,8 +137,7 @@ class AdversarialTraining(JointTraining):
         schedule = self.codec.schedule
         x_t = schedule.add_noise(x, noise, t)
         x0_e = inter.x0_e.detach().clamp(-1, 1)
-        output = self.codec.denoise(x_t, t, inter.cond, x0_e=x0_e if self.codec.score_uses_e2e else None)
-        x0_d = x0_from_output(output.float(), x_t.float(), schedule.alpha_bar_at(t, x).float(), self.codec.prediction)
+        x0_d = reverse.clean_estimate(self.codec, x_t, t, inter.cond, schedule.alpha_bar_at(t, x).float(), x0_e)[1]
         if self.target == "x0_d":
             if self.residual_scale:
                 return (x - x0_e) * self.residual_scale, (x0_d - x0_e) * self.residual_scale, x0_e, t
