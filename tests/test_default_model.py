@@ -70,13 +70,14 @@ def test_default_is_the_cli_default(tmp_path, capsys):
 def test_demo_writes_files_and_prints_figures(tmp_path, capsys):
     assert cli_main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for word in ("bpp", "PSNR", "MS-SSIM", "encode", "decode", "JPEG"):
+    for word in ("bpp", "PSNR", "MS-SSIM", "encode", "decode", "JPEG", "WebP", "AVIF"):
         assert word in out
     for name in ("demo.cdf", "demo.png", "comparison.png"):
         assert (tmp_path / name).stat().st_size > 0
     comparison = load_image(tmp_path / "comparison.png")
-    # original, CorrDiff, gamma x 0.5 | diffusion, e2e, JPEG: two rows of three, labels in a strip below each
-    assert comparison.shape == (2 * (512 + CAPTION_HEIGHT) + GAP, 3 * 768 + 2 * GAP, 3)
+    # original, CorrDiff, AVIF | WebP, JPEG, less correction | diffusion only, end-to-end only: three rows of
+    # three, labels in a strip below each
+    assert comparison.shape == (3 * (512 + CAPTION_HEIGHT) + 2 * GAP, 3 * 768 + 2 * GAP, 3)
 
 
 def test_demo_labels_do_not_cover_the_images():

@@ -1,4 +1,5 @@
-"""``corrdiff demo``: a bundled photo (or another) compressed with a packaged model, beside JPEG."""
+"""``corrdiff demo``: a bundled photo (or another) compressed with a packaged model, beside AVIF, WebP and JPEG
+at the same file size."""
 
 from __future__ import annotations
 
