@@ -157,7 +157,7 @@ def test_residual_judging_subtracts_the_condition():
     module = _module(residual_scale=10.0)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     terms, inter = module.compute_terms(x)
-    real, fake, condition, t = module._judged
+    real, fake, condition, t = inter.extra["judged"]
     x0_e = inter.x0_e.detach().clamp(-1, 1)
     assert torch.allclose(real, (x - x0_e) * 10.0) and torch.equal(condition, x0_e)
 

@@ -117,7 +117,6 @@ class AdversarialTraining(JointTraining):
         condition_channels = {"x0_d": 3, "posterior": 6, "x0_e": self.codec.config["latent_channels"]}[target]
         self.discriminator = DISCRIMINATORS.build(discriminator or DEFAULT_DISCRIMINATOR[target],
                                                   condition_channels=condition_channels)
-        self._judged: tuple[Tensor, Tensor, Tensor, Tensor | None] | None = None
 
     def extra_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.discriminator.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.999))]
@@ -160,14 +159,13 @@ class AdversarialTraining(JointTraining):
                     _, real_features = self.discriminator(real, condition, t)
                 terms.add("feature_matching", feature_matching(real_features, fake_features),
                           self.feature_matching_weight * ramp)
-        self._judged = (real.detach(), fake.detach(), condition.detach(), t)
+        inter.extra["judged"] = (real.detach(), fake.detach(), condition.detach(), t)
         return terms, inter
 
     def extra_losses(self, inter: Intermediates) -> list[OptimiserLoss]:
         """The discriminator's loss on the pair this step's generator term was judged on (the fake from
         before this step's update: both networks step together, from one backward pass)."""
-        real, fake, condition, t = self._judged
-        self._judged = None
+        real, fake, condition, t = inter.extra["judged"]
         real = real.requires_grad_(self.r1_weight > 0)
         real_logits, _ = self.discriminator(real, condition, t)
         fake_logits, _ = self.discriminator(fake, condition, t)

@@ -41,8 +41,8 @@ class BaseScoreTraining(CodecTraining):
             raise ValueError("BaseScoreTraining trains a model with a base codec (e.g. preset avif_small); "
                              "the learned base trains with ScoreTraining")
 
-    def batch_size_of(self, batch: dict[str, Tensor]) -> int:
-        return batch["x"].shape[0]
+    def images_of(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch["x"]
 
     def compute_terms(self, batch: dict[str, Tensor]) -> tuple[StepTerms, Intermediates]:
         x, x0_e = batch["x"], batch["x0_e"]

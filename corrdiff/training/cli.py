@@ -53,6 +53,15 @@ class CorrDiffCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
 
+    def before_instantiate_classes(self) -> None:
+        """Hand ``trainer.accumulate_grad_batches`` to the model: corrdiff's phases optimise manually (one
+        guarded step, corrdiff/training/lit.py), which Lightning's own accumulation refuses."""
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        k = config.trainer.get("accumulate_grad_batches") or 1
+        if k != 1:
+            config.model.init_args.accumulate_grad_batches = k
+            config.trainer.accumulate_grad_batches = 1
+
 
 def run_lightning_cli(argv: list[str]) -> LightningCLI:
     with _quiet_lightning():

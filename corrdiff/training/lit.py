@@ -30,7 +30,6 @@ likelihoods (see :meth:`CorrDiffCodec.analyse`), the rate, gamma and the losses.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -44,38 +43,17 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from corrdiff.codec import CorrDiffCodec
 from corrdiff.correction import Granularity, apply_correction
-from corrdiff.errors import ModelLoadError
 from corrdiff.image_io import to_image_range
 from corrdiff.losses import bits_per_pixel, bits_per_pixel_each, build_distortion, build_perceptual, diffusion_loss
 from corrdiff.losses.distortion import ms_ssim_betas, ms_ssim_per_image
-from corrdiff.model_io import (FORMAT, PACKAGED, PHASE_KEY, codec_from_training_state, load_codec_state,
-                               load_model, read_checkpoint, under_prefix)
+from corrdiff.model_io import PHASE_KEY, codec_from_training_state, load_codec_state, under_prefix
 from corrdiff.modules.rate import RateCondition
-from corrdiff.presets import preset as get_preset
+from corrdiff.training.startup import COMPONENTS, StartPolicy, resolve_codec_config  # noqa: F401 (re-exported)
 from corrdiff.training.terms import Intermediates, OptimiserLoss, StepTerms
-
-COMPONENTS = ("encoder", "decoder", "prior", "conditioner", "score_net")
 
 # Lightning warns that a manually optimised module's checkpoint holds the weights after the step:
 # that is what corrdiff's checkpoints are meant to hold (as with automatic optimisation).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-
-
-def resolve_codec_config(
-    preset: str | None, codec: dict[str, Any] | None, base: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A preset's config (or ``base``, e.g. a model file's) with ``codec``'s entries merged over it.
-
-    Nested dicts are merged key by key when they name the same component (or name none), so
-    ``codec: {score_net: {prediction: x0}}`` changes one option of the base's score network.
-    """
-    config = get_preset(preset) if preset else copy.deepcopy(base or {})
-    for key, value in (codec or {}).items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict) and value.get("name", config[key].get("name")) == config[key].get("name"):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = copy.deepcopy(value)
-    return config
 
 
 class CodecTraining(L.LightningModule):
@@ -112,6 +90,8 @@ class CodecTraining(L.LightningModule):
             of the starting model exactly; their entropy tables are rebuilt identically.
         quality_range: [low, high] of the qualities drawn per image when training a variable-rate model
             (default: the model's whole range; docs/variable_rate.md).
+        accumulate_grad_batches: batches whose gradients make one update (:meth:`guarded_step`); the
+            trainer's ``accumulate_grad_batches`` of a ``corrdiff fit`` config is handed here.
     """
 
     trains_decoder = False
@@ -136,25 +116,16 @@ class CodecTraining(L.LightningModule):
         init_parts: dict[str, str] | None = None,
         freeze: list[str] | None = None,
         quality_range: list[float] | None = None,
+        accumulate_grad_batches: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too
-        init_skip, init_parts, freeze = list(init_skip or []), dict(init_parts or {}), list(freeze or [])
-        unknown = sorted((set(init_skip) | set(init_parts) | set(freeze)) - set(COMPONENTS))
-        if unknown:
-            raise ValueError(f"init_skip/init_parts/freeze name unknown components {unknown}; "
-                             f"known: {', '.join(COMPONENTS)}")
-        if init_parts and not init_from:
-            raise ValueError("init_parts replaces components of init_from: give init_from too")
-        self.init_skip, self.init_parts, self.freeze = tuple(init_skip), init_parts, tuple(freeze)
-        # when restoring (--ckpt_path, load_from_checkpoint) the weights come from the checkpoint itself
-        start = _read_init(init_from) if init_from and codec_config is None else None
-        if codec_config:
-            self.codec_config = copy.deepcopy(codec_config)
-        elif start is not None and preset is None:
-            self.codec_config = resolve_codec_config(None, codec, base=start["codec_config"])
-        else:
-            self.codec_config = resolve_codec_config(preset or (None if codec else "tiny"), codec)
+        # the start-up policy, read once (corrdiff/training/startup.py); when restoring (--ckpt_path,
+        # load_from_checkpoint) the weights come from the checkpoint itself, so nothing is read here
+        self.start_policy = StartPolicy.of(init_from, init_skip, init_parts, freeze)
+        self.init_skip, self.init_parts, self.freeze = self.start_policy.init_skip, self.start_policy.init_parts, self.start_policy.freeze
+        start = self.start_policy.read() if codec_config is None else None
+        self.codec_config = self.start_policy.codec_config(preset, codec, codec_config, start)
         self.hparams["codec_config"] = self.codec_config
         self.codec = CorrDiffCodec(**self.codec_config)
         self.ema = AveragedModel(self.codec.score_net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
@@ -162,6 +133,9 @@ class CodecTraining(L.LightningModule):
         self.lmbda, self.lr, self.aux_lr, self.grad_clip = lmbda, lr, aux_lr, grad_clip
         self.min_snr_gamma = min_snr_gamma
         self.quality_range = tuple(quality_range) if quality_range else None
+        if int(accumulate_grad_batches) < 1:
+            raise ValueError(f"accumulate_grad_batches must be at least 1, got {accumulate_grad_batches}")
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
         self.val_compress_images = val_compress_images
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
@@ -175,51 +149,10 @@ class CodecTraining(L.LightningModule):
         self.test_psnr_e2e = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ms_ssim = MeanMetric()  # of the per-image MS-SSIM (corrdiff.losses.distortion)
         if start is not None:
-            self._load_start(start, init_from)
-        self._set_trainable()  # before DDP wraps the module: frozen parameters must be invisible to it
-
-    def _load_start(self, start: dict[str, Any], path: str) -> None:
-        """Load ``init_from``'s weights, except the ``init_skip`` components (kept as initialised) and
-        the ``init_parts`` ones (read from their own files)."""
-        skipped = tuple(f"{name}." for name in self.init_skip)
-        state = {k: v for k, v in start["codec_state"].items() if not k.startswith(skipped)}
-        state.update({k: v for k, v in self.codec.state_dict().items() if k.startswith(skipped)})
-        if not any(k.startswith("rate_control.") for k in state):  # a fixed-rate start of a variable-rate model:
-            state.update({k: v for k, v in self.codec.state_dict().items() if k.startswith("rate_control.")})  # fresh gains
-        for component in COMPONENTS:  # same shapes are not enough: another prediction target fits too
-            if component not in self.init_skip and component not in self.init_parts:
-                _check_same_component(component, start["codec_config"], self.codec_config, path)
-        for component, part_path in self.init_parts.items():
-            prefix = f"{component}."
-            part = _read_init(part_path)
-            _check_same_component(component, part["codec_config"], self.codec_config, part_path)
-            state = {k: v for k, v in state.items() if not k.startswith(prefix)}
-            state.update({k: v for k, v in part["codec_state"].items() if k.startswith(prefix)})
-            if component == "score_net":
-                start = {**start, "ema_state": part["ema_state"]}
-        try:
-            load_codec_state(self.codec, state)
-            # (a skipped score network is fresh: the EMA starts from it at the first update)
-            if "score_net" in self.init_skip:
-                return
-            if start["ema_state"] is None:  # a model file: its score network already holds the EMA weights
-                self.ema.module.load_state_dict(self.codec.score_net.state_dict())
-                self.ema.n_averaged.fill_(1)  # an average to continue, not to overwrite at the first update
-            else:
-                self.ema.load_state_dict(start["ema_state"])
-        except (ModelLoadError, RuntimeError) as exc:
-            raise ModelLoadError(f"{path}: init_from does not fit this config: {exc}") from None
+            self.start_policy.load(self.codec, self.ema, start)
+        self.start_policy.set_trainable(self.codec, self.trains_decoder)  # before DDP wraps the module
 
     # ------------------------------------------------------------------ parameters and optimisers
-    def _set_trainable(self) -> None:
-        """Phase-specific requires_grad flags (frozen parts are invisible to DDP and the optimiser)."""
-        if self.codec.decoder is not None:  # (a base codec has no D)
-            self.codec.decoder.requires_grad_(self.trains_decoder)
-        for name in self.freeze:
-            if getattr(self.codec, name) is None:
-                raise ValueError(f"freeze: this model has no {name} (its base codec replaces it)")
-            getattr(self.codec, name).requires_grad_(False)
-
     def configure_optimizers(self) -> Any:
         """The codec's Adam with two parameter groups: the main weights and the bottleneck quantiles (aux).
 
@@ -293,10 +226,12 @@ class CodecTraining(L.LightningModule):
         loss = terms.total()
         aux_loss = self.codec.aux_loss()
         pairs = [OptimiserLoss("codec", loss + aux_loss, 0, self.grad_clip), *self.extra_losses(inter)]
-        if not self.guarded_step(pairs):
+        stepped = self.guarded_step(pairs, batch_idx)
+        if stepped is None:
             return None
-        self.ema.update_parameters(self.codec.score_net)
-        batch_size = self.batch_size_of(batch)
+        if stepped:
+            self.ema.update_parameters(self.codec.score_net)
+        batch_size = self.images_of(batch).shape[0]
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size, sync_dist=True)
         self.log("train/aux_loss", aux_loss.detach(), batch_size=batch_size, sync_dist=True)
         for name, value in terms.values.items():
@@ -305,19 +240,28 @@ class CodecTraining(L.LightningModule):
             self.log(f"train/{pair.name}_loss", pair.loss.detach().float(), batch_size=batch_size, sync_dist=True)
         return loss.detach()
 
-    def batch_size_of(self, batch: Any) -> int:
-        """Images in a batch (a phase whose batches are not image tensors says how to count them)."""
-        return batch.shape[0]
+    def images_of(self, batch: Any) -> Tensor:
+        """The original images of a batch, (B, 3, H, W) in [-1, 1]: the batch itself for the image folders of
+        :class:`~corrdiff.training.data.ImageDataModule`; a phase with another data module (a ``data:
+        class_path`` of the config) says where they are (e.g. ``batch["x"]``)."""
+        return batch
 
     def extra_losses(self, inter: Intermediates) -> list[OptimiserLoss]:
         """A subclass's own (loss, optimiser) pairs for this step, e.g. a discriminator's (index 1 onwards
         of :meth:`configure_optimizers`). Their graphs must not reach the codec's weights."""
         return []
 
-    def guarded_step(self, pairs: list[OptimiserLoss]) -> bool:
+    def guarded_step(self, pairs: list[OptimiserLoss], batch_idx: int = 0) -> bool | None:
         """One backward pass of the sum of the pairs' losses, then each pair's optimiser steps, unless
-        any loss is non-finite on any rank. Returns whether the step was taken.
+        any loss is non-finite on any rank. Returns True when the optimisers stepped, False when the
+        gradients were only accumulated (below), None when the batch was skipped as non-finite.
 
+        * Gradient accumulation (``accumulate_grad_batches`` k > 1): each batch's gradients are
+          added, scaled by 1/k, and the optimisers step (and their gradients are cleared) after every
+          k-th batch, so one update is the mean gradient of k batches and ``global_step`` counts
+          updates (Lightning's own ``Trainer(accumulate_grad_batches=...)`` does not apply to manual
+          optimisation; ``corrdiff fit`` hands the trainer's value to the model). Under DDP every
+          batch's gradients are synchronised (correct, not the cheapest).
         * One backward pass per step (the losses' graphs are disjoint in the parameters they reach):
           DDP synchronises every gradient in it, as it expects one backward per forward.
         * A non-finite loss (on any DDP rank) skips the whole step on every rank (a skipped step is
@@ -333,13 +277,17 @@ class CodecTraining(L.LightningModule):
         finite = bool(torch.isfinite(total).item())
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
             self._skip_nonfinite(total)
-            return False
+            return None
         self.nonfinite_in_a_row = 0
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        for pair in pairs:
-            optimizers[pair.optimizer_index].zero_grad()
-        self.manual_backward(total)
+        k = self.accumulate_grad_batches
+        if batch_idx % k == 0:
+            for pair in pairs:
+                optimizers[pair.optimizer_index].zero_grad()
+        self.manual_backward(total / k if k > 1 else total)
+        if (batch_idx + 1) % k != 0:
+            return False
         try:
             for i, pair in enumerate(pairs):
                 optimizer = optimizers[pair.optimizer_index]
@@ -537,37 +485,3 @@ class JointTraining(CodecTraining):
                 inter.x0_c = apply_correction(x0_d.float(), inter.x0_e.float(), gran.expand(gamma, h, w))
                 terms.add("perceptual", self.perceptual(inter.x0_c, x.float()).mean(), self.rho)
         return terms, inter
-
-
-def _check_same_component(component: str, theirs: dict[str, Any], ours: dict[str, Any], path: str) -> None:
-    """ModelLoadError unless ``path``'s config of ``component`` equals this run's (weights of an eps
-    score network would load into a v one of the same shapes, and mean nothing there)."""
-    if theirs.get(component) != ours.get(component):
-        raise ModelLoadError(
-            f"{path}: init_from does not fit this config: its {component} is {theirs.get(component)}, this run's "
-            f"{ours.get(component)} (list {component} in init_skip to start it afresh)")
-
-
-def _read_init(path: str) -> dict[str, Any]:
-    """``init_from``'s codec config, codec weights and EMA weights (None for a model file)."""
-    if path in PACKAGED or _is_model_file(path):
-        model = load_model(path)
-        return {"codec_config": model.config, "codec_state": model.state_dict(), "ema_state": None}
-    checkpoint = read_checkpoint(path)
-    if "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise ModelLoadError(f"init_from: {path}: not a Lightning checkpoint of corrdiff's ScoreTraining")
-    state = checkpoint["state_dict"]
-    return {
-        "codec_config": checkpoint["hyper_parameters"]["codec_config"],
-        "codec_state": under_prefix(state, "codec."),
-        "ema_state": under_prefix(state, "ema."),
-    }
-
-
-def _is_model_file(path: str) -> bool:
-    """A corrdiff model file (``save_model``), as opposed to a Lightning checkpoint."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - unreadable here: read_checkpoint gives the clear error
-        return False
-    return isinstance(payload, dict) and payload.get("format") == FORMAT

@@ -10,6 +10,7 @@ weights stay comparable, and the weight comes from the module's hyper-parameters
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 
@@ -24,7 +25,9 @@ class Intermediates:
     unclipped; None where the phase had no use for it); ``cond``: the conditioning features; ``t``,
     ``x_t``, ``x0_d``: the diffusion loss's
     timesteps, noisy input and the score network's clean estimate; ``x0_c``: the corrected estimate
-    (only when a term needed it); ``rate``: each image's quality (variable-rate models, else None).
+    (only when a term needed it); ``rate``: each image's quality (variable-rate models, else None);
+    ``extra``: what a phase's ``compute_terms`` hands to its ``extra_losses`` of the same step (e.g. the pair
+    a discriminator judges), so that no value is kept on the module between the two hooks.
     """
 
     x: Tensor
@@ -36,6 +39,7 @@ class Intermediates:
     x_t: Tensor | None = None
     x0_d: Tensor | None = None
     x0_c: Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
