@@ -28,13 +28,13 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_shows_a_cpu_only_install_and_how_to_count_the_tests():
-    """Beside the two commands: PyTorch's CPU wheels for machines without a GPU (the pinned torch from
-    PyPI is a CUDA build); the suite's size as --collect-only counts it."""
+    """Beside the two commands: one line for machines without a GPU, the same torch from PyTorch's CPU index
+    (the pinned torch from PyPI is a CUDA build); the suite's size as --collect-only counts it."""
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     cpu = [b.strip().splitlines() for b in blocks[2:] if "download.pytorch.org/whl/cpu" in b]
-    assert cpu and cpu[0] == [
-        "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu", "pip install -e ."]
-    assert text.index("Without a GPU.") > text.index(blocks[1])
+    assert cpu and cpu[0] == ["pip install torch==2.14.1 torchvision==0.29.1 --index-url "
+                              "https://download.pytorch.org/whl/cpu && pip install -e . && corrdiff demo"]
+    assert text.index("Without a GPU") > text.index(blocks[1])
     assert "python -m pytest --collect-only -q | tail -1" in text
     assert "about 410 tests" not in text
