@@ -22,13 +22,15 @@ from typing import Any, Mapping
 
 from torch import Tensor
 
-from corrdiff import bitstream, decoding, encoding, sampling
+from corrdiff import bitstream, decoding, encoding
 from corrdiff.correction import check_gamma_scale, quantize_gamma
 from corrdiff.decoding import MAX_DECODE_PIXELS
 from corrdiff.encoding import EncodeResult, OnStep
 from corrdiff.losses.perceptual import PerceptualDistances
 from corrdiff.model import CorrDiffModel, fingerprint_of
+from corrdiff.image_io import as_image_tensor
 from corrdiff.rate_search import Target, encode_to_target
+from corrdiff.replay import Replay, sampler_for_encoding
 
 
 class CorrDiffCodec(CorrDiffModel):
@@ -39,7 +41,7 @@ class CorrDiffCodec(CorrDiffModel):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        sampling.sampler_for_encoding(self.config["sampler"], self.schedule, None)  # fail early on a bad spec
+        sampler_for_encoding(self.config["sampler"], self.schedule, None)  # fail early on a bad spec
         # the gamma solver's perceptual distances: tools of the encoder kept out of the module tree, so that
         # they never enter state_dict() or the fingerprint that decoders check (set one to use your own)
         self.perceptual_distances = PerceptualDistances()
@@ -76,27 +78,34 @@ class CorrDiffCodec(CorrDiffModel):
         ``max_bytes`` instead: the quality nearest that bpp, or the largest whose file fits that many bytes
         (:mod:`corrdiff.rate_search`; :class:`~corrdiff.rate_search.RateTargetError` when none fits).
         """
-        if bpp is not None or max_bytes is not None:
-            if quality is not None:
-                raise ValueError("give one of quality, bpp and max_bytes")
-            return encode_to_target(self, image, Target(max_bytes=max_bytes, bpp=bpp), self.encode, mode=mode,
-                                    steps=steps, seed=seed, sampler=sampler, gamma=gamma, on_step=on_step)
-        return encoding.encode(self, image, steps, seed, mode, sampler, gamma, on_step, self.perceptual_distances,
-                               quality)
+        image = as_image_tensor(image)
+        h, w = image.shape[-2:]
+        targeted = bpp is not None or max_bytes is not None
+        if targeted and quality is not None:
+            raise ValueError("give one of quality, bpp and max_bytes")
+        target = Target(max_bytes=max_bytes, bpp=bpp) if targeted else None  # checked before any work
+        replay = Replay.for_encoding(self, h, w, mode, steps, sampler, seed, quality, encoding.is_gray(image))
+
+        def encode(record: Replay) -> EncodeResult:
+            return encoding.encode(self, image, record, gamma, on_step, self.perceptual_distances)
+
+        return encode(replay) if target is None else encode_to_target(self, image, target, replay, encode)
 
     def compress(self, image: Tensor, **kwargs: Any) -> bytes:
         """Compress an image (anything :meth:`encode` takes) to the bytes of a ``.cdf`` file."""
         return self.encode(image, **kwargs).data
 
-    def read(self, data: bytes) -> tuple[bitstream.Bitstream, Tensor]:
-        """Parse a file and entropy-decode its latent: (header, y_hat), after the checks of
-        :func:`corrdiff.decoding.read` (size bound, model fingerprint, stream lengths)."""
-        return decoding.read(self, data, self.max_decode_pixels)
+    def read(self, data: bytes | bitstream.Bitstream) -> tuple[bitstream.Bitstream, Tensor]:
+        """Parse a file and decode its streams: (header, y_hat), after the checks of :func:`corrdiff.decoding.read`
+        (size bound, model fingerprint, stream lengths, mode, sampler, rate)."""
+        header = data if isinstance(data, bitstream.Bitstream) else bitstream.unpack(data)
+        return header, decoding.read(self, header, self.max_decode_pixels)[1]
 
     def decompress(
-        self, data: bytes, mode: str | None = None, gamma_scale: float = 1.0, on_step: OnStep | None = None,
+        self, data: bytes | bitstream.Bitstream, mode: str | None = None, gamma_scale: float = 1.0, on_step: OnStep | None = None,
     ) -> Tensor:
-        """Decode a ``.cdf`` file to a (1, 3, H, W) image in [0, 1].
+        """Decode a ``.cdf`` file (its bytes, or its header parsed by :func:`corrdiff.bitstream.unpack`) to a
+        (1, 3, H, W) image in [0, 1].
 
         Args:
             mode: decode a ``corrected`` file as ``diffusion`` (gamma = 0) or ``e2e`` (x0_e only)

@@ -1,10 +1,10 @@
 """The decoder's side of a codec: ``.cdf`` file -> image, and the checks a decoder makes before it allocates.
 
 (The container's own bounds are checked by :mod:`corrdiff.bitstream`, the recorded sampler by
-:func:`corrdiff.sampling.sampler_from_file`.)
+:func:`corrdiff.replay.sampler_from_file`.)
 
 :func:`decode` reads the file, rebuilds the sampler it records and replays the encoder's trajectory
-(:func:`corrdiff.sampling.sample`) with the file's gammas. :func:`read` parses the container (:func:`corrdiff.bitstream.unpack` checks its own bounds),
+(:func:`corrdiff.sampling.sample`) with the file's gammas. :func:`read` parses the container once (:func:`corrdiff.bitstream.unpack` checks its own bounds),
 then, before any tensor is allocated, refuses with :class:`~corrdiff.errors.BitstreamError` an image
 larger than ``max_pixels`` (a codec's ``max_decode_pixels``), a file of another model
 (:class:`~corrdiff.errors.ModelMismatchError`), a stream count the prior does not code and a stream
@@ -26,7 +26,7 @@ from corrdiff.correction import check_gamma_scale
 from corrdiff.errors import BitstreamError, ModelMismatchError
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.priors import max_stream_bytes
-from corrdiff.modules.rate import RateCondition
+from corrdiff.replay import Replay, file_rate  # noqa: F401 (file_rate: re-exported, its old home)
 
 # Decode-size bound: a header may name up to bitstream.MAX_PIXELS (2^28) pixels, but a 100-byte file must
 # not make the decoder allocate memory for that many (about 350 bytes per pixel for the small preset, see
@@ -38,22 +38,19 @@ MAX_DECODE_PIXELS = int(os.environ[DECODE_PIXELS_ENV]) if os.environ.get(DECODE_
 
 
 @torch.no_grad()
-def decode(model: CorrDiffModel, data: bytes, mode: str | None, gamma_scale: float,
+def decode(model: CorrDiffModel, data: bytes | bitstream.Bitstream, mode: str | None, gamma_scale: float,
            on_step: Callable[[int, int], None] | None, max_pixels: int = MAX_DECODE_PIXELS) -> Tensor:
-    """Decode a file with ``model`` (:meth:`corrdiff.codec.CorrDiffCodec.decompress` documents the arguments)."""
+    """Decode a file (its bytes, or its header already parsed by :func:`corrdiff.bitstream.unpack`) with ``model``
+    (:meth:`corrdiff.codec.CorrDiffCodec.decompress` documents the arguments). The header is parsed once and the
+    replay record (:class:`~corrdiff.replay.Replay`: mode, sampler, rate) built once from it."""
     check_gamma_scale(gamma_scale)
-    bs, y_hat = read(model, data, max_pixels)
-    rate = file_rate(model, bs)
-    kind = bitstream.decode_mode(mode or bs.mode)
-    if kind.corrects and not bitstream.decode_mode(bs.mode).corrects:
-        raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it carries no gammas to decode {kind.name!r}")
-    sampler = sampling.sampler_from_file(bs, model.schedule).sampler if kind.samples else None
-    choose = sampling.file_gammas(bs, gamma_scale) if kind.corrects else sampling.no_correction
+    bs = data if isinstance(data, bitstream.Bitstream) else bitstream.unpack(data)
+    replay, y_hat = read(model, bs, max_pixels, mode)
+    choose = sampling.file_gammas(bs, gamma_scale) if replay.mode.corrects else sampling.no_correction
     with sampling.evaluating(model):
-        x0 = sampling.sample(model, y_hat, (bs.height, bs.width), kind.name, sampler, bs.steps, bs.seed, choose,
-                             on_step, rate)
+        x0 = sampling.sample(model, y_hat, replay, choose, on_step)
     check_finite(x0)
-    return sampling.to_image(x0, (bs.height, bs.width), bs.gray)
+    return sampling.to_image(x0, replay.hw, replay.gray)
 
 
 def check_ready(model: CorrDiffModel) -> None:
@@ -63,10 +60,12 @@ def check_ready(model: CorrDiffModel) -> None:
                            "(corrdiff export does it)")
 
 
-def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS) -> tuple[bitstream.Bitstream, Tensor]:
-    """Parse a file and entropy-decode its latent for ``model``: (header, y_hat as D and C see it), after every
-    check above and :func:`file_rate`'s."""
-    bs = bitstream.unpack(data)
+def read(model: CorrDiffModel, data: bytes | bitstream.Bitstream, max_pixels: int = MAX_DECODE_PIXELS,
+         mode: str | None = None) -> tuple[Replay, Tensor]:
+    """Check a file for ``model`` and decode its streams: (its replay record decoded as ``mode``, y_hat as D and C
+    see it), after every check above and the record's (:meth:`Replay.from_file`: mode, sampler, rate; the rate
+    check is :func:`corrdiff.replay.file_rate`)."""
+    bs = data if isinstance(data, bitstream.Bitstream) else bitstream.unpack(data)
     if bs.height * bs.width > max_pixels:
         raise BitstreamError(
             f"image of {bs.height}x{bs.width} = {bs.height * bs.width} pixels exceeds this decoder's limit of "
@@ -80,9 +79,9 @@ def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS)
         )
     if len(bs.streams) != len(model.stream_names):
         raise BitstreamError(f"file has {len(bs.streams)} streams, this model codes {len(model.stream_names)}")
-    rate = file_rate(model, bs)
+    replay = Replay.from_file(model, bs, mode)
     if model.base is not None:  # the base checks its stream's frame size against the header before decoding
-        return bs, model.pad(model.base.read(bs.streams, bs.height, bs.width, model.device))
+        return replay, model.pad(model.base.read(bs.streams, bs.height, bs.width, model.device))
     latent_hw = model.latent_hw(bs.height, bs.width)
     check_stream_lengths(model.prior, bs, latent_hw)
     try:
@@ -91,18 +90,7 @@ def read(model: CorrDiffModel, data: bytes, max_pixels: int = MAX_DECODE_PIXELS)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise BitstreamError(f"entropy-coded data is invalid ({exc})") from None
     with torch.no_grad():
-        return bs, model.unscale_latent(y_hat.to(model.device), rate)
-
-
-def file_rate(model: CorrDiffModel, bs: bitstream.Bitstream) -> RateCondition | None:
-    """The rate a file was coded at (its quality record); BitstreamError unless the record is there exactly
-    when ``model`` is a variable-rate model, with a quality in its range."""
-    if model.rate_control is not None and bs.quality is None:
-        raise BitstreamError("the file has no quality record, which this variable-rate model needs")
-    try:
-        return model.rate_condition(bs.quality, model.device)
-    except ValueError as exc:
-        raise BitstreamError(f"the file's quality record does not fit this model: {exc}") from None
+        return replay, model.unscale_latent(y_hat.to(model.device), replay.rate)
 
 
 def check_stream_lengths(prior, bs: bitstream.Bitstream, latent_hw: tuple[int, int]) -> None:
@@ -158,14 +146,12 @@ def decode_avif_file(model: CorrDiffModel, data: bytes, strength: float = 1.0, s
     array = decode_avif(data, width, height)
     low, high = model.quality_range
     estimated = estimate_avif_quality(model.base, array, len(data)) if quality is None else quality
-    rate = model.rate_condition(min(max(estimated, low), high), model.device)
+    rate_quality = min(max(estimated, low), high)
     x0_e = from_uint8(array, model.device)
-    steps = int(steps if steps is not None else model.config["steps"])
-    sampler = sampling.sampler_for_encoding(model.config["sampler"], model.schedule, steps).sampler
+    replay = Replay.for_encoding(model, height, width, "diffusion", steps, None, seed, rate_quality)
     blend = torch.full((1, 1, 1, 1), 1.0 - float(strength))
     with sampling.evaluating(model):
-        x0 = sampling.sample(model, model.pad(x0_e), (height, width), "diffusion", sampler, steps, seed,
-                             lambda i, x0_d, x0_e: blend, on_step, rate)
+        x0 = sampling.sample(model, model.pad(x0_e), replay, lambda i, x0_d, x0_e: blend, on_step)
     check_finite(x0)
     return sampling.to_image(x0, (height, width))
 

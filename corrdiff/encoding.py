@@ -5,7 +5,8 @@
               coded (quantised) before use, so that the decoder replays the same trajectory
     file = header (corrdiff.bitstream) + coded gammas + streams
 
-:meth:`corrdiff.codec.CorrDiffCodec.encode` documents the arguments.
+:meth:`corrdiff.codec.CorrDiffCodec.encode` documents the arguments; it builds the replay record
+(:class:`corrdiff.replay.Replay`) once, and everything below reads it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from torch import Tensor
 
 from corrdiff import bitstream, decoding, sampling
 from corrdiff.correction import CorrectionConfig, GammaSolver, step_gammas
-from corrdiff.image_io import as_image_tensor, to_model_range
+from corrdiff.image_io import to_model_range
 from corrdiff.losses.perceptual import PerceptualDistances
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.rate import RateCondition
+from corrdiff.replay import Replay
 from corrdiff.modules.transforms import STRIDE
 
 OnStep = Callable[[int, int], None]  # on_step(done, steps): called after each sampling step (a progress bar)
@@ -55,37 +57,27 @@ class EncodeResult:
 
 
 @torch.no_grad()
-def encode(model: CorrDiffModel, image: Any, steps: int | None, seed: int, mode: str,
-           sampler: Mapping[str, Any] | None, gamma: Mapping[str, Any] | None, on_step: OnStep | None,
-           distances: PerceptualDistances, quality: float | None = None) -> EncodeResult:
-    """Compress ``image`` with ``model``: the file's bytes and the encoder's reconstruction (which the decoder
-    reproduces bit for bit). ``distances``: where the gamma solver gets its perceptual distance when ``rho > 0``;
-    ``quality``: the rate of a variable-rate model (None: its default; docs/variable_rate.md)."""
-    kind = bitstream.decode_mode(mode)
+def encode(model: CorrDiffModel, image: Tensor, replay: Replay, gamma: Mapping[str, Any] | None,
+           on_step: OnStep | None, distances: PerceptualDistances) -> EncodeResult:
+    """Compress ``image`` ((1, 3, H, W) in [0, 1]) with ``model`` as ``replay`` records it (:meth:`Replay.for_encoding`:
+    mode, sampler, steps, seed, rate): the file's bytes and the encoder's reconstruction (which the decoder
+    reproduces bit for bit). ``distances``: where the gamma solver gets its perceptual distance when ``rho > 0``."""
     correction = model.correction.replace(dict(gamma or {}))
-    image = as_image_tensor(image)
-    gray = bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
     decoding.check_ready(model)
-    steps = int(steps if steps is not None else model.config["steps"]) if kind.samples else 0
-    chosen = sampling.sampler_for_encoding(sampler or model.config["sampler"], model.schedule,
-                                           steps if kind.samples else None)
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must lie in [0, 2^32), got {seed}")
-    rate = model.rate_condition(quality, model.device)
-    h, w = image.shape[-2:]
     with sampling.evaluating(model):
         x = to_model_range(image.to(model.device))
-        streams, y_hat = code_latent(model, analysis_latent(model, x), rate)
-        choose = (sampling.EncoderGammas(_solver(model, correction, distances), x, steps) if kind.corrects
-                  else sampling.no_correction)
-        x0 = sampling.sample(model, y_hat, (h, w), mode, chosen.sampler, steps, seed, choose, on_step, rate)
-    coded = tuple(choose.coded) if kind.corrects else ()
-    data = bitstream.pack(bitstream.Bitstream(
-        fingerprint=model.fingerprint(), height=h, width=w, mode=mode, sampler=chosen.name, steps=steps,
-        sampler_params=chosen.params, seed=seed, gamma_steps=coded, streams=tuple(streams), gray=gray,
-        quality=None if rate is None else float(rate.quality[0]),
-    ))
-    return EncodeResult(data, sampling.to_image(x0, (h, w), gray), coded, y_hat)
+        streams, y_hat = code_latent(model, analysis_latent(model, x), replay.rate)
+        choose = (sampling.EncoderGammas(_solver(model, correction, distances), x, replay.steps)
+                  if replay.mode.corrects else sampling.no_correction)
+        x0 = sampling.sample(model, y_hat, replay, choose, on_step)
+    coded = tuple(choose.coded) if replay.mode.corrects else ()
+    data = bitstream.pack(replay.header(model.fingerprint(), coded, tuple(streams)))
+    return EncodeResult(data, sampling.to_image(x0, replay.hw, replay.gray), coded, y_hat)
+
+
+def is_gray(image: Tensor) -> bool:
+    """Whether an image's three channels are equal (it is coded as gray: the decoder returns R = G = B)."""
+    return bool(torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2]))
 
 
 def analysis_latent(model: CorrDiffModel, x: Tensor) -> Tensor:

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
+from torch import Tensor
 
 from corrdiff import bitstream, sampling
 from corrdiff.encoding import EncodeResult, analysis_latent, code_latent
 from corrdiff.errors import CorrDiffError
-from corrdiff.image_io import as_image_tensor, to_model_range
+from corrdiff.image_io import to_model_range
 from corrdiff.model import CorrDiffModel
+from corrdiff.replay import Replay
 
 #: Bisection steps over the quality range: the shipped model's range of 8 is resolved to 8 / 2^11 = 0.004, a few
 #: bytes of a 768x512 file (about 2,000 bytes per quality unit there); each step codes the latent once, so fewer
@@ -56,15 +58,14 @@ class Target:
         return f"{self.bpp:g} bpp ({self.bpp * pixels / 8:.0f} bytes)"
 
 
-def encode_to_target(model: CorrDiffModel, image: Any, target: Target, encode: Callable[..., EncodeResult],
-                     mode: str = "corrected", steps: int | None = None, **kwargs: Any) -> EncodeResult:
-    """Encode ``image`` at the quality that meets ``target``; ``encode(image, quality=..., mode=..., steps=...,
-    **kwargs)`` is the codec's own encode. RateTargetError when the lowest quality's file is over a size
-    budget; ValueError for a fixed-rate model."""
+def encode_to_target(model: CorrDiffModel, image: Tensor, target: Target, replay: Replay,
+                     encode: Callable[[Replay], EncodeResult]) -> EncodeResult:
+    """Encode ``image`` ((1, 3, H, W) in [0, 1]) at the quality that meets ``target``; ``replay``: the encode's record
+    (its rate is replaced by each candidate's), ``encode(replay)`` the encode itself. RateTargetError when the
+    lowest quality's file is over a size budget; ValueError for a fixed-rate model."""
     if model.quality_range is None:
         raise ValueError("this model codes at one fixed rate: a target size or bpp needs a variable-rate model "
                          "(docs/variable_rate.md)")
-    image = as_image_tensor(image)
     h, w = image.shape[-2:]
     with sampling.evaluating(model), torch.no_grad():
         y = analysis_latent(model, to_model_range(image.to(model.device)))
@@ -73,11 +74,10 @@ def encode_to_target(model: CorrDiffModel, image: Any, target: Target, encode: C
             streams, _ = code_latent(model, y, model.rate_condition(quality, model.device))
             return sum(len(s) for s in streams)
 
-        overhead = header_bytes(model, h, w, mode, steps, kwargs.get("sampler"), kwargs.get("seed", 0),
-                                kwargs.get("gamma"))
+        overhead = header_bytes(model, replay)
         for _ in range(MAX_SAMPLINGS):
             quality = _search(model, stream_bytes, target, overhead, h * w)
-            result = encode(image, quality=quality, mode=mode, steps=steps, **kwargs)
+            result = encode(replay.with_rate(model.rate_condition(quality, model.device)))
             if target.max_bytes is None or len(result.data) <= target.max_bytes:
                 return result
             overhead = len(result.data) - stream_bytes(quality)  # the header came out larger (tile gammas)
@@ -107,24 +107,17 @@ def _search(model: CorrDiffModel, stream_bytes: Callable[[float], int], target: 
     return high
 
 
-def header_bytes(model: CorrDiffModel, height: int, width: int, mode: str, steps: int | None,
-                 sampler: Any, seed: int, gamma: Mapping[str, Any] | None = None) -> int:
-    """Bytes of a file's header, gammas and stream lengths (everything but the streams), assuming each
-    step's gammas take the bytes of the first granularity of the encode's gamma options (``gamma`` over the
-    model's) when it is scalar or channel (a tile map's size is known only after sampling: it is estimated
-    as scalar)."""
-    kind = bitstream.decode_mode(mode)
-    steps = int(steps if steps is not None else model.config["steps"]) if kind.samples else 0
-    chosen = sampling.sampler_for_encoding(sampler or model.config["sampler"], model.schedule,
-                                           steps if kind.samples else None)
+def header_bytes(model: CorrDiffModel, replay: Replay, gamma: Mapping[str, Any] | None = None) -> int:
+    """Bytes of a file's header, gammas and stream lengths (everything but the streams) of an encode with this
+    record, assuming each step's gammas take the bytes of the first granularity of the encode's gamma options
+    (``gamma`` over the model's) when it is scalar or channel (a tile map's size is known only after sampling:
+    it is estimated as scalar)."""
     granularity = model.correction.replace(dict(gamma or {})).granularities[0].spec
     values = (0.0,) * 3 if granularity == "channel" else (0.0,)
     step = bitstream.GammaStep("channel" if granularity == "channel" else "scalar", values)
-    data = bitstream.pack(bitstream.Bitstream(
-        fingerprint=bytes(bitstream.FINGERPRINT_BYTES), height=height, width=width, mode=mode, sampler=chosen.name,
-        steps=steps, sampler_params=chosen.params, seed=seed, gamma_steps=(step,) * steps if kind.corrects else (),
-        streams=(b"",) * len(model.stream_names), quality=0.0 if model.quality_range is not None else None))
-    return len(data)
+    gammas = (step,) * replay.steps if replay.mode.corrects else ()
+    header = replay.header(bytes(bitstream.FINGERPRINT_BYTES), gammas, (b"",) * len(model.stream_names))
+    return len(bitstream.pack(header))
 
 
 __all__ = ["MAX_SAMPLINGS", "RateTargetError", "SEARCH_STEPS", "Target", "encode_to_target", "header_bytes"]

@@ -10,10 +10,9 @@
         x_t   = sampler.step(x0_c, t, x_t)
     output x0_c of the last step
 
-Both sides call :func:`sample` with the same arguments, so their trajectories agree to the bit.
-The file records the sampler as its registry name plus the values of the parameters the sampler
-declares in ``recorded_params`` (float32): :func:`sampler_for_encoding` builds the sampler the file
-will name, :func:`sampler_from_file` rebuilds it on the decoder's side.
+Both sides call :func:`sample` with the same arguments, so their trajectories agree to the bit: the latent,
+the gamma chooser, and the replay record of what the file fixes (:class:`corrdiff.replay.Replay`: mode, size,
+sampler with its recorded parameters, steps, seed, rate), which each side builds once.
 
 Memory. With P pixels (padded), the peak is that of one sampling step::
 
@@ -59,9 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -69,111 +66,17 @@ from torch import Tensor, nn
 
 from corrdiff import bitstream
 from corrdiff.correction import GammaSolver, gamma_map
-from corrdiff.errors import BitstreamError
 from corrdiff.image_io import to_image_range
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.rate import RateCondition
 from corrdiff.modules.samplers import seeded_noise
 from corrdiff.modules.tiling import map_tiles
 from corrdiff.modules.transforms import STRIDE
-from corrdiff.registry import SAMPLERS, ContractError
 from corrdiff import reverse
+from corrdiff.replay import (FileSampler, Replay, parse_sampler_spec, recorded_params,  # noqa: F401 (re-exported)
+                             sampler_for_encoding, sampler_from_file)
 
 GammaChooser = Callable[[int, Tensor, Tensor], Tensor]  # (step i, x0_d, x0_e) of the unpadded image -> gamma map
-
-
-# ----------------------------------------------------------------------------- the sampler a file records
-@dataclass(frozen=True)
-class FileSampler:
-    """A built sampler with what the file records of it: its name and its recorded parameters' values."""
-
-    name: str
-    params: tuple[float, ...]  # float32 values, in the order of the sampler's ``recorded_params``
-    sampler: Any
-
-
-def recorded_params(name: str, schedule: nn.Module) -> tuple[str, ...]:
-    """The parameters that sampler ``name`` declares the file must record (its ``recorded_params``): the
-    class's, or for a sampler registered as a factory function, those of one it builds with its defaults."""
-    recorded = getattr(SAMPLERS.get(name), "recorded_params", None)
-    if recorded is None:
-        recorded = getattr(SAMPLERS.build(name, schedule=schedule), "recorded_params", None)
-    if recorded is None:
-        raise ContractError(f"sampler {name!r} declares no recorded_params (the parameters a file records)")
-    return tuple(recorded)
-
-
-def _recorded_value(name: str, param: str, value: Any) -> float:
-    """``value`` as the file stores it (float32); ValueError for what a file cannot hold."""
-    try:
-        stored = bitstream.to_float32(value)
-    except (OverflowError, TypeError, ValueError):
-        stored = math.nan
-    if not math.isfinite(stored):
-        raise ValueError(f"sampler {name!r}: {param} = {value!r} is not a finite float32, which the file records")
-    return stored
-
-
-def _build(name: str, params: Mapping[str, Any], schedule: nn.Module, steps: int | None) -> FileSampler:
-    """Build sampler ``name`` with ``params`` and read back its recorded values (float32-rounded)."""
-    sampler = SAMPLERS.build({"name": name, **params}, schedule=schedule)
-    recorded = recorded_params(name, schedule)
-    missing = [p for p in recorded if not hasattr(sampler, p)]
-    if missing or len(recorded) > bitstream.MAX_SAMPLER_PARAMS:
-        raise ContractError(f"sampler {name!r} must expose each of its recorded_params {list(recorded)} as an "
-                            f"attribute (missing {missing}) and record at most {bitstream.MAX_SAMPLER_PARAMS}")
-    if steps is not None:
-        sampler.set_timesteps(steps)
-    return FileSampler(name, tuple(_recorded_value(name, p, getattr(sampler, p)) for p in recorded), sampler)
-
-
-def sampler_for_encoding(spec: Mapping[str, Any], schedule: nn.Module, steps: int | None) -> FileSampler:
-    """The sampler of ``spec`` as the file records it, built from the recorded (float32) values so that the
-    encoder samples exactly as the decoder will; its defaults are recorded too (ddpm: eta = 1). ValueError,
-    before any work, for an option the file cannot record and for bad steps or parameter values."""
-    name, options = str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
-    recorded = recorded_params(name, schedule)
-    extra = set(options) - set(recorded)
-    if extra:
-        raise ValueError(f"sampler {name!r} for compression takes only {sorted(recorded)} (what the file records), "
-                         f"got {sorted(extra)}")
-    first = _build(name, options, schedule, steps)
-    return _build(name, dict(zip(recorded, first.params)), schedule, steps)
-
-
-def parse_sampler_spec(text: str) -> dict[str, Any]:
-    """``"NAME[,key=value...]"`` (the command line's ``--sampler``, docs/architecture.md) -> ``{"name": NAME,
-    key: float(value), ...}``, e.g. ``"ddim,eta=0.5"``. ValueError for a malformed spec; the name and the
-    parameters are checked against the registry by :func:`sampler_for_encoding`."""
-    name, *pairs = (item.strip() for item in text.split(","))
-    if not name or "=" in name:
-        raise ValueError(f"a sampler is NAME[,key=value...], e.g. ddim or ddim,eta=0.5; got {text!r}")
-    spec: dict[str, Any] = {"name": name}
-    for pair in pairs:
-        key, sep, value = (part.strip() for part in pair.partition("="))
-        if not sep or not key or key in spec:
-            raise ValueError(f"sampler {name!r}: expected distinct key=value parameters, got {pair!r} in {text!r}")
-        try:
-            spec[key] = float(value)
-        except ValueError:
-            raise ValueError(f"sampler {name!r}: {key} = {value!r} is not a number") from None
-    return spec
-
-
-def sampler_from_file(bs: bitstream.Bitstream, schedule: nn.Module) -> FileSampler:
-    """The sampler a file records, rebuilt here (BitstreamError if it is unknown here or its values are invalid)."""
-    if bs.steps == 0:
-        raise BitstreamError(f"file was encoded in mode {bs.mode!r}; it has no sampling steps to decode")
-    if bs.sampler not in SAMPLERS:
-        raise BitstreamError(f"file needs sampler {bs.sampler!r}, which is not registered here")
-    try:
-        recorded = recorded_params(bs.sampler, schedule)
-        if len(recorded) != len(bs.sampler_params):
-            raise BitstreamError(f"file records {len(bs.sampler_params)} parameters for sampler {bs.sampler!r}, "
-                                 f"which records {len(recorded)} ({', '.join(recorded) or 'none'})")
-        return _build(bs.sampler, dict(zip(recorded, bs.sampler_params)), schedule, bs.steps)
-    except (ValueError, TypeError) as exc:
-        raise BitstreamError(f"file's sampler parameters are invalid ({exc})") from None
 
 
 # ----------------------------------------------------------------------------- what runs before the loop
@@ -234,18 +137,14 @@ def uses_channels_last(model: CorrDiffModel, y_hat: Tensor) -> bool:
 def sample(
     model: CorrDiffModel,
     y_hat: Tensor,
-    hw: tuple[int, int],
-    mode: str,
-    sampler: Any,
-    steps: int,
-    seed: int,
+    replay: Replay,
     choose_gamma: GammaChooser,
     on_step: Callable[[int, int], None] | None = None,
-    rate: RateCondition | None = None,
 ) -> Tensor:
     """Run the (corrected) reverse process; returns the padded reconstruction in [-1, 1].
 
-    ``y_hat``: the latent as D and C see it; ``rate``: its quality (variable-rate models).
+    ``y_hat``: the latent as D and C see it; ``replay``: what the file fixes (the mode, the image size, the
+    sampler and its steps, the seed, the rate).
     ``choose_gamma(i, x0_d, x0_e)`` gives step i's gamma map for the unpadded image, shape
     (1, C or 1, H or 1, W or 1) (a spatial map is extended over the padding by edge
     replication). ``on_step(done, steps)``, if given, is called after each step (a progress bar).
@@ -261,13 +160,14 @@ def sample(
     fmt = torch.channels_last if uses_channels_last(model, y_hat) else torch.contiguous_format
     y_hat = y_hat.contiguous(memory_format=fmt)
     x0_e = decode_x0_e(model, y_hat)
-    if not bitstream.decode_mode(mode).samples:
+    if not replay.mode.samples:
         return x0_e
-    cond, projected = sampling_condition(model, y_hat, rate)
+    cond, projected = sampling_condition(model, y_hat, replay.rate)
     cond = [c.contiguous(memory_format=fmt) for c in cond]
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(replay.seed)
     x_t = seeded_noise(tuple(x0_e.shape), generator, x0_e).contiguous(memory_format=fmt)
-    h, w = hw
+    h, w = replay.hw
+    sampler, steps = replay.sampler.sampler, replay.steps
     x0_c: Tensor | None = None
     for i, t in enumerate(sampler.set_timesteps(steps)):
         x0_c = None  # the previous step's estimate is in x_t now: free it while the network runs

@@ -404,8 +404,10 @@ def test_eval_quality_from_the_command_line(variable_file, model_file, rate_eval
 def test_the_header_estimate_is_the_files_size_less_its_streams(variable, image, gamma):
     """The size search counts the header of the encode's own gamma options (a channel map: 3 values a step)."""
     from corrdiff.rate_search import header_bytes
+    from corrdiff.replay import Replay
 
     result = variable.encode(image, steps=2, quality=2.0, gamma=gamma)
     streams = sum(len(s) for s in bitstream.unpack(result.data).streams)
     h, w = image.shape[-2:]
-    assert header_bytes(variable, h, w, "corrected", 2, None, 0, gamma) == len(result.data) - streams
+    replay = Replay.for_encoding(variable, h, w, "corrected", 2, None, 0, variable.default_quality)
+    assert header_bytes(variable, replay, gamma) == len(result.data) - streams
