@@ -15,8 +15,9 @@ from corrdiff.weights import OFFLINE_ENV
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model (phase 1 ScoreTraining or phase 2 JointTraining) from a YAML config",
-    "validate": "run the validation loop of a config/checkpoint",
-    "test": "run the test loop (metrics over a dataset, DDP-aware)",
+    "validate": "run the validation loop of a config/checkpoint over data.val_dirs (no train_dirs needed)",
+    "test": "run the test loop of a config and --ckpt_path: metrics over data.test_dirs (default val_dirs; "
+            "no train_dirs needed; DDP-aware; docs/training.md)",
 }
 
 

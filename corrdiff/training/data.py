@@ -118,7 +118,8 @@ class ImageDataModule(L.LightningDataModule):
     """Folders of photos for training, validation and testing.
 
     Args:
-        train_dirs: folder(s) of training images.
+        train_dirs: folder(s) of training images: ``fit`` needs them (ValueError in ``setup`` without), ``corrdiff
+            test`` and ``corrdiff validate`` do not (they read ``test_dirs`` and ``val_dirs``).
         val_dirs: folder(s) of validation images (deterministic centre crops).
         test_dirs: folder(s) for ``corrdiff test`` (default: ``val_dirs``).
         crop_size: training crop side.
@@ -133,7 +134,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train_dirs: str | list[str],
+        train_dirs: str | list[str] | None = None,
         val_dirs: str | list[str] | None = None,
         test_dirs: str | list[str] | None = None,
         crop_size: int = 256,
@@ -159,6 +160,10 @@ class ImageDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
+            if not self.train_dirs:
+                raise ValueError("ImageDataModule: training needs train_dirs (in the config's data: or "
+                                 "--data.train_dirs FOLDER); corrdiff test and validate need only val_dirs "
+                                 "or test_dirs")
             self.train_set = ImageCrops(
                 self.train_dirs, self.crop_size, train=True, cache=self.cache, repeat=self.train_repeat,
                 max_scale=self.max_scale,
