@@ -21,7 +21,8 @@ def test_demo_lists_avif_and_webp_at_the_same_size_with_plain_labels(tmp_path, c
     Image.fromarray(load_image(demo.demo_image_path())[128:256, 256:448]).save(src)
     labels: list[str] = []
     side_by_side = demo.side_by_side
-    monkeypatch.setattr(demo, "side_by_side", lambda panels: labels.extend(p[1] for p in panels) or side_by_side(panels))
+    monkeypatch.setattr(demo, "side_by_side",
+                        lambda panels: labels.extend(p[1] for p in panels) or side_by_side(panels))
 
     figures = demo.run_demo(image=str(src), out=str(tmp_path / "out"), steps=1)
     out = capsys.readouterr().out
