@@ -123,7 +123,8 @@ def test_breakdown_and_flops_cover_the_networks(quick_cli):
 def test_training_and_gamma_figures(quick_cli):
     _, _, results = quick_cli
     rows = results["training"]
-    phases = ("phase 1 (ScoreTraining)", "phase 2 (JointTraining)", "adversarial (AdversarialTraining)")
+    phases = ("phase 1 (ScoreTraining)", "phase 2 (JointTraining)", "adversarial (AdversarialTraining)",
+              "base (RateDistortionTraining)")
     assert [(r["phase"], r["batch"]) for r in rows] == [
         (phase, batch) for phase in phases for batch in QUICK.train_batches]
     for row in rows:

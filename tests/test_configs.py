@@ -41,7 +41,7 @@ SWEEP_DIR = EXPERIMENTS / "sweeps"
 LADDER_SCRIPT = EXPERIMENTS / "ladder" / "run.sh"
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 MODELS = {"corrdiff.training.ScoreTraining", "corrdiff.training.JointTraining", "corrdiff.training.AdversarialTraining",
-          "corrdiff.training.BaseScoreTraining"}
+          "corrdiff.training.BaseScoreTraining", "corrdiff.training.RateDistortionTraining"}
 DATA = {"corrdiff.training.ImageDataModule": "train_dirs", "corrdiff.training.PairDataModule": "pairs_dir"}
 
 

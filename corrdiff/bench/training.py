@@ -91,11 +91,12 @@ def fit_steps(module: L.LightningModule, batch: torch.Tensor, steps: int, warmup
 def training_section(codec_config: dict[str, Any], batch_sizes: Iterable[int], crop: int, steps: int,
                      warmup: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """Section ``training``: step time and samples/s of each phase for the model's architecture."""
-    from corrdiff.training import AdversarialTraining, JointTraining, ScoreTraining
+    from corrdiff.training import AdversarialTraining, JointTraining, RateDistortionTraining, ScoreTraining
 
     photo, rows = demo_photo(), []
     phases = (("phase 1 (ScoreTraining)", ScoreTraining), ("phase 2 (JointTraining)", JointTraining),
-              ("adversarial (AdversarialTraining)", partial(AdversarialTraining, r1_weight=1.0)))
+              ("adversarial (AdversarialTraining)", partial(AdversarialTraining, r1_weight=1.0)),
+              ("base (RateDistortionTraining)", RateDistortionTraining))
     for phase, cls in phases:
         torch.manual_seed(0)
         module = cls(preset=None, codec=codec_config)

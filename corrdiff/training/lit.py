@@ -188,14 +188,16 @@ class CodecTraining(L.LightningModule):
         inter.t, inter.x_t, inter.x0_d = sample["t"], sample["x_t"], sample["x0_d"]
         return diff
 
-    def _rate_and_diffusion(self, x: Tensor, diffusion_weight: float,
+    def _rate_and_diffusion(self, x: Tensor, diffusion_weight: float | None,
                             decode_e2e: bool) -> tuple[StepTerms, Intermediates]:
-        """The terms every phase starts with, ``bpp`` (weight ``lmbda``) and ``diffusion_loss``, and the
-        step's intermediates (x0_e only when ``decode_e2e``)."""
+        """The terms every phase starts with, ``bpp`` (weight ``lmbda``) and ``diffusion_loss`` (None: no
+        diffusion term, and no conditioning computed), and the step's intermediates (x0_e only when
+        ``decode_e2e``)."""
         rate = self.training_rate(x)
         y_hat, likelihoods = self.codec.analyse(x, rate)
         x0_e = self.codec.decode_e2e(y_hat) if decode_e2e else None
-        inter = Intermediates(x=x, y_hat=y_hat, x0_e=x0_e, cond=self.codec.condition(y_hat, rate), rate=rate)
+        cond = self.codec.condition(y_hat, rate) if diffusion_weight is not None else []
+        inter = Intermediates(x=x, y_hat=y_hat, x0_e=x0_e, cond=cond, rate=rate)
         terms = StepTerms()
         bpp = bits_per_pixel_each(likelihoods, x.shape[-2] * x.shape[-1])
         if rate is None:
@@ -203,7 +205,8 @@ class CodecTraining(L.LightningModule):
         else:  # each image's rate weighed by lambda(q) of its quality (docs/variable_rate.md); bpp only logged
             terms.add("rate", (self.codec.rate_control.lmbda(rate) * bpp).mean(), self.lmbda)
             terms.add("bpp", bpp.mean(), 0.0)
-        terms.add("diffusion_loss", self._diffusion_term(inter), diffusion_weight)
+        if diffusion_weight is not None:
+            terms.add("diffusion_loss", self._diffusion_term(inter), diffusion_weight)
         return terms, inter
 
     def training_rate(self, x: Tensor) -> RateCondition | None:
