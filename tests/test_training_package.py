@@ -106,3 +106,21 @@ def test_the_start_policy_is_checked_once_when_built():
     module = ScoreTraining(preset="tiny", freeze=["encoder", "prior"])
     assert module.start_policy.freeze == ("encoder", "prior") == module.freeze
     assert not any(p.requires_grad for p in module.codec.encoder.parameters())
+
+
+def test_one_run_option_moves_every_output_folder(tmp_path):
+    from corrdiff.training.cli import CorrDiffCLI
+    from corrdiff.training.lit import CodecTraining
+
+    class NoFit(CorrDiffCLI):
+        def fit(self, model, datamodule=None, ckpt_path=None, **kwargs):
+            pass
+
+    run = tmp_path / "my-run"
+    with mock.patch.object(sys, "argv", ["corrdiff"]):
+        cli = NoFit(CodecTraining, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                    args=["fit", "--config", "experiments/tiny/phase1.yaml", "--run", str(run)],
+                    save_config_callback=None, auto_configure_optimizers=False)
+    assert cli.trainer.default_root_dir == str(run)
+    assert cli.trainer.logger.save_dir == str(run)
+    assert cli.trainer.checkpoint_callback.dirpath == str(run / "checkpoints")

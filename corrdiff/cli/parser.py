@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     add_device_and_threads(p)
 
-    p = sub.add_parser("demo", help="compress a bundled photo with the packaged model; compare with JPEG")
+    p = sub.add_parser("demo", help="compress a bundled photo with the packaged model; compare with AVIF, WebP and JPEG "
+                                            "at the same file size")
     p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
     p.add_argument("--image", default=None, help="another photo to use instead of the bundled one")
     p.add_argument("--out", default="corrdiff-demo", help="output folder (default: corrdiff-demo)")

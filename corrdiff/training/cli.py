@@ -46,21 +46,46 @@ def _quiet_lightning() -> Iterator[None]:
 
 
 class CorrDiffCLI(LightningCLI):
-    """LightningCLI whose ``data`` is any LightningDataModule (``class_path``), by default the image folders of
-    :class:`~corrdiff.training.data.ImageDataModule`: a config whose ``data`` gives only its arguments still
-    means that one."""
+    """LightningCLI for corrdiff's phases:
+
+    * ``data`` is any LightningDataModule (``class_path``), by default the image folders of
+      :class:`~corrdiff.training.data.ImageDataModule`: a config whose ``data`` gives only its arguments still
+      means that one;
+    * ``--run DIR`` puts a whole run in one folder: the trainer's ``default_root_dir``, the logger's
+      ``save_dir`` and every ModelCheckpoint's ``dirpath`` (``DIR/checkpoints``), so that a run on your own
+      photos needs one option, not three (docs/training.md);
+    * ``trainer.accumulate_grad_batches`` is handed to the model: corrdiff's phases optimise manually (one
+      guarded step, corrdiff/training/lit.py), which Lightning's own accumulation refuses.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
+        parser.add_argument("--run", default=None, metavar="DIR",
+                            help="one folder for the whole run: sets trainer.default_root_dir, the logger's save_dir "
+                                 "and each ModelCheckpoint's dirpath (DIR/checkpoints)")
 
     def before_instantiate_classes(self) -> None:
-        """Hand ``trainer.accumulate_grad_batches`` to the model: corrdiff's phases optimise manually (one
-        guarded step, corrdiff/training/lit.py), which Lightning's own accumulation refuses."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         k = config.trainer.get("accumulate_grad_batches") or 1
         if k != 1:
             config.model.init_args.accumulate_grad_batches = k
             config.trainer.accumulate_grad_batches = 1
+        if config.get("run"):
+            _move_run(config, str(config.run))
+
+
+def _move_run(config, run: str) -> None:
+    """Point a parsed config's output folders into ``run`` (see :class:`CorrDiffCLI`)."""
+    trainer = config.trainer
+    trainer.default_root_dir = run
+    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+    for logger in loggers:
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and "save_dir" in init_args:
+            init_args.save_dir = run
+    for callback in trainer.callbacks or []:
+        if str(getattr(callback, "class_path", "")).endswith("ModelCheckpoint"):
+            callback.init_args.dirpath = f"{run}/checkpoints"
 
 
 def run_lightning_cli(argv: list[str]) -> LightningCLI:
