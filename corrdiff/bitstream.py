@@ -349,6 +349,8 @@ def _parse(data: bytes) -> tuple[Bitstream, dict[str, int]]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
+    if not data:  # an interrupted copy or download, a file created by mistake: not "bad magic bytes"
+        raise BitstreamError(f"empty file (0 bytes; a corrdiff file has at least {_MIN_SIZE})")
     if not data.startswith(MAGIC):
         raise BitstreamError("not a corrdiff file (bad magic bytes)")
     if len(data) < _MIN_SIZE:
