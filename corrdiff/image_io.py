@@ -5,7 +5,8 @@ Input policy (documented in docs/bitstream.md):
 * 8-bit RGB from anything Pillow reads (PNG, JPEG, WebP, ...).
 * Grayscale (L, I;16, ...) is replicated to three channels; the decoded image is RGB.
 * An alpha channel (RGBA, LA, P with transparency) is dropped: corrdiff codes colour only.
-* 16-bit images are reduced to 8 bits per channel.
+* 16-bit images are reduced to 8 bits per channel, and CMYK images converted to RGB, each with a note (a
+  warning) as for a dropped alpha channel: the file codes less than the input held.
 * Files Pillow cannot decode, and images larger than the format allows, raise
   :class:`~corrdiff.errors.ImageReadError`.
 """
@@ -27,16 +28,17 @@ from corrdiff.files import atomic_write
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def find_images(folders: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """The image files (:data:`IMAGE_SUFFIXES`) under one folder or several, recursively, sorted by path.
-    FileNotFoundError for a folder that does not exist."""
+def find_images(folders: str | os.PathLike | Sequence[str | os.PathLike],
+                suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files (:data:`IMAGE_SUFFIXES`, or other ``suffixes`` such as ``.cdf``) under one folder or
+    several, recursively, sorted by path. FileNotFoundError for a folder that does not exist."""
     if isinstance(folders, (str, os.PathLike)):
         folders = [folders]
     files: list[Path] = []
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such folder")
-        files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        files += [p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()]
     return sorted(files)
 
 
@@ -54,6 +56,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             width, height = img.size
             if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or width * height > MAX_PIXELS:
                 raise ImageReadError(f"{path}: {width}x{height} is outside the supported size (sides up to {MAX_SIDE})")
+            if not img.mode.startswith("I") and _reads_16_bit_samples(img):  # (to_rgb8 notes modes I and I;16)
+                warnings.warn(f"{path}: {SIXTEEN_BIT_NOTE}", stacklevel=2)
             img.load()
             return to_rgb8(img, str(path))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -64,8 +68,26 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: {exc}") from None
 
 
+#: the notes of conversions that lose what the input held (warnings; ``corrdiff compress`` prints them as notes)
+SIXTEEN_BIT_NOTE = "16-bit samples reduced to 8 bits (corrdiff codes 8 bits per channel)"
+CMYK_NOTE = ("CMYK converted to RGB without a colour profile (corrdiff codes RGB): colours may differ from the "
+             "original's")
+
+
+def _reads_16_bit_samples(img) -> bool:
+    """Whether an unloaded image holds 16-bit samples that its mode does not show: Pillow opens 48-bit PNG and
+    TIFF files as 8-bit RGB (and 16-bit RGBA, LA likewise), and only the raw mode of their decoder tiles
+    (``RGB;16B``, ``RGB;16L``) tells."""
+    for tile in getattr(img, "tile", None) or []:
+        raw = tile.args[0] if isinstance(tile.args, tuple) and tile.args else tile.args
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
+
+
 def to_rgb8(img, name: str = "image") -> np.ndarray:
-    """Pillow image -> (H, W, 3) uint8, replicating grayscale and dropping alpha."""
+    """Pillow image -> (H, W, 3) uint8, replicating grayscale and dropping alpha; a warning for each
+    conversion that loses what the input held (alpha, 16-bit samples, CMYK), so that no input loses it silently."""
     from PIL import Image
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -73,9 +95,13 @@ def to_rgb8(img, name: str = "image") -> np.ndarray:
         # 16-bit modes always span 0..65535; mode "I" (32-bit) is scaled only when it exceeds 8 bits
         sixteen_bit = img.mode.startswith("I;16") or arr.max(initial=0) > 255
         scale = 255.0 / 65535.0 if sixteen_bit else 1.0
+        if sixteen_bit:
+            warnings.warn(f"{name}: {SIXTEEN_BIT_NOTE}", stacklevel=3)
         img = Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         warnings.warn(f"{name}: alpha channel dropped (corrdiff codes colour only)", stacklevel=3)
+    if img.mode == "CMYK":
+        warnings.warn(f"{name}: {CMYK_NOTE}", stacklevel=3)
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
