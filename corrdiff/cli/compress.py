@@ -1,5 +1,8 @@
 """``corrdiff compress``: images to .cdf files (one model load for all of them), and the line each file
-prints (size, bpp, PSNR, MS-SSIM, time; the quality and what ``granularity=auto`` chose, when they apply)."""
+prints (size, bpp, PSNR, MS-SSIM, time; the quality and what ``granularity=auto`` chose, when they apply).
+A folder stands for every image below it (:func:`corrdiff.batch.expand_folders`); without ``-o`` each .cdf
+goes beside its image, as for a file given. Where the result is not what a user may think they asked for,
+a line on stderr says so: a rate target out of the model's reach, a quality whose decodes lose colour."""
 
 from __future__ import annotations
 
@@ -12,31 +15,44 @@ from corrdiff import bitstream
 from corrdiff.cli.compress_options import check_gamma, check_rate, gamma_options, sampler_option
 from corrdiff.cli.errors import UsageError
 from corrdiff.cli.loading import compress_model, load_for, model_path
-from corrdiff.errors import CorrDiffError
+from corrdiff.errors import CorrDiffError, ImageReadError
 from corrdiff.threads import default_threads
+
+#: qualities below this one of a learned variable-rate model decode with blocks on the latent's grid and mottled
+#: colour (the packaged ``variable`` at qualities 1-3, docs/variable_rate.md); an AVIF base's are AVIF's own
+LOW_QUALITY = 3
 
 
 def compress_command(args: argparse.Namespace) -> int:
-    from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
+    from corrdiff.batch import Job, check_jobs, expand_folders, folder_holding, output_paths, run_jobs, torch_threads
+    from corrdiff.image_io import IMAGE_SUFFIXES
 
     args.model = compress_model(args)
     model_file = model_path(args.model)
-    outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".cdf"), ".cdf")
-    recons = [None] * len(args.input)
+    sources = expand_folders(args.input, IMAGE_SUFFIXES, "image files")
+    folder = folder_holding(args.save_reconstruction, args.input) if args.save_reconstruction is not None else None
+    if folder is not None:  # its PNG files would be compressed, and their reconstructions nested, next time
+        raise UsageError(f"--save-reconstruction {args.save_reconstruction} is inside the input folder {folder}, "
+                         f"where the next `corrdiff compress {folder}` would read its images as inputs; "
+                         "choose a folder outside it")
+    outputs = output_paths(sources, args.output, lambda p: p.with_suffix(".cdf"), ".cdf")
+    recons = [None] * len(sources)
     if args.save_reconstruction is not None:
-        if len(args.input) == 1 and args.save_reconstruction.resolve() == outputs[0].resolve():
+        if len(sources) == 1 and args.save_reconstruction.resolve() == outputs[0].resolve():
             raise UsageError(f"--save-reconstruction {args.save_reconstruction} is the .cdf output itself; "
                              "choose another file")
-        recons = output_paths(args.input, args.save_reconstruction, lambda p: p, ".png")
+        recons = output_paths(sources, args.save_reconstruction, lambda p: p, ".png")
     gamma = gamma_options(args.gamma, args.sharpen)
-    jobs = [Job(path, out, rec) for path, out, rec in zip(args.input, outputs, recons)]
-    check_jobs(jobs, "an image", [model_file], args.force)
+    jobs = [Job(path, out, rec) for (path, _), out, rec in zip(sources, outputs, recons)]
+    check_jobs(jobs, "an image", [model_file], args.force, refuse=_refuse_corrdiff_file)
     machine_threads = default_threads()
     with torch_threads(args.threads or 1):  # loading is many small operations
         codec = load_for(jobs, args.model, args.device)
     check_gamma(codec, gamma)
     check_rate(codec, args)
     _warn_untrained(codec, args.model, args.mode)
+    if codec is not None:
+        _warn_low_quality(codec, args.quality, "--quality")
     sampler = sampler_option(codec, args) if codec is not None else None
     return run_jobs("compress", jobs,
                     lambda job, label: _compress_one(codec, args, sampler, gamma, machine_threads, job,
@@ -76,7 +92,45 @@ def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: 
     if job.reconstruction is not None:
         save_image(job.reconstruction, decoded, overwrite=args.force)
     print(line, flush=True)
+    if args.size is not None or args.bpp is not None:  # a quality the search chose
+        _note_target_out_of_reach(codec, args, job.input, len(data), h * w, quality)
+        _warn_low_quality(codec, quality, f"{job.input}: the chosen quality")
     return Done(len(data), h * w)
+
+
+def _refuse_corrdiff_file(path: Path) -> None:
+    """A .cdf file given to compress is a slip for decompress: say so, rather than "not a readable image"."""
+    with path.open("rb") as file:
+        corrdiff_file = path.suffix.lower() == ".cdf" or file.read(len(bitstream.MAGIC)) == bitstream.MAGIC
+    if corrdiff_file:
+        raise ImageReadError(f"{path} is a corrdiff file: use corrdiff decompress")
+
+
+def _note_target_out_of_reach(codec, args: argparse.Namespace, path: Path, size: int, pixels: int,
+                              quality: float) -> None:
+    """One stderr note when --size or --bpp asked for more bytes than the highest quality gives (or --bpp for
+    fewer than the lowest): the search then writes that quality's file, which would otherwise go unexplained."""
+    goal = args.size if args.size is not None else args.bpp * pixels / 8
+    asked = f"--size {args.size} bytes" if args.size is not None else f"--bpp {args.bpp:g}"
+    low, high = codec.quality_range
+    if quality >= high and size < goal:
+        end = "highest"
+    elif quality <= low and size > goal:  # (--size refuses such an image: RateTargetError)
+        end = "lowest"
+    else:
+        return
+    print(f"corrdiff compress: note: {path}: {asked} is out of this model's reach: wrote its {end} quality "
+          f"({quality:g}), {size} bytes, {8 * size / pixels:.4f} bpp", file=sys.stderr, flush=True)
+
+
+def _warn_low_quality(codec, quality: float | None, what: str) -> None:
+    """One stderr line when a learned variable-rate model codes below :data:`LOW_QUALITY` (not an AVIF base,
+    ``codec.base``, whose qualities are AVIF's)."""
+    if quality is None or codec.quality_range is None or codec.base is not None or quality >= LOW_QUALITY:
+        return
+    print(f"corrdiff compress: warning: {what} {quality:.3g} is below {LOW_QUALITY}, where this model's decodes show "
+          f"blocks and shifted colours (docs/variable_rate.md); use quality {LOW_QUALITY} or more for photographs",
+          file=sys.stderr, flush=True)
 
 
 def _load_image_with_notes(path: Path):

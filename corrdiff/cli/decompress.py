@@ -1,6 +1,7 @@
 """``corrdiff decompress``: .cdf files to PNG images (one model load for all of them), optionally as
 another mode or with scaled gammas, and the line each file prints; a plain ``.avif`` file is decoded by the
-AVIF-base model (``--strength``, docs/avif_base.md)."""
+AVIF-base model (``--strength``, docs/avif_base.md). A folder stands for the ``.cdf`` and ``.avif`` files below
+it (:func:`corrdiff.batch.expand_folders`)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from corrdiff.threads import default_threads
 
 #: decode modes that use no gammas, so that --gamma-scale has nothing to scale
 MODES_WITHOUT_GAMMAS = tuple(name for name, mode in DECODE_MODES.items() if not mode.corrects)
+#: the files that a folder given to decompress stands for
+DECODED_SUFFIXES = (".cdf", ".avif")
 
 
 def decompress_command(args: argparse.Namespace) -> int:
-    from corrdiff.batch import Job, check_jobs, output_paths, run_jobs, torch_threads
+    from corrdiff.batch import Job, check_jobs, expand_folders, output_paths, run_jobs, torch_threads
     from corrdiff.correction import check_gamma_scale
 
-    outputs = output_paths(args.input, args.output, lambda p: p.with_suffix(".decoded.png"), ".png")
-    jobs = [Job(path, out) for path, out in zip(args.input, outputs)]
+    sources = expand_folders(args.input, DECODED_SUFFIXES, ".cdf or .avif files")
+    outputs = output_paths(sources, args.output, lambda p: p.with_suffix(".decoded.png"), ".png")
+    jobs = [Job(path, out) for (path, _), out in zip(sources, outputs)]
     check_jobs(jobs, "a .cdf file", decompress_model_files(args.model), args.force)
     try:
         check_gamma_scale(args.gamma_scale)  # before loading the model
@@ -51,7 +55,7 @@ def _decompress_one(models: FileModels, args: argparse.Namespace, machine_thread
         return _decode_avif_one(models, args, machine_threads, job, label, data)
     header = unpack(data)  # the image size, for the thread count (a damaged file stops here, as decoding would)
     with torch_threads(args.threads or 1):  # loading is many small operations
-        codec = models.for_file(header.fingerprint)
+        codec = models.for_file(job.input, header.fingerprint)
     if args.gamma_scale != 1.0 and args.mode is None and header.mode in MODES_WITHOUT_GAMMAS:
         raise CorrDiffError(f"{job.input} was coded in mode {header.mode}, without gammas: --gamma-scale does not "
                             "apply to it; drop --gamma-scale for this file")
