@@ -26,7 +26,7 @@ from corrdiff import bitstream, decoding, encoding
 from corrdiff.correction import check_gamma_scale, quantize_gamma
 from corrdiff.decoding import MAX_DECODE_PIXELS
 from corrdiff.encoding import EncodeResult, OnStep
-from corrdiff.losses.perceptual import PerceptualDistances
+from corrdiff.gamma_distances import PerceptualDistances
 from corrdiff.model import CorrDiffModel, fingerprint_of
 from corrdiff.image_io import as_image_tensor
 from corrdiff.rate_search import Target, encode_to_target

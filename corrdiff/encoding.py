@@ -20,7 +20,7 @@ from torch import Tensor
 from corrdiff import bitstream, decoding, sampling
 from corrdiff.correction import CorrectionConfig, GammaSolver, step_gammas
 from corrdiff.image_io import to_model_range
-from corrdiff.losses.perceptual import PerceptualDistances
+from corrdiff.gamma_distances import PerceptualDistances
 from corrdiff.model import CorrDiffModel
 from corrdiff.modules.rate import RateCondition
 from corrdiff.replay import Replay
@@ -37,6 +37,13 @@ class EncodeResult:
     reconstruction: Tensor  # (1, 3, H, W) in [0, 1], identical to what decompress() returns
     gamma_steps: tuple[bitstream.GammaStep, ...]  # each step's gammas as sent (empty outside corrected mode)
     y_hat: Tensor
+    replay: Replay | None = None  # what the file fixes about its decode (corrdiff/replay.py)
+
+    @property
+    def quality(self) -> float | None:
+        """The quality the file was coded at (a variable-rate or base-codec model's; None for a fixed rate)."""
+        rate = self.replay.rate if self.replay is not None else None
+        return None if rate is None else float(rate.quality[0])
 
     @property
     def gammas(self) -> Tensor:
@@ -72,7 +79,7 @@ def encode(model: CorrDiffModel, image: Tensor, replay: Replay, gamma: Mapping[s
         x0 = sampling.sample(model, y_hat, replay, choose, on_step)
     coded = tuple(choose.coded) if replay.mode.corrects else ()
     data = bitstream.pack(replay.header(model.fingerprint(), coded, tuple(streams)))
-    return EncodeResult(data, sampling.to_image(x0, replay.hw, replay.gray), coded, y_hat)
+    return EncodeResult(data, sampling.to_image(x0, replay.hw, replay.gray), coded, y_hat, replay)
 
 
 def is_gray(image: Tensor) -> bool:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import corrdiff.model_io
-from corrdiff import batch
+from corrdiff.cli import batch
 from corrdiff.cli import main
 
 

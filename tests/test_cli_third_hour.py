@@ -19,7 +19,7 @@ from PIL import Image
 
 import corrdiff
 import corrdiff.model_io
-from corrdiff import batch
+from corrdiff.cli import batch
 from corrdiff.cli import main
 from corrdiff.cli.errors import EXIT_USAGE_ERROR
 from corrdiff.cli.interrupts import EXIT_INTERRUPTED

@@ -330,3 +330,27 @@ def test_iterations_must_be_a_positive_integer():
     for bad in (0, -3, "abc", 2.5):
         with pytest.raises(ValueError, match="iterations"):
             CorrectionConfig(iterations=bad)
+
+
+def test_the_encoders_perceptual_distances_are_kept_per_device(monkeypatch):
+    """One distance per spec and device (corrdiff/gamma_distances.py), built once; a distance given with set()
+    serves every device."""
+    from corrdiff import gamma_distances
+
+    built = []
+
+    def build(spec):
+        built.append(spec)
+        return torch.nn.Identity()
+
+    monkeypatch.setattr(gamma_distances, "build_perceptual", build)
+    distances = gamma_distances.PerceptualDistances()
+    first = distances.get({"name": "hf"}, "cpu")
+    assert distances.get({"name": "hf"}, torch.device("cpu")) is first and len(built) == 1
+    moved = []
+    monkeypatch.setattr(torch.nn.Identity, "to", lambda self, device: moved.append(str(device)) or self)
+    distances.get({"name": "hf"}, "meta")
+    assert len(built) == 2 and moved == ["meta"]
+    given = object()
+    distances.set({"name": "hf"}, given)
+    assert distances.get({"name": "hf"}, "cpu") is given and distances.get({"name": "hf"}, "meta") is given

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "corrdiff"
 
 CORE = ("corrdiff.model", "corrdiff.bitstream", "corrdiff.modules", "corrdiff.losses")
 UPPER = ("corrdiff.codec", "corrdiff.encoding", "corrdiff.decoding", "corrdiff.sampling", "corrdiff.cli",
-         "corrdiff.__main__", "corrdiff.batch", "corrdiff.demo", "corrdiff.model_io", "corrdiff.training",
+         "corrdiff.__main__", "corrdiff.demo", "corrdiff.model_io", "corrdiff.training",
          "corrdiff.evaluation", "corrdiff.bench", "corrdiff.metrics")
 
 

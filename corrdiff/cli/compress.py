@@ -1,6 +1,6 @@
 """``corrdiff compress``: images to .cdf files (one model load for all of them), and the line each file
 prints (size, bpp, PSNR, MS-SSIM, time; the quality and what ``granularity=auto`` chose, when they apply).
-A folder stands for every image below it (:func:`corrdiff.batch.expand_folders`); without ``-o`` each .cdf
+A folder stands for every image below it (:func:`corrdiff.cli.batch.expand_folders`); without ``-o`` each .cdf
 goes beside its image, as for a file given. Where the result is not what a user may think they asked for,
 a line on stderr says so: a rate target out of the model's reach, a quality whose decodes lose colour."""
 
@@ -24,7 +24,7 @@ LOW_QUALITY = 3
 
 
 def compress_command(args: argparse.Namespace) -> int:
-    from corrdiff.batch import Job, check_jobs, expand_folders, folder_holding, output_paths, run_jobs, torch_threads
+    from corrdiff.cli.batch import Job, check_jobs, expand_folders, folder_holding, output_paths, run_jobs, torch_threads
     from corrdiff.image_io import IMAGE_SUFFIXES
 
     args.model = compress_model(args)
@@ -62,7 +62,7 @@ def compress_command(args: argparse.Namespace) -> int:
 def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: dict, machine_threads: int,
                   job, label: str):
     """Encode one image, write its .cdf (and reconstruction), print its line."""
-    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.cli.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.files import atomic_write
     from corrdiff.image_io import save_image, to_uint8
 
@@ -83,7 +83,7 @@ def _compress_one(codec, args: argparse.Namespace, sampler: dict | None, gamma: 
     h, w = rgb.shape[:2]
     line = (f"{job.input} -> {job.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, {w}x{h}, "
             f"{quality_figures(rgb, decoded)}, {seconds:.2f} s")  # before writing: a failure leaves no file
-    quality = bitstream.unpack(data).quality
+    quality = result.quality  # the encoder's own record: the file is not parsed again
     if quality is not None:
         line += f", quality {quality:.3g}"
     if codec.correction.replace(gamma).granularity == "auto" and result.gamma_steps:

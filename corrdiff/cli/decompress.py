@@ -1,7 +1,7 @@
 """``corrdiff decompress``: .cdf files to PNG images (one model load for all of them), optionally as
 another mode or with scaled gammas, and the line each file prints; a plain ``.avif`` file is decoded by the
 AVIF-base model (``--strength``, docs/avif_base.md). A folder stands for the ``.cdf`` and ``.avif`` files below
-it (:func:`corrdiff.batch.expand_folders`)."""
+it (:func:`corrdiff.cli.batch.expand_folders`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ DECODED_SUFFIXES = (".cdf", ".avif")
 
 
 def decompress_command(args: argparse.Namespace) -> int:
-    from corrdiff.batch import Job, check_jobs, expand_folders, output_paths, run_jobs, torch_threads
+    from corrdiff.cli.batch import Job, check_jobs, expand_folders, output_paths, run_jobs, torch_threads
     from corrdiff.correction import check_gamma_scale
 
     sources = expand_folders(args.input, DECODED_SUFFIXES, ".cdf or .avif files")
@@ -47,7 +47,7 @@ def decompress_command(args: argparse.Namespace) -> int:
 
 def _decompress_one(models: FileModels, args: argparse.Namespace, machine_threads: int, job, label: str):
     """Decode one .cdf file with its model, write its PNG, print its line."""
-    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.cli.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.image_io import save_image, to_uint8
 
     data = job.input.read_bytes()
@@ -62,7 +62,7 @@ def _decompress_one(models: FileModels, args: argparse.Namespace, machine_thread
     threads = coding_threads(header.height * header.width, args.threads, machine_threads)
     start = time.perf_counter()
     with torch_threads(threads), step_progress(label) as on_step:
-        image = codec.decompress(data, mode=args.mode, gamma_scale=args.gamma_scale, on_step=on_step)
+        image = codec.decompress(header, mode=args.mode, gamma_scale=args.gamma_scale, on_step=on_step)  # parsed once
     seconds = time.perf_counter() - start
     rgb = to_uint8(image)
     if header.gray:  # gray in, gray out: a one-channel PNG
@@ -76,7 +76,7 @@ def _decode_avif_one(models: FileModels, args: argparse.Namespace, machine_threa
                      data: bytes):
     """Decode a plain AVIF file with the AVIF-base model (``--model`` or the packaged ``avif``), write its PNG."""
     from corrdiff.avif_container import whole_file_size
-    from corrdiff.batch import Done, coding_threads, step_progress, torch_threads
+    from corrdiff.cli.batch import Done, coding_threads, step_progress, torch_threads
     from corrdiff.image_io import save_image, to_uint8
 
     if args.mode is not None or args.gamma_scale != 1.0:

@@ -34,10 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=text, add_help=False)
 
     p = sub.add_parser("compress", help="compress images (PNG/JPEG/WebP/...) to .cdf files")
-    p.add_argument("input", type=Path, nargs="+", help="image file(s); several share one model load")
+    p.add_argument("input", type=Path, nargs="+",
+                   help="image file(s) or folders (every image below, recursively); several share one model load")
     p.add_argument("-o", "--output", type=Path,
-                   help="output file (default: INPUT with suffix .cdf); with several inputs, a folder "
-                        "(created if missing) that receives NAME.cdf")
+                   help="output file (default: INPUT with suffix .cdf, beside it); with several inputs or a folder, a "
+                        "folder (created if missing) that receives NAME.cdf, mirroring the input folder's layout")
     p.add_argument("--model", default=None,
                    help="model file, or a packaged model name (default: default; variable when --quality, --bpp or "
                         "--size asks for a rate)")
@@ -67,11 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decompress", help="decode .cdf files (and plain .avif files) to PNG images")
     p.add_argument("input", type=Path, nargs="+",
-                   help=".cdf file(s), or plain .avif files (decoded by the AVIF-base model, --model avif: diffusion "
-                        "drawn over the AVIF decode); several share one model load")
+                   help=".cdf file(s), plain .avif files (decoded by the AVIF-base model, --model avif: diffusion "
+                        "drawn over the AVIF decode), or folders of them (recursively); several share one model load")
     p.add_argument("-o", "--output", type=Path,
                    help="output PNG (default: INPUT with suffix .decoded.png, so a photo.png beside photo.cdf is "
-                        "kept); with several inputs, a folder (created if missing) that receives NAME.png")
+                        "kept); with several inputs or a folder, a folder (created if missing) that receives NAME.png, "
+                        "mirroring the input folder's layout")
     p.add_argument("--model", default=None,
                    help="model file, or a packaged model name (default: the packaged model the file was coded with)")
     p.add_argument("--mode", choices=tuple(DECODE_MODES), default=None,

@@ -13,7 +13,7 @@ from corrdiff.threads import default_threads
 
 
 def eval_command(args: argparse.Namespace) -> None:
-    from corrdiff.batch import torch_threads
+    from corrdiff.cli.batch import torch_threads
     from corrdiff.evaluation import run_eval
 
     try:

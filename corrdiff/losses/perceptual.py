@@ -12,7 +12,6 @@ as a user would).
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -120,28 +119,3 @@ def build_perceptual(spec: Mapping[str, Any] | str) -> nn.Module:
 
 
 Distance = Callable[[Tensor, Tensor], Tensor]
-
-
-class PerceptualDistances:
-    """The gamma solver's perceptual distances, one per spec (by its canonical JSON), each built once (LPIPS
-    loads weights) and then kept. A plain object, not an ``nn.Module``: a codec holding one does not
-    register the networks, so they never enter its state_dict() or its fingerprint."""
-
-    def __init__(self) -> None:
-        self._by_spec: dict[str, Distance] = {}
-
-    def get(self, spec: Mapping[str, Any] | str, device: torch.device | str = "cpu") -> Distance:
-        """The distance of ``spec``, built by :func:`build_perceptual` the first time."""
-        key = json.dumps(spec, sort_keys=True)
-        if key not in self._by_spec:
-            self._by_spec[key] = build_perceptual(spec).to(device)
-        return self._by_spec[key]
-
-    def set(self, spec: Mapping[str, Any] | str, distance: Distance | None) -> None:
-        """Use ``distance`` (any callable ``(x_hat, x) -> per-image distance``) wherever ``spec`` is asked for;
-        None forgets it (the next :meth:`get` builds the spec's own)."""
-        key = json.dumps(spec, sort_keys=True)
-        if distance is None:
-            self._by_spec.pop(key, None)
-        else:
-            self._by_spec[key] = distance
