@@ -784,7 +784,7 @@ def test_directories_in_place_of_files(tmp_path, png, model_file):
     folder = tmp_path / "folder.cdf"
     folder.mkdir()
     code, err = run_main("decompress", folder, "-o", tmp_path / "o.png", "--model", model_file)
-    # a folder input stands for the files below it (corrdiff/batch.py): this one holds none
+    # a folder input stands for the files below it (corrdiff/cli/batch.py): this one holds none
     assert code == 2 and "no .cdf or .avif files" in assert_one_line_error(err, "decompress")
     # output path is a directory: refused as such, with or without --force, before any work (issue 13, item 6)
     for force in ([], ["--force"]):
