@@ -61,6 +61,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# ``small`` with the checkerboard context prior (corrdiff/modules/context_prior.py) in place of the mean-scale
+# hyperprior: the same hyper widths, for a rate comparison of the two priors trained alike.
+PRESETS["small_checkerboard"] = {
+    **copy.deepcopy(PRESETS["small"]),
+    "prior": {"name": "checkerboard_hyperprior", "hyper_channels": PRESETS["small"]["prior"]["hyper_channels"]},
+}
+
 _AVIF_SCORE_NET = {**PRESETS["small"]["score_net"], "e2e_input": "residual"}
 PRESETS["avif_tiny"] = {
     "base": {"name": "avif"},

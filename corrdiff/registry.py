@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "corrdiff.components"
 _BUILTIN_MODULES = (
     "corrdiff.modules.transforms",
     "corrdiff.modules.priors",
+    "corrdiff.modules.context_prior",
     "corrdiff.modules.conditioning",
     "corrdiff.modules.score_net",
     "corrdiff.modules.schedules",
