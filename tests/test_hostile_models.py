@@ -325,9 +325,9 @@ def test_oversized_stream_is_refused_before_any_padding(tiny_codec, encoded, mon
     data = encoded("random32x48").data
     z, y = bitstream.unpack(data).streams
     y_limit = max_stream_bytes(tiny_codec.prior.stream_symbols(tiny_codec.latent_hw(32, 48))[1])
-    from corrdiff.modules import priors as priors_module
+    from corrdiff.modules import entropy_coding  # where every prior's padded range decoder reads it
 
-    monkeypatch.setattr(priors_module, "range_decoder_padding", lambda *a: pytest.fail("padded an oversized stream"))
+    monkeypatch.setattr(entropy_coding, "range_decoder_padding", lambda *a: pytest.fail("padded an oversized stream"))
     for streams in ((z, y + bytes(1 << 20)), (z, y + bytes(y_limit - len(y) + 1)), (z + bytes(1 << 16), y)):
         with pytest.raises(BitstreamError, match=r"stream [zy] holds \d+ bytes, more than the \d+ bytes"):
             tiny_codec.decompress(_with_streams(data, streams))
