@@ -3,6 +3,7 @@
 * ``tiny``: seconds on a CPU; for tests and smoke runs.
 * ``small``: the size of the model shipped in the package (CPU-trainable).
 * ``paper``: widths in the range of the CorrDiff / CDC papers, for GPU training.
+* ``small_checkerboard``: ``small`` with the checkerboard context prior (corrdiff/modules/context_prior.py).
 * ``avif_tiny``, ``avif_small``: the AVIF base codec (docs/avif_base.md) under a ``tiny``-sized and a
   ``small``-sized score network; ``avif_small``'s score network is the packaged default's, so it can start
   from those weights (``init_parts``). Their score networks see x0_e and predict the residual over it.
