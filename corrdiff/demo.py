@@ -63,7 +63,7 @@ def same_size(rgb: np.ndarray, max_bytes: int) -> list[ClassicalResult]:
     return [encode_at_bpp(rgb, codec, target_bpp) for codec in CLASSICAL if codec in available_formats()]
 
 
-def run_demo(model: str = "default", image: str | None = None, out: str = "corrdiff-demo",
+def run_demo(model: str = "avif", image: str | None = None, out: str = "corrdiff-demo",
              steps: int | None = None, seed: int = 0, force: bool = False) -> dict[str, float]:
     """Run the demo into the folder ``out`` (created if missing). Like compress, it replaces files
     of an earlier run only with ``force`` (``corrdiff demo -f``), and never an input. Returns the

@@ -169,24 +169,29 @@ def test_progress_lines_come_at_most_every_few_seconds():
 
 def test_a_target_beyond_the_highest_quality_is_noted(tmp_path, photo, capsys):
     for option, value in (("--size", "20MB"), ("--bpp", "5")):
-        code, out, err = run(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "-f", option, value, "--steps", 1)
+        code, out, err = run(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "-f", option, value, "--steps", 1,
+                             "--model", "variable")
         size = (tmp_path / "a.cdf").stat().st_size
         assert code == 0 and "quality 9" in out
         asked = "--size 20000000 bytes" if option == "--size" else "--bpp 5"
         assert err == (f"corrdiff compress: note: {photo}: {asked} is out of this model's reach: wrote its highest "
                        f"quality (9), {size} bytes, {8 * size / (96 * 64):.4f} bpp\n")
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--bpp", "0.3", "--steps", 1)
+    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--bpp", "0.3", "--steps", 1,
+                       "--model", "variable")
     assert code == 0 and err == ""  # within reach: nothing to say
 
 
 def test_low_qualities_of_the_variable_model_warn_and_the_avif_models_do_not(tmp_path, photo, capsys):
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "--quality", 2, "--steps", 1)
+    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "--quality", 2, "--steps", 1,
+                       "--model", "variable")
     assert code == 0 and err.count("\n") == 1
     assert err.startswith("corrdiff compress: warning: --quality 2 is below 3, where this model's decodes show "
                           "blocks and shifted colours (docs/variable_rate.md)")
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--quality", 3, "--steps", 1)
+    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--quality", 3, "--steps", 1,
+                       "--model", "variable")
     assert code == 0 and err == ""
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "c.cdf", "--bpp", "0.001", "--steps", 1)
+    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "c.cdf", "--bpp", "0.001", "--steps", 1,
+                       "--model", "variable")
     assert code == 0 and f"{photo}: the chosen quality 1 is below 3" in err  # a quality the search chose
     code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "d.cdf", "--model", "avif", "--quality", 1,
                        "--steps", 1)

@@ -128,8 +128,9 @@ def test_the_variable_rate_model_is_shipped_by_name(default_codec):
 
 
 def test_a_size_target_needs_no_model_name_and_decompress_finds_the_model(tmp_path, capsys):
-    """``corrdiff compress photo.png --size 1.2KB`` takes the packaged variable-rate model; ``decompress`` without
-    ``--model`` decodes with the packaged model the file names, bit for bit as the encoder reconstructed it."""
+    """``corrdiff compress photo.png --size 1.2KB`` takes the packaged default model (``avif``, which takes a size
+    as the learned variable-rate model does); ``decompress`` without ``--model`` decodes with the packaged model the
+    file names, bit for bit as the encoder reconstructed it."""
     from PIL import Image
 
     src = tmp_path / "crop.png"
@@ -137,7 +138,9 @@ def test_a_size_target_needs_no_model_name_and_decompress_finds_the_model(tmp_pa
     assert cli_main(["compress", str(src), "-o", str(tmp_path / "c.cdf"), "--size", "1.2KB", "--steps", "1",
                      "--save-reconstruction", str(tmp_path / "r.png")]) == 0
     data = (tmp_path / "c.cdf").read_bytes()
-    assert 1000 <= len(data) <= 1200 and 1 < corrdiff.bitstream.unpack(data).quality < 9
+    header = corrdiff.bitstream.unpack(data)
+    assert 1000 <= len(data) <= 1200 and 0 < header.quality < 90
+    assert header.fingerprint == corrdiff.load_model("avif").fingerprint()
     assert cli_main(["decompress", str(tmp_path / "c.cdf"), "-o", str(tmp_path / "d.png")]) == 0
     assert np.array_equal(load_image(tmp_path / "d.png"), load_image(tmp_path / "r.png"))
     capsys.readouterr()

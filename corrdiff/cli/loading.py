@@ -1,6 +1,6 @@
 """The model behind ``--model`` for the file commands: its file (which no output may replace), its one load for
-all the files of a command, and the model chosen when ``--model`` is not given: ``compress`` takes ``variable``
-for a rate option and ``default`` otherwise; ``decompress`` takes the packaged model the files were coded with,
+all the files of a command, and the model chosen when ``--model`` is not given: ``compress`` takes
+:data:`DEFAULT_MODEL` (``avif``); ``decompress`` takes the packaged model the files were coded with,
 and a file of another model than the one given is an error that names the packaged model that coded it."""
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ def load_for(jobs: list, model: str, device: str):
     return load_model(model, map_location=device) if any(job.error is None for job in jobs) else None
 
 
+#: The packaged model the commands use without ``--model``: CorrDiff on the AVIF base (docs/avif_base.md), which
+#: beats the learned ``default`` in fidelity and texture on the held-out photos; the learned models keep their names.
+DEFAULT_MODEL = "avif"
+
+
 def compress_model(args) -> str:
-    """``--model``, else the packaged ``variable`` when --quality/--bpp/--size ask for a rate, else ``default``."""
-    if args.model is not None:
-        return args.model
-    return "variable" if any(getattr(args, name) is not None for name in ("quality", "bpp", "size")) else "default"
+    """``--model``, else :data:`DEFAULT_MODEL` (it takes --quality, --bpp and --size as well)."""
+    return args.model if args.model is not None else DEFAULT_MODEL
 
 
 def decompress_model_files(model: str | None) -> list[Path]:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from corrdiff.bitstream import DECODE_MODES
+from corrdiff.cli.loading import DEFAULT_MODEL
 from corrdiff.cli.options import (DEVICE_HELP, VARIABLE_QUALITIES, add_device_and_threads, add_rate_arguments,
                                   add_sampler_argument, positive_int)
 from corrdiff.metric_names import ALL_METRICS
@@ -40,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file (default: INPUT with suffix .cdf, beside it); with several inputs or a folder, a "
                         "folder (created if missing) that receives NAME.cdf, mirroring the input folder's layout")
     p.add_argument("--model", default=None,
-                   help="model file, or a packaged model name (default: default; variable when --quality, --bpp or "
-                        "--size asks for a rate)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own, 4 for the shipped model)")
+                   help=f"model file, or a packaged model name (default: {DEFAULT_MODEL}, CorrDiff on an AVIF base; the "
+                        "learned models: default, smooth, variable)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own: 2 for avif, 4 for default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (stored in the file)")
     p.add_argument("--mode", choices=tuple(DECODE_MODES), default="corrected",
                    help="corrected: diffusion steered by the sent gammas (default); diffusion: no gammas "
@@ -89,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="compress a bundled photo with the packaged model; compare with AVIF, WebP and JPEG "
                                             "at the same file size")
-    p.add_argument("--model", default="default", help="model file, or a packaged model name (default: default)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model file, or a packaged model name (default: {DEFAULT_MODEL})")
     p.add_argument("--image", default=None, help="another photo to use instead of the bundled one")
     p.add_argument("--out", default="corrdiff-demo", help="output folder (default: corrdiff-demo)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own, 4 for the shipped model)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own: 2 for avif, 4 for default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
     p.add_argument("-f", "--force", action="store_true", help="replace the files of an earlier demo in --out")
 

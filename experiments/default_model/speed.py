@@ -5,7 +5,7 @@
 Each model compresses the 768x512 demo photo once (its own default steps), then the rounds decode
 every model's file in turn, so both see the same machine load; prints each model's steps, median
 decode seconds and the ratio to the first model. One torch thread (the default on a busy 2-core
-machine, docs/benchmarks.md).
+machine, docs/benchmarks.md; ``--threads 2`` for two).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     image = to_tensor(load_image(demo_image_path()))
     codecs = {name: corrdiff.load_model(name) for name in args.model}
     files = {name: codec.compress(image) for name, codec in codecs.items()}
