@@ -71,7 +71,7 @@ def test_readme_gives_one_install_line_per_machine_and_says_why_numpy_is_below_2
 def test_readme_python_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
     """The snippet reads photo.png itself (load_image: HWC uint8, which encode takes directly) and runs."""
     snippet = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-                   if "load_model(\"default\")" in b)
+                   if "load_image(\"photo.png\")" in b)
     assert 'load_image("photo.png")' in snippet
     Image.fromarray(load_image(demo.demo_image_path())[128:192, 256:352]).save(tmp_path / "photo.png")
     monkeypatch.chdir(tmp_path)
