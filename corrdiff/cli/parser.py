@@ -15,7 +15,8 @@ from corrdiff.threads import DEFAULT_THREADS_RULE
 from corrdiff.weights import OFFLINE_ENV
 
 LIGHTNING_COMMANDS = {
-    "fit": "train a model (phase 1 ScoreTraining or phase 2 JointTraining) from a YAML config",
+    "fit": "train a model from a YAML config (ScoreTraining, JointTraining, AdversarialTraining, BaseScoreTraining, "
+           "RateDistortionTraining; docs/training.md); corrdiff fit --help lists its options",
     "validate": "run the validation loop of a config/checkpoint over data.val_dirs (no train_dirs needed)",
     "test": "run the test loop of a config and --ckpt_path: metrics over data.test_dirs (default val_dirs; "
             "no train_dirs needed; DDP-aware; docs/training.md)",
