@@ -48,7 +48,8 @@ class StageTimes:
         return result, seconds
 
     def summary(self) -> dict[str, float]:
-        """Seconds per stage and ``total`` (since creation), rounded to milliseconds."""
+        """Seconds per stage and ``total`` (since creation), rounded to microseconds (a stage that ran on tiny
+        inputs, e.g. the metrics of a few small crops, can take well under a millisecond and must not read as 0)."""
         with self._lock:
             seconds = dict(self.seconds)
-        return {**{k: round(v, 3) for k, v in seconds.items()}, "total": round(time.perf_counter() - self.started, 3)}
+        return {**{k: round(v, 6) for k, v in seconds.items()}, "total": round(time.perf_counter() - self.started, 6)}
