@@ -176,3 +176,25 @@ def encode_threads(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
     return seen
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``corrdiff ARGV`` in-process (arguments turned to strings): (exit status, stdout, stderr)."""
+    from corrdiff.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def count_model_loads(monkeypatch) -> list[str]:
+    """The name or path of every model that ``corrdiff.model_io.load_model`` loads from now on, in order."""
+    loads: list[str] = []
+    real = corrdiff.model_io.load_model
+
+    def load_model(name, *args, **kwargs):
+        loads.append(str(name))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(corrdiff.model_io, "load_model", load_model)
+    return loads

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 import corrdiff.model_io
-from corrdiff.cli import batch
-from corrdiff.cli import main
+from corrdiff.cli import batch, main
+
+from conftest import count_model_loads, run_cli
 
 
 @pytest.fixture
@@ -29,28 +30,10 @@ def pngs(tmp_path, natural_images):
     return paths
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def count_model_loads(monkeypatch) -> list:
-    loads = []
-    real = corrdiff.model_io.load_model
-
-    def load_model(*args, **kwargs):
-        loads.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(corrdiff.model_io, "load_model", load_model)
-    return loads
-
-
 def test_many_files_into_a_folder_with_one_model_load(tmp_path, pngs, model_file, capsys, monkeypatch):
     loads = count_model_loads(monkeypatch)
     cdfs, decoded = tmp_path / "cdf", tmp_path / "decoded"
-    code, out, err = run(capsys, "compress", *pngs, "-o", cdfs, "--model", model_file, "--steps", 2,
+    code, out, err = run_cli(capsys, "compress", *pngs, "-o", cdfs, "--model", model_file, "--steps", 2,
                          "--save-reconstruction", tmp_path / "rec")
     assert code == 0 and err == "", err
     assert sorted(p.name for p in cdfs.iterdir()) == ["astronaut.cdf", "coffee.cdf"]
@@ -58,7 +41,7 @@ def test_many_files_into_a_folder_with_one_model_load(tmp_path, pngs, model_file
     assert len(lines) == 3 and all(" -> " in line and "bpp" in line for line in lines[:2])
     assert lines[2].startswith("compressed 2 of 2 files: ") and "bpp overall" in lines[2]
 
-    code, out, err = run(capsys, "decompress", *sorted(cdfs.iterdir()), "-o", decoded, "--model", model_file)
+    code, out, err = run_cli(capsys, "decompress", *sorted(cdfs.iterdir()), "-o", decoded, "--model", model_file)
     assert code == 0 and err == "", err
     assert out.strip().splitlines()[-1].startswith("decompressed 2 of 2 files")
     assert len(loads) == 2  # one per command
@@ -71,7 +54,7 @@ def test_a_failing_input_is_reported_and_the_others_go_on(tmp_path, pngs, model_
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     inputs = [pngs[0], text, tmp_path / "missing.png", pngs[1]]
-    code, out, err = run(capsys, "compress", *inputs, "-o", tmp_path / "out", "--model", model_file, "--steps", 1)
+    code, out, err = run_cli(capsys, "compress", *inputs, "-o", tmp_path / "out", "--model", model_file, "--steps", 1)
     assert code == 2
     errors = err.strip().splitlines()
     assert len(errors) == 2 and all(line.startswith("corrdiff compress: error: ") for line in errors)
@@ -84,12 +67,12 @@ def test_output_guards_apply_to_every_output(tmp_path, pngs, model_file, capsys)
     out = tmp_path / "out"
     out.mkdir()
     (out / "coffee.cdf").write_bytes(b"precious")
-    code, stdout, err = run(capsys, "compress", *pngs, "-o", out, "--model", model_file, "--steps", 1)
+    code, stdout, err = run_cli(capsys, "compress", *pngs, "-o", out, "--model", model_file, "--steps", 1)
     assert code == 2 and "coffee.cdf exists; pass --force" in err
     assert (out / "coffee.cdf").read_bytes() == b"precious" and (out / "astronaut.cdf").is_file()
     # a reconstruction folder that holds the inputs: never overwritten, even with --force
     originals = [p.read_bytes() for p in pngs]
-    code, _, err = run(capsys, "compress", *pngs, "-o", out, "--model", model_file, "--steps", 1,
+    code, _, err = run_cli(capsys, "compress", *pngs, "-o", out, "--model", model_file, "--steps", 1,
                        "--save-reconstruction", pngs[0].parent, "-f")
     assert code == 2 and err.count("also an input") == 2
     assert [p.read_bytes() for p in pngs] == originals
@@ -98,7 +81,7 @@ def test_output_guards_apply_to_every_output(tmp_path, pngs, model_file, capsys)
     other.mkdir()
     twin = other / pngs[0].name
     twin.write_bytes(pngs[0].read_bytes())
-    code, _, err = run(capsys, "compress", pngs[0], twin, "-o", tmp_path / "twins", "--model", model_file,
+    code, _, err = run_cli(capsys, "compress", pngs[0], twin, "-o", tmp_path / "twins", "--model", model_file,
                        "--steps", 1)
     assert code == 2 and "would be written for both" in err
 
@@ -106,17 +89,17 @@ def test_output_guards_apply_to_every_output(tmp_path, pngs, model_file, capsys)
 def test_output_must_be_a_folder_for_many_inputs(tmp_path, pngs, model_file, capsys):
     file = tmp_path / "file.cdf"
     file.write_bytes(b"x")
-    code, _, err = run(capsys, "compress", *pngs, "-o", file, "--model", model_file)
+    code, _, err = run_cli(capsys, "compress", *pngs, "-o", file, "--model", model_file)
     assert code == 2 and "with several inputs, -o names a folder" in err
-    code, _, err = run(capsys, "compress", *pngs, "-o", tmp_path / "no" / "such", "--model", model_file)
+    code, _, err = run_cli(capsys, "compress", *pngs, "-o", tmp_path / "no" / "such", "--model", model_file)
     assert code == 2 and "no such folder" in err
 
 
 def test_without_output_each_file_goes_beside_its_input(pngs, model_file, capsys):
-    code, out, err = run(capsys, "compress", *pngs, "--model", model_file, "--mode", "e2e")
+    code, out, err = run_cli(capsys, "compress", *pngs, "--model", model_file, "--mode", "e2e")
     assert code == 0, err
     assert all(p.with_suffix(".cdf").is_file() for p in pngs)
-    code, out, err = run(capsys, "decompress", *[p.with_suffix(".cdf") for p in pngs], "--model", model_file)
+    code, out, err = run_cli(capsys, "decompress", *[p.with_suffix(".cdf") for p in pngs], "--model", model_file)
     assert code == 0, err
     assert all(p.with_suffix(".decoded.png").is_file() for p in pngs)
 
@@ -133,7 +116,7 @@ def test_interrupt_keeps_the_finished_files(tmp_path, pngs, model_file, capsys, 
 
     monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
     out = tmp_path / "out"
-    code, _, err = run(capsys, "compress", *pngs, "-o", out, "--model", model_file, "--steps", 1)
+    code, _, err = run_cli(capsys, "compress", *pngs, "-o", out, "--model", model_file, "--steps", 1)
     assert code == 130
     assert err == (f"corrdiff compress: interrupted; wrote {out / 'astronaut.cdf'} before stopping; nothing else was "
                    "written\n")  # one line (corrdiff/cli/entry.py), no second one of the batch's own
@@ -142,7 +125,7 @@ def test_interrupt_keeps_the_finished_files(tmp_path, pngs, model_file, capsys, 
 
 def test_threads_option_is_applied_and_restored(tmp_path, pngs, model_file, capsys, encode_threads):
     before = torch.get_num_threads()
-    code, _, err = run(capsys, "compress", pngs[0], "-o", tmp_path / "t.cdf", "--model", model_file, "--steps", 1,
+    code, _, err = run_cli(capsys, "compress", pngs[0], "-o", tmp_path / "t.cdf", "--model", model_file, "--steps", 1,
                        "--threads", 2)
     assert code == 0, err
     assert encode_threads == [2] and torch.get_num_threads() == before
@@ -161,9 +144,9 @@ def test_small_images_are_coded_on_one_thread_by_default(tmp_path, pngs, model_f
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert run(capsys, "compress", pngs[0], "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 1)[0] == 0
+        assert run_cli(capsys, "compress", pngs[0], "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 1)[0] == 0
         monkeypatch.setattr(batch, "SMALL_IMAGE_PIXELS", 0)  # as if the image were large
-        assert run(capsys, "compress", pngs[0], "-o", tmp_path / "b.cdf", "--model", model_file, "--steps", 1)[0] == 0
+        assert run_cli(capsys, "compress", pngs[0], "-o", tmp_path / "b.cdf", "--model", model_file, "--steps", 1)[0] == 0
     finally:
         torch.set_num_threads(before)
     assert encode_threads == [1, 2]
@@ -176,7 +159,7 @@ class Terminal(io.StringIO):
 
 
 def test_progress_bar_of_sampling_steps_on_a_terminal_only(tmp_path, pngs, model_file, capsys, monkeypatch):
-    code, _, err = run(capsys, "compress", pngs[0], "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 3)
+    code, _, err = run_cli(capsys, "compress", pngs[0], "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 3)
     assert code == 0 and err == ""  # not a terminal: no bar
     monkeypatch.setattr(batch, "PROGRESS_DELAY_S", 0.0)  # an image that takes long
     terminal = Terminal()
@@ -212,7 +195,7 @@ def test_python_dash_m_corrdiff_is_the_command_line(tmp_path):
 
 def test_every_input_failing_loads_no_model(tmp_path, model_file, capsys, monkeypatch):
     loads = count_model_loads(monkeypatch)
-    code, out, err = run(capsys, "compress", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out",
+    code, out, err = run_cli(capsys, "compress", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out",
                          "--model", model_file, "--eta", "0.5")
     assert code == 2 and err.count("no such file") == 2 and "compressed 0 of 2 files (2 failed)" in out
     assert loads == []

@@ -20,7 +20,6 @@ from PIL import Image
 import corrdiff
 import corrdiff.model_io
 from corrdiff.cli import batch
-from corrdiff.cli import main
 from corrdiff.cli.errors import EXIT_USAGE_ERROR
 from corrdiff.cli.interrupts import EXIT_INTERRUPTED
 from corrdiff.cli.loading import FileModels
@@ -28,25 +27,7 @@ from corrdiff.demo import demo_image_path
 from corrdiff.errors import ModelMismatchError
 from corrdiff.image_io import load_image
 
-from conftest import make_codec
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def count_model_loads(monkeypatch) -> list:
-    loads = []
-    real = corrdiff.model_io.load_model
-
-    def load_model(name, *args, **kwargs):
-        loads.append(str(name))
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(corrdiff.model_io, "load_model", load_model)
-    return loads
+from conftest import count_model_loads, make_codec, run_cli
 
 
 @pytest.fixture
@@ -71,24 +52,24 @@ def pngs(tmp_path, natural_images) -> dict[str, Path]:
 
 # =========================================================================== 1: mismatches name models
 def test_a_packaged_models_file_with_another_model_names_that_model(tmp_path, photo, capsys, monkeypatch):
-    assert run(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "--model", "variable", "--steps", 1)[0] == 0
+    assert run_cli(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "--model", "variable", "--steps", 1)[0] == 0
     loads = count_model_loads(monkeypatch)
-    code, _, err = run(capsys, "decompress", tmp_path / "a.cdf", "--model", "default")
+    code, _, err = run_cli(capsys, "decompress", tmp_path / "a.cdf", "--model", "default")
     assert code == EXIT_USAGE_ERROR
     assert err == (f"corrdiff decompress: error: {tmp_path / 'a.cdf'} was coded with the packaged model 'variable': "
                    "drop --model or pass --model variable\n")
     assert loads == ["default"]  # the owner is found by the fingerprints the packaged files store
     # without --model, the owner alone is loaded (not every packaged model before it)
-    code, _, err = run(capsys, "decompress", tmp_path / "a.cdf", "-o", tmp_path / "a.png")
+    code, _, err = run_cli(capsys, "decompress", tmp_path / "a.cdf", "-o", tmp_path / "a.png")
     assert code == 0, err
     assert loads == ["default", "variable"]
 
 
 def test_a_file_of_a_model_that_is_not_packaged_says_to_pass_its_path(tmp_path, pngs, model_file, capsys):
     cdf = tmp_path / "a.cdf"
-    assert run(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
+    assert run_cli(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
     tiny = corrdiff.load_model(model_file).fingerprint().hex()
-    code, _, err = run(capsys, "decompress", cdf)
+    code, _, err = run_cli(capsys, "decompress", cdf)
     assert code == EXIT_USAGE_ERROR
     default = corrdiff.load_model("default").fingerprint().hex()
     assert err == (f"corrdiff decompress: error: {cdf} was coded with a model that is not packaged (fingerprint "
@@ -96,14 +77,14 @@ def test_a_file_of_a_model_that_is_not_packaged_says_to_pass_its_path(tmp_path, 
                    "coded it\n")
     other = tmp_path / "other.pt"
     corrdiff.save_model(make_codec(1), other)
-    code, _, err = run(capsys, "decompress", cdf, "--model", other)
+    code, _, err = run_cli(capsys, "decompress", cdf, "--model", other)
     assert code == EXIT_USAGE_ERROR and "not packaged" in err and tiny in err
     assert f"--model {other} is {corrdiff.load_model(other).fingerprint().hex()}" in err
 
 
 def test_the_mismatch_is_still_a_model_mismatch_error(tmp_path, pngs, model_file, capsys):
     cdf = tmp_path / "a.cdf"
-    assert run(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
+    assert run_cli(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
     fingerprint = corrdiff.bitstream.unpack(cdf.read_bytes()).fingerprint
     with pytest.raises(ModelMismatchError, match="not packaged"):
         FileModels("default", "cpu", [batch.Job(cdf, tmp_path / "a.png")]).for_file(cdf, fingerprint)
@@ -111,29 +92,29 @@ def test_the_mismatch_is_still_a_model_mismatch_error(tmp_path, pngs, model_file
 
 # =========================================================================== 2: folders
 def test_compress_and_decompress_a_folder_mirror_its_layout_under_o(tmp_path, pngs, model_file, capsys):
-    code, out, err = run(capsys, "compress", tmp_path / "photos", "-o", tmp_path / "cdf", "--model", model_file,
+    code, out, err = run_cli(capsys, "compress", tmp_path / "photos", "-o", tmp_path / "cdf", "--model", model_file,
                          "--steps", 1)
     assert code == 0 and err == "", err
     assert sorted(p.relative_to(tmp_path / "cdf").as_posix() for p in (tmp_path / "cdf").rglob("*.cdf")) == [
         "a.cdf", "trip/b.cdf"]
     assert "compressed 2 of 2 files" in out  # notes.txt is no image: not an input
-    code, out, err = run(capsys, "decompress", tmp_path / "cdf", "-o", tmp_path / "png", "--model", model_file)
+    code, out, err = run_cli(capsys, "decompress", tmp_path / "cdf", "-o", tmp_path / "png", "--model", model_file)
     assert code == 0 and err == "", err
     assert (tmp_path / "png" / "a.png").is_file() and (tmp_path / "png" / "trip" / "b.png").is_file()
 
 
 def test_a_folder_without_o_writes_beside_each_image(tmp_path, pngs, model_file, capsys):
-    code, _, err = run(capsys, "compress", tmp_path / "photos", "--model", model_file, "--mode", "e2e")
+    code, _, err = run_cli(capsys, "compress", tmp_path / "photos", "--model", model_file, "--mode", "e2e")
     assert code == 0, err
     assert all(p.with_suffix(".cdf").is_file() for p in pngs.values())
-    code, _, err = run(capsys, "decompress", tmp_path / "photos", "--model", model_file)
+    code, _, err = run_cli(capsys, "decompress", tmp_path / "photos", "--model", model_file)
     assert code == 0, err
     assert all(p.with_suffix(".decoded.png").is_file() for p in pngs.values())
 
 
 def test_a_reconstruction_folder_inside_the_input_folder_is_refused(tmp_path, pngs, model_file, capsys):
     rec = tmp_path / "photos" / "rec"
-    code, _, err = run(capsys, "compress", tmp_path / "photos", "-o", tmp_path / "cdf", "--model", model_file,
+    code, _, err = run_cli(capsys, "compress", tmp_path / "photos", "-o", tmp_path / "cdf", "--model", model_file,
                        "--save-reconstruction", rec)
     assert code == EXIT_USAGE_ERROR and "is inside the input folder" in err and "choose a folder outside it" in err
     assert not rec.exists() and not (tmp_path / "cdf").exists()  # refused before anything is written
@@ -141,19 +122,19 @@ def test_a_reconstruction_folder_inside_the_input_folder_is_refused(tmp_path, pn
 
 def test_a_folder_without_inputs_is_an_error(tmp_path, model_file, capsys):
     (tmp_path / "empty").mkdir()
-    code, _, err = run(capsys, "compress", tmp_path / "empty", "--model", model_file)
+    code, _, err = run_cli(capsys, "compress", tmp_path / "empty", "--model", model_file)
     assert code == EXIT_USAGE_ERROR and "no image files in this folder or below" in err
-    code, _, err = run(capsys, "decompress", tmp_path / "empty", "--model", model_file)
+    code, _, err = run_cli(capsys, "decompress", tmp_path / "empty", "--model", model_file)
     assert code == EXIT_USAGE_ERROR and "no .cdf or .avif files" in err
 
 
 # =========================================================================== 3: a word where there was silence
 def test_progress_lines_without_a_terminal(tmp_path, pngs, model_file, capsys, monkeypatch):
     monkeypatch.setattr(batch, "PLAIN_PROGRESS_S", 0.0)  # as if every step took long
-    code, _, err = run(capsys, "compress", pngs["a"], "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 3)
+    code, _, err = run_cli(capsys, "compress", pngs["a"], "-o", tmp_path / "a.cdf", "--model", model_file, "--steps", 3)
     assert code == 0
     assert err.splitlines() == [f"a.png: step {n}/3, 0 s" for n in (1, 2, 3)]
-    code, _, err = run(capsys, "decompress", tmp_path / "a.cdf", "--model", model_file)
+    code, _, err = run_cli(capsys, "decompress", tmp_path / "a.cdf", "--model", model_file)
     assert code == 0 and err.splitlines()[-1] == "a.cdf: step 3/3, 0 s"
 
 
@@ -169,31 +150,31 @@ def test_progress_lines_come_at_most_every_few_seconds():
 
 def test_a_target_beyond_the_highest_quality_is_noted(tmp_path, photo, capsys):
     for option, value in (("--size", "20MB"), ("--bpp", "5")):
-        code, out, err = run(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "-f", option, value, "--steps", 1,
+        code, out, err = run_cli(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "-f", option, value, "--steps", 1,
                              "--model", "variable")
         size = (tmp_path / "a.cdf").stat().st_size
         assert code == 0 and "quality 9" in out
         asked = "--size 20000000 bytes" if option == "--size" else "--bpp 5"
         assert err == (f"corrdiff compress: note: {photo}: {asked} is out of this model's reach: wrote its highest "
                        f"quality (9), {size} bytes, {8 * size / (96 * 64):.4f} bpp\n")
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--bpp", "0.3", "--steps", 1,
+    code, _, err = run_cli(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--bpp", "0.3", "--steps", 1,
                        "--model", "variable")
     assert code == 0 and err == ""  # within reach: nothing to say
 
 
 def test_low_qualities_of_the_variable_model_warn_and_the_avif_models_do_not(tmp_path, photo, capsys):
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "--quality", 2, "--steps", 1,
+    code, _, err = run_cli(capsys, "compress", photo, "-o", tmp_path / "a.cdf", "--quality", 2, "--steps", 1,
                        "--model", "variable")
     assert code == 0 and err.count("\n") == 1
     assert err.startswith("corrdiff compress: warning: --quality 2 is below 3, where this model's decodes show "
                           "blocks and shifted colours (docs/variable_rate.md)")
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--quality", 3, "--steps", 1,
+    code, _, err = run_cli(capsys, "compress", photo, "-o", tmp_path / "b.cdf", "--quality", 3, "--steps", 1,
                        "--model", "variable")
     assert code == 0 and err == ""
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "c.cdf", "--bpp", "0.001", "--steps", 1,
+    code, _, err = run_cli(capsys, "compress", photo, "-o", tmp_path / "c.cdf", "--bpp", "0.001", "--steps", 1,
                        "--model", "variable")
     assert code == 0 and f"{photo}: the chosen quality 1 is below 3" in err  # a quality the search chose
-    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "d.cdf", "--model", "avif", "--quality", 1,
+    code, _, err = run_cli(capsys, "compress", photo, "-o", tmp_path / "d.cdf", "--model", "avif", "--quality", 1,
                        "--steps", 1)
     assert code == 0 and err == ""  # AVIF's own qualities
 
@@ -222,7 +203,7 @@ def test_sixteen_bit_and_cmyk_inputs_get_a_note(tmp_path, model_file, capsys):
     Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(plain)
     with pytest.warns(UserWarning, match="16-bit samples reduced to 8 bits"):
         assert load_image(rgb16).shape == (24, 40, 3)
-    code, _, err = run(capsys, "compress", rgb16, gray16, cmyk, plain, "-o", tmp_path / "out", "--model", model_file,
+    code, _, err = run_cli(capsys, "compress", rgb16, gray16, cmyk, plain, "-o", tmp_path / "out", "--model", model_file,
                        "--steps", 1)
     assert code == 0
     assert err.splitlines() == [
@@ -245,7 +226,7 @@ def test_ctrl_c_during_a_batch_prints_one_line(tmp_path, pngs, model_file, capsy
 
     monkeypatch.setattr(corrdiff.CorrDiffCodec, "encode", encode)
     out = tmp_path / "out"
-    code, _, err = run(capsys, "compress", pngs["a"], pngs["b"], "-o", out, "--model", model_file, "--steps", 1)
+    code, _, err = run_cli(capsys, "compress", pngs["a"], pngs["b"], "-o", out, "--model", model_file, "--steps", 1)
     assert code == EXIT_INTERRUPTED
     assert err == f"corrdiff compress: interrupted; wrote {out / 'a.cdf'} before stopping; nothing else was written\n"
 
@@ -253,21 +234,21 @@ def test_ctrl_c_during_a_batch_prints_one_line(tmp_path, pngs, model_file, capsy
 def test_an_empty_cdf_is_called_empty(tmp_path, model_file, capsys):
     empty = tmp_path / "empty.cdf"
     empty.write_bytes(b"")
-    code, _, err = run(capsys, "decompress", empty, "--model", model_file)
+    code, _, err = run_cli(capsys, "decompress", empty, "--model", model_file)
     assert code == EXIT_USAGE_ERROR
     assert err == f"corrdiff decompress: error: {empty}: empty file (0 bytes; a corrdiff file has at least 35)\n"
 
 
 def test_compress_of_a_cdf_points_to_decompress(tmp_path, pngs, model_file, capsys, monkeypatch):
     cdf = tmp_path / "a.cdf"
-    assert run(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
+    assert run_cli(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
     loads = count_model_loads(monkeypatch)
-    code, _, err = run(capsys, "compress", cdf, "--model", model_file)
+    code, _, err = run_cli(capsys, "compress", cdf, "--model", model_file)
     assert code == EXIT_USAGE_ERROR and loads == []  # before the model loads
     assert err == f"corrdiff compress: error: {cdf} is a corrdiff file: use corrdiff decompress\n"
     renamed = tmp_path / "a.bin"  # by its bytes too
     renamed.write_bytes(cdf.read_bytes())
-    code, out, err = run(capsys, "compress", renamed, pngs["b"], "-o", tmp_path / "out", "--model", model_file,
+    code, out, err = run_cli(capsys, "compress", renamed, pngs["b"], "-o", tmp_path / "out", "--model", model_file,
                          "--steps", 1)
     assert code == EXIT_USAGE_ERROR and f"{renamed} is a corrdiff file: use corrdiff decompress" in err
     assert "compressed 1 of 2 files (1 failed)" in out
