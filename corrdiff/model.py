@@ -205,8 +205,8 @@ class CorrDiffModel(nn.Module):
 
     def _base_analyse(self, x: Tensor, rate: RateCondition | None) -> tuple[Tensor, dict[str, Tensor]]:
         rate = rate if rate is not None else self.rate_condition(None, x.device)
-        quality = rate.quality.expand(x.shape[0]) if rate.quality.numel() == 1 else rate.quality
-        decodes = [self.base.code(image[None], q)[1].to(x) for image, q in zip(x.detach(), quality.tolist())]
+        qualities = rate.per_image(x.shape[0]).tolist()
+        decodes = [self.base.code(image[None], q)[1].to(x) for image, q in zip(x.detach(), qualities)]
         return torch.cat(decodes), {}
 
     def condition(self, y_hat: Tensor, rate: RateCondition | None = None) -> list[Tensor]:
@@ -214,8 +214,7 @@ class CorrDiffModel(nn.Module):
         base codec, C reads the base's ``condition_input`` of x0_e = y_hat and the quality)."""
         if self.base is not None:
             rate = rate if rate is not None else self.rate_condition(None, y_hat.device)
-            quality = rate.quality.expand(y_hat.shape[0]) if rate.quality.numel() == 1 else rate.quality
-            return self.conditioner(self.base.condition_input(y_hat, quality))
+            return self.conditioner(self.base.condition_input(y_hat, rate.per_image(y_hat.shape[0])))
         cond = self.conditioner(y_hat)
         return cond if self.rate_control is None else self.rate_control.modulate(cond, self.rate_control.check(rate))
 

@@ -46,6 +46,10 @@ class RateCondition:
         q = torch.as_tensor(quality, dtype=torch.float32, device=device).reshape(-1)
         return cls(q)
 
+    def per_image(self, count: int) -> Tensor:
+        """The quality of each of ``count`` images, (count,): one quality given for a whole batch is repeated."""
+        return self.quality.expand(count) if self.quality.numel() == 1 else self.quality
+
 
 class RateControl(nn.Module):
     """The gain tables and the conditioning modulation of a variable-rate model (see the module doc).

@@ -20,12 +20,8 @@ from torch import Tensor
 from corrdiff.image_io import to_image_range
 from corrdiff.losses import diffusion_loss
 from corrdiff.modules.rate import RateCondition
-from corrdiff.training.lit import CodecTraining
+from corrdiff.training.lit import CodecTraining, mean_psnr
 from corrdiff.training.terms import Intermediates, StepTerms
-
-
-def _psnr(a: Tensor, b: Tensor) -> float:
-    return float(10 * torch.log10(1 / (a.float() - b.float()).pow(2).mean().clamp_min(1e-12)))
 
 
 class BaseScoreTraining(CodecTraining):
@@ -67,10 +63,9 @@ class BaseScoreTraining(CodecTraining):
                 images = to_image_range(x[: self.val_compress_images].float())
                 corrected = [self.codec.encode(image[None]) for image in images]
                 base = [self.codec.encode(image[None], mode="e2e") for image in images]
-                self.log("val/psnr", sum(_psnr(r.reconstruction, i[None].cpu()) for r, i in zip(corrected, images))
-                         / len(images), batch_size=len(images))
-                self.log("val/psnr_base", sum(_psnr(r.reconstruction, i[None].cpu()) for r, i in zip(base, images))
-                         / len(images), batch_size=len(images))
+                for key, results in (("val/psnr", corrected), ("val/psnr_base", base)):
+                    self.log(key, mean_psnr(torch.cat([r.reconstruction for r in results]), images.cpu()),
+                             batch_size=len(images))
                 self.log("val/bpp_real", sum(r.bpp() for r in corrected) / len(images), batch_size=len(images))
 
 

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric
+from torchmetrics.functional.image import peak_signal_noise_ratio
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from corrdiff.codec import CorrDiffCodec
@@ -54,6 +55,12 @@ from corrdiff.training.terms import Intermediates, OptimiserLoss, StepTerms
 # Lightning warns that a manually optimised module's checkpoint holds the weights after the step:
 # that is what corrdiff's checkpoints are meant to hold (as with automatic optimisation).
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+
+
+def mean_psnr(reconstructions: Tensor, originals: Tensor) -> Tensor:
+    """The mean over images of each image's PSNR in dB, both (B, 3, H, W) in [0, 1] (the real-bytes validation of
+    the phases that decode a few images: one figure per image, then their mean)."""
+    return peak_signal_noise_ratio(reconstructions, originals, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean()
 
 
 class CodecTraining(L.LightningModule):

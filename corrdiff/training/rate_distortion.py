@@ -20,12 +20,8 @@ from torch import Tensor
 
 from corrdiff.image_io import to_image_range
 from corrdiff.losses import build_distortion
-from corrdiff.training.lit import CodecTraining
+from corrdiff.training.lit import CodecTraining, mean_psnr
 from corrdiff.training.terms import Intermediates, StepTerms
-
-
-def _psnr(a: Tensor, b: Tensor) -> float:
-    return float(10 * torch.log10(1 / (a.float() - b.float()).pow(2).mean().clamp_min(1e-12)))
 
 
 class RateDistortionTraining(CodecTraining):
@@ -75,7 +71,7 @@ class RateDistortionTraining(CodecTraining):
         results = [self.codec.encode(image[None], mode="e2e") for image in images]
         n = len(results)
         self.log("val/bpp_real", sum(r.bpp() for r in results) / n, batch_size=n)
-        self.log("val/psnr_e2e_real", sum(_psnr(r.reconstruction, i[None].cpu()) for r, i in zip(results, images)) / n,
+        self.log("val/psnr_e2e_real", mean_psnr(torch.cat([r.reconstruction for r in results]), images.cpu()),
                  batch_size=n)
 
 
