@@ -7,7 +7,9 @@ A file's size is its entropy-coded streams plus a header whose size the encoder 
 
 bisecting q over the model's quality range (the streams grow with q), then samples once at the chosen
 quality. Tile gamma maps have a size known only after sampling: when the file comes out larger than the
-estimate, the search is repeated with the measured header and the image sampled again (at most twice).
+estimate, the search is repeated with the measured header and the image sampled again (at most twice). Each
+quality is coded at most once per search (a base codec such as AVIF rounds candidates to the integer qualities
+it has, so bisection steps that round alike cost nothing).
 """
 
 from __future__ import annotations
@@ -70,9 +72,15 @@ def encode_to_target(model: CorrDiffModel, image: Tensor, target: Target, replay
     with sampling.evaluating(model), torch.no_grad():
         y = analysis_latent(model, to_model_range(image.to(model.device)))
 
+        coded: dict[float, int] = {}  # bytes per quality as coded: a base codec rounds to qualities it has
+
         def stream_bytes(quality: float) -> int:
-            streams, _ = code_latent(model, y, model.rate_condition(quality, model.device))
-            return sum(len(s) for s in streams)
+            rate = model.rate_condition(quality, model.device)
+            key = float(rate.quality[0])
+            if key not in coded:
+                streams, _ = code_latent(model, y, rate)
+                coded[key] = sum(len(s) for s in streams)
+            return coded[key]
 
         overhead = header_bytes(model, replay)
         for _ in range(MAX_SAMPLINGS):
