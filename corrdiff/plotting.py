@@ -34,13 +34,16 @@ CLASSICAL = ("jpeg", "webp", "avif", "bpg", "vtm", "hm", "av1", "jpeg2000")
 
 
 # ----------------------------------------------------------------------------- Bjøntegaard deltas
-def _mean_gap(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) -> float:
+def _mean_gap(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray,
+              window: tuple[float, float] | None = None) -> float:
     """Mean of PCHIP(x2, y2) - PCHIP(x1, y1) over the overlap of the two x ranges (scipy's
-    ``PchipInterpolator``, Fritsch-Carlson, integrated exactly); NaN with fewer than 2 points on a
-    curve or no overlap. ``x`` strictly increasing."""
+    ``PchipInterpolator``, Fritsch-Carlson, integrated exactly), narrowed to ``window`` (lo, hi) when
+    given; NaN with fewer than 2 points on a curve or no overlap. ``x`` strictly increasing."""
     if len(x1) < 2 or len(x2) < 2:
         return float("nan")
     lo, hi = max(x1[0], x2[0]), min(x1[-1], x2[-1])
+    if window is not None:
+        lo, hi = max(lo, window[0]), min(hi, window[1])
     if not hi > lo:
         return float("nan")
     from scipy.interpolate import PchipInterpolator
@@ -66,12 +69,15 @@ def bd_rate(ref_rate: Sequence[float], ref_metric: Sequence[float],
 
 
 def bd_metric(ref_rate: Sequence[float], ref_metric: Sequence[float],
-              test_rate: Sequence[float], test_metric: Sequence[float]) -> float:
+              test_rate: Sequence[float], test_metric: Sequence[float],
+              rate_range: tuple[float, float] | None = None) -> float:
     """Bjøntegaard delta metric (e.g. BD-PSNR in dB): mean metric difference over the
-    overlapping log-rate range (PCHIP of metric over ln bpp). NaN if undefined."""
+    overlapping log-rate range (PCHIP of metric over ln bpp), narrowed to ``rate_range`` (bpp low,
+    high) when given. NaN if undefined."""
     pairs1 = [(math.log(r), q) for r, q in zip(ref_rate, ref_metric) if r and r > 0 and _finite(q)]
     pairs2 = [(math.log(r), q) for r, q in zip(test_rate, test_metric) if r and r > 0 and _finite(q)]
-    return _mean_gap(*_dedupe(pairs1), *_dedupe(pairs2))
+    window = (math.log(rate_range[0]), math.log(rate_range[1])) if rate_range else None
+    return _mean_gap(*_dedupe(pairs1), *_dedupe(pairs2), window=window)
 
 
 def _finite(value: float | None) -> bool:

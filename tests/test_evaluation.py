@@ -289,6 +289,20 @@ def test_bd_rate_of_a_uniformly_cheaper_curve():
     assert bd_rate(bpp + [1.2], psnr + [None], [0.9 * b for b in bpp], psnr) == pytest.approx(-10.0, abs=1e-9)
 
 
+def test_bd_metric_in_a_rate_window():
+    """Narrowed to a bpp window, the mean gap counts only the window. A curve 1 dB better at its three lowest
+    points: PCHIP's slopes on [0.1, 0.12] and [0.5, 0.9] come from points that both curves share (shifted alike
+    or equal), so the gap there is exactly 1 dB and 0 dB; over the whole range it lies between."""
+    bpp = [0.1, 0.12, 0.25, 0.3, 0.5, 0.9, 1.5]
+    psnr = [26.5, 27.0, 29.5, 30.0, 32.0, 34.1, 35.5]
+    better_low = [p + (1.0 if b <= 0.25 else 0.0) for b, p in zip(bpp, psnr)]
+    assert bd_metric(bpp, psnr, bpp, better_low, rate_range=(0.1, 0.12)) == pytest.approx(1.0, abs=1e-9)
+    assert bd_metric(bpp, psnr, bpp, better_low, rate_range=(0.5, 0.9)) == pytest.approx(0.0, abs=1e-9)
+    whole = bd_metric(bpp, psnr, bpp, better_low)
+    assert 0.0 < whole < 1.0
+    assert bd_metric(bpp, psnr, bpp, better_low, rate_range=(0.01, 10.0)) == pytest.approx(whole, abs=1e-12)
+
+
 # --------------------------------------------------------------------------- plot
 def test_plot_and_bd_rate_commands(eval_run, tmp_path, capsys):
     out, _, _ = eval_run

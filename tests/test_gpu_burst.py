@@ -267,3 +267,60 @@ def test_joined_checkpoint_resumes_in_a_second_burst(dry_run, photos, tmp_path):
     entry = json.loads((second / "ledger.json").read_text())
     assert entry["start_kind"] == "checkpoint" and (entry["steps_before"], entry["steps_after"]) == (2, 4)
     assert json.loads((second / "checks.json").read_text()) == {"skipped": "--no-checks"}
+
+
+# ------------------------------------------------------------------------------------------- what travels
+travel = _load("gpu_travel", GPU / "travel.py")
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def test_slim_leaves_out_what_a_burst_does_not_need_and_restore_puts_it_back(tmp_path):
+    root = tmp_path / "repo"
+    files = {"corrdiff/codec.py": 10, "corrdiff/assets/default.pt": 3 * 2**20, "corrdiff/assets/variable.pt": 2**20,
+             "corrdiff/assets/demo.png": 1000, "experiments/default_model/models/v1/old.pt": 2 * 2**20,
+             "data/default_model/val/Kite.png": 5000, "docs/crops.png": 7000, "docs/training.md": 100}
+    for name, size in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x" * size)
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tree")
+    (root / "notes.txt").write_text("untracked, not ignored: travels")
+    (root / "docs/training.md").write_text("an unstaged edit survives the slim and the restore")
+    before = _git(root, "ls-files")
+    status_before = _git(root, "status", "--porcelain")
+
+    out = travel.slim(root, keep=["corrdiff/assets/variable.pt"], carry=[])
+    assert sorted(out) == ["corrdiff/assets/default.pt", "data/default_model/val/Kite.png", "docs/crops.png",
+                           "experiments/default_model/models/v1/old.pt"]
+    assert travel.travelling(root) == ["corrdiff/assets/demo.png", "corrdiff/assets/variable.pt", "corrdiff/codec.py",
+                                       "docs/training.md", "notes.txt"]
+    assert all((root / p).is_file() for p in files)  # nothing on disk changed
+    assert travel.slimmed_paths(root) == out
+    with pytest.raises(SystemExit, match="already in place"):
+        travel.slim(root, keep=[], carry=[])
+
+    assert sorted(travel.restore(root)) == sorted(out)
+    assert _git(root, "ls-files") == before
+    assert _git(root, "status", "--porcelain") == status_before
+    assert "travel.py" not in travel.exclude_file(root).read_text()
+
+
+def test_slim_refuses_staged_changes_and_an_over_limit_result(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    (root / "corrdiff").mkdir(parents=True)
+    (root / "corrdiff/big.bin").write_bytes(b"x" * 4096)
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tree")
+    monkeypatch.setattr(travel, "LIMIT_BYTES", 1024)
+    with pytest.raises(SystemExit, match="still"):
+        travel.slim(root, keep=[], carry=[])
+    assert travel.slimmed_paths(root) == [] and _git(root, "ls-files") == "corrdiff/big.bin\n"
+    (root / "corrdiff/new.py").write_text("staged")
+    _git(root, "add", "corrdiff/new.py")
+    with pytest.raises(SystemExit, match="staged changes"):
+        travel.slim(root, keep=[], carry=[])

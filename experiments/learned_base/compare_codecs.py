@@ -1,0 +1,92 @@
+"""End-to-end rate and PSNR of learned-base models on the held-out crops (real bytes, eval mode).
+
+    python experiments/learned_base/compare_codecs.py runs/learned_base/a.pt runs/learned_base/b.pt
+    python experiments/learned_base/compare_codecs.py variable runs/learned_base/variable_codec.pt \
+        --qualities 1,2,3,4,5,6,7,8,9 --json docs/learned_base/variable_codec.json
+
+For each model (a file or a packaged name): the mean bpp (whole files, mode ``e2e``: the base codec alone) and
+the mean PSNR of the end-to-end decodes of data/default_model/heldout (never trained on).
+
+* A fixed-rate model against a first model's curve: its PSNR minus the curve's at its bpp (linear in ln bpp).
+* Fixed-rate models (one point each): each model's bits at the first model's PSNR are estimated along an
+  assumed slope of 6.02 dB per doubling of the rate (high-rate theory; learned codecs at low rates are flatter,
+  so the estimate is rough and says so).
+* Variable-rate models with ``--qualities``: one point per quality, and against the first model's curve the
+  Bjøntegaard deltas (corrdiff/plotting.py): BD-PSNR over ``--window`` (bpp, default 0.1-0.4) and BD-rate over
+  the curves' overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from corrdiff.image_io import find_images, load_image, to_uint8
+from corrdiff.metrics import psnr
+from corrdiff.model_io import load_model
+from corrdiff.plotting import bd_metric, bd_rate
+
+SLOPE_DB_PER_DOUBLING = 6.02  # high-rate theory: 1 bit per sample more, 6 dB more
+HELDOUT = "data/default_model/heldout"
+
+
+def rd_curve(model: str, qualities: list[float] | None) -> dict[str, list[float]]:
+    """Mean bpp and end-to-end PSNR over the held-out crops, per quality (one point: the model's own rate)."""
+    codec = load_model(model)
+    images = [load_image(path) for path in find_images(HELDOUT)]
+    points = qualities if qualities and codec.rate_control is not None else [None]
+    curve: dict[str, list[float]] = {"quality": [], "bpp": [], "psnr": []}
+    for quality in points:
+        results = [codec.encode(rgb, mode="e2e", quality=quality) for rgb in images]
+        curve["quality"].append(quality if quality is not None else float("nan"))
+        curve["bpp"].append(float(np.mean([r.bpp() for r in results])))
+        curve["psnr"].append(float(np.mean([psnr(rgb, to_uint8(r.reconstruction))
+                                            for rgb, r in zip(images, results)])))
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--qualities", type=lambda s: [float(q) for q in s.split(",")], default=None,
+                        help="qualities of variable-rate models (comma-separated)")
+    parser.add_argument("--window", type=lambda s: tuple(float(b) for b in s.split(",")), default=(0.1, 0.4),
+                        help="bpp range of the BD-PSNR (low,high)")
+    parser.add_argument("--json", type=Path, default=None, help="write the curves and deltas here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    curves = {model: rd_curve(model, args.qualities) for model in args.models}
+    reference, *_ = curves.values()
+    report = {"heldout": HELDOUT, "window_bpp": list(args.window), "models": {}}
+    for model, curve in curves.items():
+        for q, bpp, value in zip(curve["quality"], curve["bpp"], curve["psnr"]):
+            print(f"{model} quality {q:g}: {bpp:.4f} bpp, {value:.2f} dB")
+        entry = dict(curve)
+        if len(curve["bpp"]) > 1 and len(reference["bpp"]) > 1:
+            entry["bd_psnr_db"] = bd_metric(reference["bpp"], reference["psnr"], curve["bpp"], curve["psnr"],
+                                            rate_range=args.window)
+            entry["bd_rate_percent"] = bd_rate(reference["bpp"], reference["psnr"], curve["bpp"], curve["psnr"])
+            print(f"{model} against {args.models[0]}: BD-PSNR {entry['bd_psnr_db']:+.3f} dB over "
+                  f"{args.window[0]}-{args.window[1]} bpp, BD-rate {entry['bd_rate_percent']:+.2f}% (overlap)")
+        elif len(reference["bpp"]) > 1:  # one point against a curve: PSNR gap at its bpp (linear in ln bpp)
+            at_bpp = float(np.interp(np.log(curve["bpp"][0]), np.log(reference["bpp"]), reference["psnr"]))
+            entry["psnr_gap_at_its_bpp_db"] = curve["psnr"][0] - at_bpp
+            print(f"{model}: {entry['psnr_gap_at_its_bpp_db']:+.2f} dB against {args.models[0]} at its bpp")
+        else:  # one point each: bits at the first model's PSNR, moving along a curve of the assumed slope
+            at_equal_psnr = curve["bpp"][0] * 2 ** ((reference["psnr"][0] - curve["psnr"][0]) / SLOPE_DB_PER_DOUBLING)
+            entry["bits_at_reference_psnr_percent"] = 100 * (at_equal_psnr / reference["bpp"][0] - 1)
+            print(f"{model}: at the first model's PSNR about {at_equal_psnr:.4f} bpp "
+                  f"({entry['bits_at_reference_psnr_percent']:+.1f}% bits; slope {SLOPE_DB_PER_DOUBLING} dB per "
+                  "doubling assumed)")
+        report["models"][model] = entry
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
