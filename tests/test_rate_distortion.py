@@ -52,3 +52,30 @@ def test_validation_codes_real_bytes_decoded_end_to_end():
 def test_a_model_with_a_base_codec_has_no_base_phase():
     with pytest.raises(ValueError, match="nothing to train"):
         RateDistortionTraining(preset="avif_tiny")
+
+
+def test_quality_balance_weighs_each_image_of_a_variable_rate_batch():
+    """With p = quality_balance, the loss is mean_i (lambda_i / ref) ** -p * (lambda_i * R_i + w * d_i); p = 0 is
+    the plain variable-rate loss mean_i lambda_i * R_i + w * mean_i d_i."""
+    from corrdiff.losses.distortion import mse
+    from corrdiff.losses.rate import bits_per_pixel_each
+    from corrdiff.modules.rate import RateCondition
+
+    rate = {"lambdas": [4.0, 1.0, 0.25], "reference_lambda": 1.0}
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    qualities = torch.tensor([1.0, 2.0, 3.0])
+    for p in (0.0, 0.5):
+        torch.manual_seed(0)
+        module = RateDistortionTraining(preset="tiny", codec={"rate": rate}, quality_balance=p, val_compress_images=0)
+        module.training_rate = lambda batch: RateCondition(qualities)
+        torch.manual_seed(2)  # the same training noise for both computations
+        loss, _ = module.compute_loss(x)
+        torch.manual_seed(2)
+        y_hat, likelihoods = module.codec.analyse(x, RateCondition(qualities))
+        x0_e = module.codec.decode_e2e(y_hat)
+        lambdas = torch.tensor([4.0, 1.0, 0.25])
+        weights = lambdas ** -p
+        bpp = bits_per_pixel_each(likelihoods, 32 * 32)
+        each_d = torch.stack([mse(x[i:i + 1], x0_e[i:i + 1]) for i in range(3)])
+        expected = module.lmbda * (weights * lambdas * bpp).mean() + module.distortion_weight * (weights * each_d).mean()
+        assert float(loss) == pytest.approx(float(expected), rel=1e-5)

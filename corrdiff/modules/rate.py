@@ -74,6 +74,7 @@ class RateControl(nn.Module):
         if any(a <= b for a, b in zip(lambdas, lambdas[1:])):
             raise ValueError(f"rate: lambdas must decrease from the lowest quality to the highest, got {list(lambdas)}")
         self.lambdas = tuple(float(v) for v in lambdas)
+        self.reference_lambda = float(reference_lambda)
         low, high = self.quality_range
         self.default_quality = (low + high) / 2 if default_quality is None else float(default_quality)
         if not low <= self.default_quality <= high:

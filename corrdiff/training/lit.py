@@ -210,11 +210,17 @@ class CodecTraining(L.LightningModule):
         if rate is None:
             terms.add("bpp", bpp.mean(), self.lmbda)
         else:  # each image's rate weighed by lambda(q) of its quality (docs/variable_rate.md); bpp only logged
-            terms.add("rate", (self.codec.rate_control.lmbda(rate) * bpp).mean(), self.lmbda)
+            weighted = self.codec.rate_control.lmbda(rate) * bpp * self.image_weights(rate)
+            terms.add("rate", weighted.mean(), self.lmbda)
             terms.add("bpp", bpp.mean(), 0.0)
         if diffusion_weight is not None:
             terms.add("diffusion_loss", self._diffusion_term(inter), diffusion_weight)
         return terms, inter
+
+    def image_weights(self, rate: RateCondition) -> Tensor | float:
+        """A weight per image of a variable-rate batch on its whole loss (1 here; the base phase can balance the
+        qualities, :class:`~corrdiff.training.rate_distortion.RateDistortionTraining`)."""
+        return 1.0
 
     def training_rate(self, x: Tensor) -> RateCondition | None:
         """A variable-rate model's quality for each image of the batch, uniform in ``quality_range``

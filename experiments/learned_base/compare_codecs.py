@@ -5,7 +5,8 @@
         --qualities 1,2,3,4,5,6,7,8,9 --json docs/learned_base/variable_codec.json
 
 For each model (a file or a packaged name): the mean bpp (whole files, mode ``e2e``: the base codec alone) and
-the mean PSNR of the end-to-end decodes of data/default_model/heldout (never trained on).
+the mean PSNR of the end-to-end decodes of data/default_model/heldout (never trained on; ``--images`` for other
+folders).
 
 * A fixed-rate model against a first model's curve: its PSNR minus the curve's at its bpp (linear in ln bpp).
 * Fixed-rate models (one point each): each model's bits at the first model's PSNR are estimated along an
@@ -34,10 +35,11 @@ SLOPE_DB_PER_DOUBLING = 6.02  # high-rate theory: 1 bit per sample more, 6 dB mo
 HELDOUT = "data/default_model/heldout"
 
 
-def rd_curve(model: str, qualities: list[float] | None) -> dict[str, list[float]]:
-    """Mean bpp and end-to-end PSNR over the held-out crops, per quality (one point: the model's own rate)."""
+def rd_curve(model: str, qualities: list[float] | None, folders: list[str]) -> dict[str, list[float]]:
+    """Mean bpp and end-to-end PSNR over the images of ``folders``, per quality (one point: the model's own
+    rate)."""
     codec = load_model(model)
-    images = [load_image(path) for path in find_images(HELDOUT)]
+    images = [load_image(path) for folder in folders for path in find_images(folder)]
     points = qualities if qualities and codec.rate_control is not None else [None]
     curve: dict[str, list[float]] = {"quality": [], "bpp": [], "psnr": []}
     for quality in points:
@@ -56,12 +58,15 @@ def main() -> None:
                         help="qualities of variable-rate models (comma-separated)")
     parser.add_argument("--window", type=lambda s: tuple(float(b) for b in s.split(",")), default=(0.1, 0.4),
                         help="bpp range of the BD-PSNR (low,high)")
+    parser.add_argument("--images", nargs="+", default=[HELDOUT],
+                        help="image folders (default: the held-out crops; the validation photos for a curve "
+                             "against training steps)")
     parser.add_argument("--json", type=Path, default=None, help="write the curves and deltas here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    curves = {model: rd_curve(model, args.qualities) for model in args.models}
+    curves = {model: rd_curve(model, args.qualities, args.images) for model in args.models}
     reference, *_ = curves.values()
-    report = {"heldout": HELDOUT, "window_bpp": list(args.window), "models": {}}
+    report = {"images": args.images, "window_bpp": list(args.window), "models": {}}
     for model, curve in curves.items():
         for q, bpp, value in zip(curve["quality"], curve["bpp"], curve["psnr"]):
             print(f"{model} quality {q:g}: {bpp:.4f} bpp, {value:.2f} dB")
