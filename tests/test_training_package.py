@@ -108,6 +108,29 @@ def test_the_start_policy_is_checked_once_when_built():
     assert not any(p.requires_grad for p in module.codec.encoder.parameters())
 
 
+def test_freezing_the_gains_keeps_a_variable_rate_codec_and_trains_its_modulation():
+    """``freeze: [encoder, prior, decoder, gains]``: the gain tables stay as given (so do the rates), the rate
+    modulation of the conditioning still trains; only a variable-rate model has gains to freeze."""
+    from corrdiff.training import JointTraining
+
+    with pytest.raises(ValueError, match="unknown components"):
+        StartPolicy.of(None, ["gains"], None, None)  # freeze only: gains are no component to skip or take
+    with pytest.raises(ValueError, match="variable-rate"):
+        JointTraining(preset="tiny", freeze=["gains"])
+    torch.manual_seed(0)
+    module = JointTraining(preset="tiny", codec={"rate": {"lambdas": [4.0, 1.0, 0.25]}},
+                           freeze=["encoder", "prior", "decoder", "gains"], val_compress_images=0)
+    control = module.codec.rate_control
+    gains = control.log_gain.detach().clone()
+    modulation = control.cond_scale[0].detach().clone()
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=DataLoader(list(images), batch_size=1))
+    assert torch.equal(control.log_gain, gains) and not control.log_gain.requires_grad
+    assert not torch.equal(control.cond_scale[0], modulation)
+
+
 def test_one_run_option_moves_every_output_folder(tmp_path):
     from corrdiff.training.cli import CorrDiffCLI
     from corrdiff.training.lit import CodecTraining

@@ -18,6 +18,9 @@ from corrdiff.model_io import FORMAT, PACKAGED, load_codec_state, load_model, re
 from corrdiff.presets import preset as get_preset
 
 COMPONENTS = ("encoder", "decoder", "prior", "conditioner", "score_net")
+#: what ``freeze`` may name besides the components: a variable-rate model's gain tables (docs/variable_rate.md),
+#: so that a phase trains its rate modulation on a codec that stays the one it was given
+FREEZABLE = (*COMPONENTS, "gains")
 
 
 def resolve_codec_config(
@@ -51,10 +54,11 @@ class StartPolicy:
            freeze: list[str] | None) -> StartPolicy:
         """ValueError for an unknown component name, or ``init_parts`` without ``init_from``."""
         policy = cls(init_from, tuple(init_skip or ()), dict(init_parts or {}), tuple(freeze or ()))
-        unknown = sorted((set(policy.init_skip) | set(policy.init_parts) | set(policy.freeze)) - set(COMPONENTS))
+        unknown = sorted(((set(policy.init_skip) | set(policy.init_parts)) - set(COMPONENTS))
+                         | (set(policy.freeze) - set(FREEZABLE)))
         if unknown:
             raise ValueError(f"init_skip/init_parts/freeze name unknown components {unknown}; "
-                             f"known: {', '.join(COMPONENTS)}")
+                             f"known: {', '.join(COMPONENTS)} (and freeze: gains)")
         if policy.init_parts and not init_from:
             raise ValueError("init_parts replaces components of init_from: give init_from too")
         return policy
@@ -112,6 +116,12 @@ class StartPolicy:
         if codec.decoder is not None:  # (a base codec has no D)
             codec.decoder.requires_grad_(trains_decoder)
         for name in self.freeze:
+            if name == "gains":
+                if codec.rate_control is None:
+                    raise ValueError("freeze: gains are a variable-rate model's (this model has no rate entry)")
+                for table in (codec.rate_control.log_gain, codec.rate_control.log_inverse_gain):
+                    table.requires_grad_(False)
+                continue
             if getattr(codec, name) is None:
                 raise ValueError(f"freeze: this model has no {name} (its base codec replaces it)")
             getattr(codec, name).requires_grad_(False)
@@ -151,4 +161,4 @@ def is_model_file(path: str) -> bool:
     return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
-__all__ = ["COMPONENTS", "StartPolicy", "check_same_component", "is_model_file", "read_init", "resolve_codec_config"]
+__all__ = ["COMPONENTS", "FREEZABLE", "StartPolicy", "check_same_component", "is_model_file", "read_init", "resolve_codec_config"]
