@@ -2,7 +2,9 @@
 
     python experiments/learned_base/compare_codecs.py runs/learned_base/a.pt runs/learned_base/b.pt
     python experiments/learned_base/compare_codecs.py variable runs/learned_base/variable_codec.pt \
-        --qualities 1,2,3,4,5,6,7,8,9 --json docs/learned_base/variable_codec.json
+        --qualities 1,2,3,4,5,6,7,8,9 --json experiments/learned_base/logs/variable_codec_heldout.json
+    python experiments/learned_base/compare_codecs.py variable runs/learned_base/variable_steps/step-*.pt \
+        --qualities 1,2,3,4,5,6,7,8,9 --images data/corpus/train --every 3   # the curve against steps
 
 For each model (a file or a packaged name): the mean bpp (whole files, mode ``e2e``: the base codec alone) and
 the mean PSNR of the end-to-end decodes of data/default_model/heldout (never trained on; ``--images`` for other
@@ -35,11 +37,12 @@ SLOPE_DB_PER_DOUBLING = 6.02  # high-rate theory: 1 bit per sample more, 6 dB mo
 HELDOUT = "data/default_model/heldout"
 
 
-def rd_curve(model: str, qualities: list[float] | None, folders: list[str]) -> dict[str, list[float]]:
-    """Mean bpp and end-to-end PSNR over the images of ``folders``, per quality (one point: the model's own
-    rate)."""
+def rd_curve(model: str, qualities: list[float] | None, folders: list[str], every: int = 1) -> dict[str, list[float]]:
+    """Mean bpp and end-to-end PSNR over every ``every``-th image of ``folders`` (sorted), per quality (one point:
+    the model's own rate)."""
     codec = load_model(model)
-    images = [load_image(path) for folder in folders for path in find_images(folder)]
+    paths = [path for folder in folders for path in find_images(folder)][::every]
+    images = [load_image(path) for path in paths]
     points = qualities if qualities and codec.rate_control is not None else [None]
     curve: dict[str, list[float]] = {"quality": [], "bpp": [], "psnr": []}
     for quality in points:
@@ -61,12 +64,13 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", default=[HELDOUT],
                         help="image folders (default: the held-out crops; the validation photos for a curve "
                              "against training steps)")
+    parser.add_argument("--every", type=int, default=1, help="every k-th image of the folders (sorted)")
     parser.add_argument("--json", type=Path, default=None, help="write the curves and deltas here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    curves = {model: rd_curve(model, args.qualities, args.images) for model in args.models}
+    curves = {model: rd_curve(model, args.qualities, args.images, args.every) for model in args.models}
     reference, *_ = curves.values()
-    report = {"images": args.images, "window_bpp": list(args.window), "models": {}}
+    report = {"images": args.images, "every": args.every, "window_bpp": list(args.window), "models": {}}
     for model, curve in curves.items():
         for q, bpp, value in zip(curve["quality"], curve["bpp"], curve["psnr"]):
             print(f"{model} quality {q:g}: {bpp:.4f} bpp, {value:.2f} dB")
