@@ -20,8 +20,10 @@ from corrdiff.model_io.state import load_codec_state
 
 # models shipped in the package, by name: ``smooth`` is the MSE-trained score network that ``default`` was
 # before its adversarial fine-tuning (experiments/default_model/README.md), for those who want that decode;
-# ``variable`` is one model for every rate (docs/variable_rate.md), ``--quality``/``--bpp``/``--size``
-PACKAGED = {"default": "default.pt", "smooth": "smooth.pt", "variable": "variable.pt", "avif": "avif.pt"}
+# ``variable`` is one model for every rate (docs/variable_rate.md), ``--quality``/``--bpp``/``--size``;
+# ``variable-v1`` the first ``variable`` (its codec trained at one rate), kept so that its files still decode
+PACKAGED = {"default": "default.pt", "smooth": "smooth.pt", "variable": "variable.pt", "avif": "avif.pt",
+            "variable-v1": "variable_v1.pt"}
 
 
 def model_path(name_or_path: str | os.PathLike) -> Path:
