@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder (created if missing) that receives NAME.cdf, mirroring the input folder's layout")
     p.add_argument("--model", default=None,
                    help=f"model file, or a packaged model name (default: {DEFAULT_MODEL}, CorrDiff on an AVIF base; the "
-                        "learned models: default, smooth, variable)")
+                        "learned models: default, smooth, variable; variable-v1, the first variable, decodes its files)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own: 2 for avif, 4 for default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (stored in the file)")
     p.add_argument("--mode", choices=tuple(DECODE_MODES), default="corrected",
