@@ -1,9 +1,9 @@
 """End-to-end rate and PSNR of learned-base models on the held-out crops (real bytes, eval mode).
 
     python experiments/learned_base/compare_codecs.py runs/learned_base/a.pt runs/learned_base/b.pt
-    python experiments/learned_base/compare_codecs.py variable runs/learned_base/variable_codec.pt \
+    python experiments/learned_base/compare_codecs.py variable-v1 runs/learned_base/variable_codec.pt \
         --qualities 1,2,3,4,5,6,7,8,9 --json experiments/learned_base/logs/variable_codec_heldout.json
-    python experiments/learned_base/compare_codecs.py variable runs/learned_base/variable_steps/step-*.pt \
+    python experiments/learned_base/compare_codecs.py variable-v1 runs/learned_base/variable_steps/step-*.pt \
         --qualities 1,2,3,4,5,6,7,8,9 --images data/corpus/train --every 3   # the curve against steps
 
 For each model (a file or a packaged name): the mean bpp (whole files, mode ``e2e``: the base codec alone) and
@@ -37,12 +37,14 @@ SLOPE_DB_PER_DOUBLING = 6.02  # high-rate theory: 1 bit per sample more, 6 dB mo
 HELDOUT = "data/default_model/heldout"
 
 
-def rd_curve(model: str, qualities: list[float] | None, folders: list[str], every: int = 1) -> dict[str, list[float]]:
-    """Mean bpp and end-to-end PSNR over every ``every``-th image of ``folders`` (sorted), per quality (one point:
-    the model's own rate)."""
+def photos(folders: list[str], every: int = 1) -> list[np.ndarray]:
+    """Every ``every``-th image of ``folders`` (sorted), read once for all the models."""
+    return [load_image(path) for path in [path for folder in folders for path in find_images(folder)][::every]]
+
+
+def rd_curve(model: str, qualities: list[float] | None, images: list[np.ndarray]) -> dict[str, list[float]]:
+    """Mean bpp and end-to-end PSNR over ``images``, per quality (one point: the model's own rate)."""
     codec = load_model(model)
-    paths = [path for folder in folders for path in find_images(folder)][::every]
-    images = [load_image(path) for path in paths]
     points = qualities if qualities and codec.rate_control is not None else [None]
     curve: dict[str, list[float]] = {"quality": [], "bpp": [], "psnr": []}
     for quality in points:
@@ -62,13 +64,14 @@ def main() -> None:
     parser.add_argument("--window", type=lambda s: tuple(float(b) for b in s.split(",")), default=(0.1, 0.4),
                         help="bpp range of the BD-PSNR (low,high)")
     parser.add_argument("--images", nargs="+", default=[HELDOUT],
-                        help="image folders (default: the held-out crops; the validation photos for a curve "
-                             "against training steps)")
+                        help="image folders (default: the held-out crops; training photos for a curve against "
+                             "training steps, which the held-out crops must not steer)")
     parser.add_argument("--every", type=int, default=1, help="every k-th image of the folders (sorted)")
     parser.add_argument("--json", type=Path, default=None, help="write the curves and deltas here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    curves = {model: rd_curve(model, args.qualities, args.images, args.every) for model in args.models}
+    images = photos(args.images, args.every)
+    curves = {model: rd_curve(model, args.qualities, images) for model in args.models}
     reference, *_ = curves.values()
     report = {"images": args.images, "every": args.every, "window_bpp": list(args.window), "models": {}}
     for model, curve in curves.items():
