@@ -1,6 +1,7 @@
 """Crops of the variable-rate model's three decodes of one file beside WebP and AVIF at its bpp.
 
     python experiments/variable_rate/modes_sheet.py   # -> docs/variable_rate/modes.png
+    python experiments/variable_rate/modes_sheet.py variable-v1 docs/variable_rate/v1/modes.png
 
 Per held-out photo and qualities 3 and 9: the window with most detail (quality.py's choice, from the original
 alone), 1x: original | corrected | diffusion only | end-to-end (one file, three decodes) | WebP | AVIF at the
@@ -26,8 +27,8 @@ from quality import CROP, detailed_window, stacked  # noqa: E402 (the crop windo
 QUALITIES = (3.0, 9.0)
 
 
-def main(out: Path = Path("docs/variable_rate/modes.png")) -> None:
-    codec = load_model("variable")
+def main(model: str = "variable", out: Path = Path("docs/variable_rate/modes.png")) -> None:
+    codec = load_model(model)
     rows = []
     for path in find_images("data/default_model/heldout"):
         rgb = load_image(path)
@@ -49,4 +50,4 @@ def main(out: Path = Path("docs/variable_rate/modes.png")) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2], *(Path(a) for a in sys.argv[2:3]))
