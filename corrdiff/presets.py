@@ -4,6 +4,8 @@
 * ``small``: the size of the model shipped in the package (CPU-trainable).
 * ``paper``: widths in the range of the CorrDiff / CDC papers, for GPU training.
 * ``small_checkerboard``: ``small`` with the checkerboard context prior (corrdiff/modules/context_prior.py).
+* ``small_channel``: ``small`` with the channel-conditional prior, 4 slices of 24 channels
+  (corrdiff/modules/channel_prior.py).
 * ``avif_tiny``, ``avif_small``: the AVIF base codec (docs/avif_base.md) under a ``tiny``-sized and a
   ``small``-sized score network; ``avif_small``'s score network is the packaged default's, so it can start
   from those weights (``init_parts``). Their score networks see x0_e and predict the residual over it.
@@ -67,6 +69,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["small_checkerboard"] = {
     **copy.deepcopy(PRESETS["small"]),
     "prior": {"name": "checkerboard_hyperprior", "hyper_channels": PRESETS["small"]["prior"]["hyper_channels"]},
+}
+
+# ``small`` with the channel-conditional prior (corrdiff/modules/channel_prior.py): the same hyper widths, four
+# slices of its 96 latent channels.
+PRESETS["small_channel"] = {
+    **copy.deepcopy(PRESETS["small"]),
+    "prior": {"name": "channel_hyperprior", "hyper_channels": PRESETS["small"]["prior"]["hyper_channels"], "slices": 4},
 }
 
 _AVIF_SCORE_NET = {**PRESETS["small"]["score_net"], "e2e_input": "residual"}

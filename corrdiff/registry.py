@@ -33,6 +33,7 @@ _BUILTIN_MODULES = (
     "corrdiff.modules.transforms",
     "corrdiff.modules.priors",
     "corrdiff.modules.context_prior",
+    "corrdiff.modules.channel_prior",
     "corrdiff.modules.conditioning",
     "corrdiff.modules.score_net",
     "corrdiff.modules.schedules",

@@ -1,7 +1,8 @@
-"""The checkerboard context prior (corrdiff/modules/context_prior.py, docs/bitstream.md section 5): exact round
-trips on every latent size (1 x 1 and odd ones), decoding independent of the thread count, the context reading
-the anchors only, training-time likelihoods, bounded streams, garbage streams, the whole codec, and the model
-validator. Tiny shapes throughout (a 2-core CPU)."""
+"""The context priors, checkerboard (corrdiff/modules/context_prior.py) and channel-conditional slices
+(corrdiff/modules/channel_prior.py), docs/bitstream.md section 5: exact round trips on every latent size (1 x 1 and
+odd ones), decoding independent of the thread count, each part's parameters reading only the parts decoded before
+it, training-time likelihoods, bounded streams, garbage streams, the whole codec, and the model validator. The
+tests of the shared coding loop run for both priors. Tiny shapes throughout (a 2-core CPU)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from corrdiff.decoding import check_stream_lengths
 from corrdiff.errors import BitstreamError, ModelLoadError
 from corrdiff.model_io import check_model
 from corrdiff.modules import entropy_coding, priors
+from corrdiff.modules.channel_prior import ChannelSliceHyperprior, slice_sizes
 from corrdiff.modules.context_prior import (CheckerboardHyperprior, CheckerboardMaskedConv2d, anchor_count,
                                            anchor_mask)
 from corrdiff.presets import preset
@@ -26,13 +28,17 @@ from corrdiff.registry import PRIORS
 from conftest import random_image
 
 LATENT = 32  # the tiny preset's
-SPEC = {"name": "checkerboard_hyperprior", "hyper_channels": 24}
+SPECS = {"checkerboard": {"name": "checkerboard_hyperprior", "hyper_channels": 24},
+         "channel": {"name": "channel_hyperprior", "hyper_channels": 24, "slices": 4}}
+#: per prior, latent elements (channel, row, column of a 3 x 3 latent) that land in each of its parts
+PART_PROBES = {"checkerboard": [((2, 1, 1), "y_anchors"), ((2, 0, 1), "y_non_anchors")],
+               "channel": [((2, 1, 1), "y_slice_0"), ((30, 0, 1), "y_slice_3")]}
 SIZES = [(1, 1), (1, 2), (2, 1), (1, 5), (3, 5), (4, 4), (5, 3), (7, 6)]
 
 
-def make_prior(seed: int = 0, latent: int = LATENT) -> CheckerboardHyperprior:
+def make_prior(seed: int = 0, kind: str = "checkerboard", latent: int = LATENT) -> priors.MeanScaleHyperprior:
     torch.manual_seed(seed)
-    prior = PRIORS.build(SPEC, latent_channels=latent)
+    prior = PRIORS.build(SPECS[kind], latent_channels=latent)
     prior.update(force=True)
     return prior.eval()
 
@@ -45,37 +51,55 @@ def trained_looking_latent(hw: tuple[int, int], seed: int = 0) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def prior() -> CheckerboardHyperprior:
+def checkerboard() -> CheckerboardHyperprior:
     return make_prior()
 
 
+@pytest.fixture(scope="module", params=list(SPECS))
+def kind(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def codec():
+def prior(kind) -> priors.MeanScaleHyperprior:
+    return make_prior(kind=kind)
+
+
+@pytest.fixture(scope="module")
+def codec(kind):
     torch.manual_seed(3)
-    codec = corrdiff.CorrDiffCodec(**{**preset("tiny"), "prior": SPEC})
+    codec = corrdiff.CorrDiffCodec(**{**preset("tiny"), "prior": SPECS[kind]})
     codec.update(force=True)
     return codec.eval()
 
 
 # --------------------------------------------------------------------------- the prior alone
-def test_registered_with_three_streams(prior):
+def test_registered_with_their_streams(checkerboard):
     assert PRIORS.get("checkerboard_hyperprior") is CheckerboardHyperprior
-    assert prior.streams == ("z", "y_anchors", "y_non_anchors")
-    assert len(prior.streams) <= bitstream.MAX_STREAMS
-    assert prior.hyper_synthesis is prior.h_s
+    assert checkerboard.streams == ("z", "y_anchors", "y_non_anchors")
+    assert checkerboard.hyper_synthesis is checkerboard.h_s
+    assert PRIORS.get("channel_hyperprior") is ChannelSliceHyperprior
+    channel = make_prior(kind="channel")
+    assert channel.streams == ("z", "y_slice_0", "y_slice_1", "y_slice_2", "y_slice_3")
+    assert channel.slice_sizes == (8, 8, 8, 8) and channel.hyper_synthesis is channel.h_s
+    widest = ChannelSliceHyperprior(64, hyper_channels=8, slices=bitstream.MAX_STREAMS - 1)
+    assert len(widest.streams) == bitstream.MAX_STREAMS  # a file carries every stream such a prior codes
 
 
 @pytest.mark.parametrize("hw", SIZES)
 def test_round_trip_is_exact_on_every_latent_size(prior, hw):
     y = trained_looking_latent(hw, seed=hw[0] * 10 + hw[1])
     streams, y_hat = prior.compress(y)
-    assert len(streams) == 3
+    assert len(streams) == len(prior.streams)
     counts = prior.stream_symbols(hw)
     assert all(len(s) <= entropy_coding.max_stream_bytes(n) for s, n in zip(streams, counts))
     assert torch.equal(prior.decompress(streams, hw), y_hat)
     assert float((y_hat - y).abs().max()) <= 0.5 + 1e-4  # round(y - mean) + mean
-    if hw != (1, 1):  # anchors at (i + j) even, every channel
+    assert sum(counts[1:]) == LATENT * hw[0] * hw[1]
+    if isinstance(prior, CheckerboardHyperprior) and hw != (1, 1):  # anchors at (i + j) even, every channel
         assert counts[1] == LATENT * -(-(hw[0] * hw[1]) // 2) and counts[2] == LATENT * (hw[0] * hw[1] // 2)
+    if isinstance(prior, ChannelSliceHyperprior):
+        assert counts[1:] == tuple(size * hw[0] * hw[1] for size in prior.slice_sizes)
 
 
 def test_checkerboard_split_and_the_one_position_latent():
@@ -93,10 +117,24 @@ def test_checkerboard_split_and_the_one_position_latent():
         assert min(counts) >= priors.MIN_SYMBOLS, (name, counts)
 
 
-def test_small_checkerboard_is_small_with_the_prior_replaced():
-    small, checker = preset("small"), preset("small_checkerboard")
+def test_small_checkerboard_and_small_channel_are_small_with_the_prior_replaced():
+    small, checker, channel = preset("small"), preset("small_checkerboard"), preset("small_channel")
     assert checker["prior"] == {"name": "checkerboard_hyperprior", "hyper_channels": small["prior"]["hyper_channels"]}
-    assert {k: v for k, v in checker.items() if k != "prior"} == {k: v for k, v in small.items() if k != "prior"}
+    assert channel["prior"] == {"name": "channel_hyperprior", "hyper_channels": small["prior"]["hyper_channels"],
+                                "slices": 4}
+    for other in (checker, channel):
+        assert {k: v for k, v in other.items() if k != "prior"} == {k: v for k, v in small.items() if k != "prior"}
+    built = PRIORS.build(channel["prior"], latent_channels=channel["latent_channels"])
+    assert built.slice_sizes == (24, 24, 24, 24) and min(built.stream_symbols((1, 1))) >= priors.MIN_SYMBOLS
+
+
+def test_slice_sizes():
+    assert slice_sizes(32, 4) == (8, 8, 8, 8)
+    assert slice_sizes(10, 3) == (4, 3, 3)  # as equal as they can be, the first ones wider
+    assert slice_sizes(32, [8, 8, 16]) == (8, 8, 16)  # uneven slices, as given
+    for bad in (0, 33, [8, 8], [0, 32], [40, -8]):
+        with pytest.raises(ValueError, match="slice"):
+            slice_sizes(32, bad)
 
 
 def test_context_reads_the_anchors_only():
@@ -114,7 +152,8 @@ def test_context_reads_the_anchors_only():
     assert "mask" not in conv.state_dict()  # built by the code, never read from a model file
 
 
-def test_anchors_change_the_non_anchors_parameters_only(prior):
+def test_anchors_change_the_non_anchors_parameters_only(checkerboard):
+    prior = checkerboard
     hw = (4, 6)
     y = trained_looking_latent(hw, seed=5)
     streams, y_hat = prior.compress(y)
@@ -130,8 +169,32 @@ def test_anchors_change_the_non_anchors_parameters_only(prior):
     assert torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])  # non-anchor values never are
 
 
-def test_decode_is_identical_with_one_and_two_threads(num_threads):
-    prior = make_prior(seed=1)
+def test_a_slice_reads_the_earlier_slices_only():
+    prior = make_prior(kind="channel")
+    hw = (4, 6)
+    y = trained_looking_latent(hw, seed=5)
+    streams, y_hat = prior.compress(y)
+    hyper = prior._hyper(prior.entropy_bottleneck.decompress([streams[0]], (1, 2)), hw)
+    parts = prior._parts(hw, torch.device("cpu"))
+    for k, (part, mask) in enumerate(parts):
+        earlier = torch.zeros_like(y_hat)
+        earlier[:, : prior.slice_starts[k]] = y_hat[:, : prior.slice_starts[k]]
+        a = prior._part_params(part, hyper, earlier, mask)
+        later_changed = y_hat + 7  # its own values and the later slices' changed, the earlier ones kept
+        later_changed[:, : prior.slice_starts[k]] = earlier[:, : prior.slice_starts[k]]
+        b = prior._part_params(part, hyper, later_changed, mask)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), part  # never its own or a later slice
+        assert a[0].shape == (1, int(mask.sum())) == a[1].shape
+        if k:
+            shifted = earlier.clone()
+            shifted[0, prior.slice_starts[k] - 1] += 3.0  # the slice just before: used
+            c = prior._part_params(part, hyper, shifted, mask)
+            assert not (torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])), part
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_decode_is_identical_with_one_and_two_threads(num_threads, kind):
+    prior = make_prior(seed=1, kind=kind)
     hw = (12, 17)
     y = trained_looking_latent(hw, seed=1)
     num_threads(1)
@@ -145,8 +208,9 @@ def test_decode_is_identical_with_one_and_two_threads(num_threads):
     assert torch.equal(prior.decompress(streams_two, hw), y_hat_two)  # a 2-thread encode decodes as well
 
 
-def test_training_forward_shapes_likelihoods_and_gradients():
-    prior = make_prior(seed=2).train()
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_training_forward_shapes_likelihoods_and_gradients(kind):
+    prior = make_prior(seed=2, kind=kind).train()
     y = trained_looking_latent((6, 7), seed=2).repeat(2, 1, 1, 1).requires_grad_()
     y_hat, likelihoods = prior(y)
     assert y_hat.shape == y.shape and set(likelihoods) == {"z", "y"}
@@ -156,10 +220,13 @@ def test_training_forward_shapes_likelihoods_and_gradients():
     assert torch.isfinite(y_hat).all()
     rate = sum(-torch.log2(v).sum() for v in likelihoods.values())
     rate.backward()
-    for module in (prior.context_prediction, prior.entropy_parameters, prior.h_s, prior.h_a):
+    context = ([prior.context_prediction, prior.entropy_parameters] if kind == "checkerboard"
+               else list(prior.slice_networks))
+    for module in (*context, prior.h_s, prior.h_a):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), module
     assert y.grad is not None and torch.isfinite(y.grad).all()
-    assert prior.context_prediction.weight.grad[..., 2, 2].abs().sum() == 0  # the masked centre learns nothing
+    if kind == "checkerboard":
+        assert prior.context_prediction.weight.grad[..., 2, 2].abs().sum() == 0  # the masked centre learns nothing
 
 
 def test_training_and_coding_see_the_same_model(prior):
@@ -172,7 +239,7 @@ def test_training_and_coding_see_the_same_model(prior):
     assert float((y_hat_training == y_hat_coded).float().mean()) > 0.99
 
 
-def test_uncodable_latents_and_narrow_models_are_refused(prior):
+def test_uncodable_latents_and_narrow_models_are_refused(prior, kind):
     y = trained_looking_latent((3, 3))
     y[0, 1, 1, 1] = float("nan")
     with pytest.raises(corrdiff.EntropyCoderError, match="NaN or infinite"):
@@ -180,12 +247,13 @@ def test_uncodable_latents_and_narrow_models_are_refused(prior):
     blind = copy.deepcopy(prior)  # z independent of y: the symbol checks of each part of y are reached
     with torch.no_grad():
         blind.h_a[-1].weight.zero_()
-    for position, part in (((1, 1), "y_anchors"), ((0, 1), "y_non_anchors")):
+    for (channel, row, column), part in PART_PROBES[kind]:
         y = trained_looking_latent((3, 3))
-        y[0, 2, position[0], position[1]] = 1e9
+        y[0, channel, row, column] = 1e9
         with pytest.raises(corrdiff.EntropyCoderError, match=f"latent {part} reaches .* beyond the entropy coder"):
             blind.compress(y)
     assert min(CheckerboardHyperprior(7, hyper_channels=8).stream_symbols((1, 1))) < priors.MIN_SYMBOLS
+    assert min(ChannelSliceHyperprior(15, hyper_channels=8, slices=4).stream_symbols((1, 1))) < priors.MIN_SYMBOLS
     with pytest.raises(ValueError, match="batch"):
         prior.compress(trained_looking_latent((2, 2)).repeat(2, 1, 1, 1))
 
@@ -201,7 +269,7 @@ def encoded(codec):
 def test_codec_round_trip(codec, encoded, name):
     result = encoded[name]
     header = bitstream.unpack(result.data)
-    assert len(header.streams) == 3 == len(codec.stream_names)
+    assert len(header.streams) == len(codec.stream_names) == len(codec.prior.streams) > 2
     decoded = codec.decompress(result.data)
     assert decoded.shape == result.reconstruction.shape
     assert torch.equal(decoded, result.reconstruction)
@@ -240,14 +308,14 @@ def test_oversized_streams_are_refused_before_any_padding(codec, encoded, monkey
 
 
 def test_garbage_streams_behind_a_valid_crc_decode_or_raise(codec, encoded):
-    """Random anchors feed the context network: whatever they decode to, the non-anchors decode or the file is
-    refused (never a crash, an index outside the tables or a non-finite latent)."""
+    """Random earlier parts feed the context networks: whatever they decode to, the later parts decode or the file
+    is refused (never a crash, an index outside the tables or a non-finite latent)."""
     data = encoded["17x40"].data
     rng = random.Random(0)
     outcomes = set()
     for _ in range(12):
         streams = tuple(rng.choice([rng.randbytes(rng.randrange(1, 80)), b"\xff" * rng.randrange(80), b""])
-                        for _ in range(3))
+                        for _ in codec.prior.streams)
         try:
             _, y_hat = codec.read(_with_streams(data, streams))
         except BitstreamError:
@@ -260,21 +328,23 @@ def test_garbage_streams_behind_a_valid_crc_decode_or_raise(codec, encoded):
 
 def test_validator_accepts_it_after_save_and_load(codec, encoded, tmp_path):
     check_model(codec)
-    path = tmp_path / "checkerboard.pt"
+    path = tmp_path / "context.pt"
     corrdiff.save_model(codec, path)
     loaded = corrdiff.load_model(path)
     check_model(loaded)
-    assert isinstance(loaded.prior, CheckerboardHyperprior)
+    assert type(loaded.prior) is type(codec.prior)
     assert loaded.fingerprint() == codec.fingerprint()
     assert not any(k.endswith(".mask") for k in loaded.state_dict())
     result = encoded["17x40"]
     assert torch.equal(loaded.read(result.data)[1], result.y_hat)
 
 
-def test_validator_refuses_a_latent_too_narrow_for_the_one_position_split():
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_validator_refuses_a_latent_too_narrow_for_the_one_position_split(kind):
+    """Checkerboard: 6 channels, 3 a stream at 1 x 1; channel: 4 slices of 12 channels, 3 each."""
     torch.manual_seed(0)
-    narrow = corrdiff.CorrDiffCodec(**{**preset("tiny"), "latent_channels": 6,
-                                       "prior": {"name": "checkerboard_hyperprior", "hyper_channels": 8}})
+    narrow = corrdiff.CorrDiffCodec(**{**preset("tiny"), "latent_channels": {"checkerboard": 6, "channel": 12}[kind],
+                                       "prior": {**SPECS[kind], "hyper_channels": 8}})
     narrow.update(force=True)
     with pytest.raises(ModelLoadError, match="too narrow"):
         check_model(narrow)

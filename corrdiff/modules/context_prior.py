@@ -24,6 +24,10 @@ non-anchors' context is computed from the dequantised anchors, which the encoder
 equal (the snapped means are float32 values and the symbols integers). Every index and symbol is checked before
 the coder sees it, each stream codes at least MIN_SYMBOLS symbols and is bounded by ``stream_symbols``, and the
 range decoder's input is padded. docs/bitstream.md section 5.
+
+The coding loop is shared with the channel-conditional prior (:mod:`corrdiff.modules.channel_prior`):
+:class:`PartwiseHyperprior` codes a latent in parts, one stream each, every part's parameters computed from the
+hyper features and the parts decoded before it.
 """
 
 from __future__ import annotations
@@ -85,8 +89,60 @@ def anchor_count(channels: int, latent_hw: tuple[int, int]) -> int:
     return -(-channels // 2) if positions == 1 else channels * -(-positions // 2)
 
 
+class PartwiseHyperprior(MeanScaleHyperprior):
+    """A mean-scale hyperprior whose latent y is coded in parts, in order, one stream each after z's: part k's
+    (scales, means) may depend on the hyper features and on the parts decoded before it (zero elsewhere in
+    ``y_hat``). Subclasses give the parts (:meth:`_parts`: a name and a boolean (C, H, W) mask each, disjoint,
+    covering y) and each part's parameters at coding time (:meth:`_part_params`); the loop, the checks and the
+    exact float64 hyper-synthesis are here, the same for every such prior."""
+
+    def _hyper(self, z_hat: Tensor, latent_hw: tuple[int, int]) -> Tensor:
+        """h_s(z_hat) in float64, cropped to y's size."""
+        return exact_call(self.h_s, z_hat)[..., : latent_hw[0], : latent_hw[1]]
+
+    def _parts(self, latent_hw: tuple[int, int], device: torch.device) -> list[tuple[str, Tensor]]:
+        raise NotImplementedError
+
+    def _part_params(self, part: str, hyper: Tensor, y_hat: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(scale indexes, snapped means) of the elements of ``mask``, each (1, count) in the order ``y[0][mask]``
+        lists them, identical on every machine (float64 networks, then :func:`coding_params`)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
+        if y.shape[0] != 1:
+            raise ValueError(f"compress codes one latent at a time, got a batch of {y.shape[0]}")
+        latent_hw = tuple(y.shape[-2:])
+        z = self.h_a(y)
+        _check_bottleneck_input(self.entropy_bottleneck, z, "z")
+        streams = [self.entropy_bottleneck.compress(z)[0]]
+        z_hat = _dequantized(self.entropy_bottleneck, z, self.entropy_bottleneck._get_medians())
+        hyper = self._hyper(z_hat, latent_hw)
+        y_hat = torch.zeros_like(y)  # each part is filled in before a later part's parameters read it
+        for part, mask in self._parts(latent_hw, y.device):
+            indexes, means = self._part_params(part, hyper, y_hat, mask)
+            values = y[0][mask][None]
+            check_symbols(values, means, part)
+            streams.append(self.gaussian_conditional.compress(values, indexes, means=means)[0])
+            y_hat[0][mask] = _dequantized(self.gaussian_conditional, values, means)[0]
+        return streams, y_hat
+
+    @torch.no_grad()
+    def decompress(self, streams: list[bytes], latent_hw: tuple[int, int]) -> Tensor:
+        if len(streams) != len(self.streams):
+            raise ValueError(f"{len(streams)} streams, this prior codes {len(self.streams)}")
+        bound_range_decoders(self)
+        z_hat = self.entropy_bottleneck.decompress([streams[0]], _z_hw(latent_hw))
+        hyper = self._hyper(z_hat, latent_hw)
+        y_hat = torch.zeros((1, self.latent_channels, *latent_hw), device=z_hat.device)
+        for stream, (part, mask) in zip(streams[1:], self._parts(latent_hw, z_hat.device)):
+            indexes, means = self._part_params(part, hyper, y_hat, mask)
+            y_hat[0][mask] = self.gaussian_conditional.decompress([stream], indexes, means=means)[0]
+        return y_hat
+
+
 @PRIORS.register("checkerboard_hyperprior")
-class CheckerboardHyperprior(MeanScaleHyperprior):
+class CheckerboardHyperprior(PartwiseHyperprior):
     """Mean-scale hyperprior with a checkerboard context (see the module doc); three streams.
 
     h_a, h_s, the z bottleneck, the Gaussian conditional and the grids are the mean-scale hyperprior's; h_s's
@@ -147,10 +203,6 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         anchors = anchor_count(self.latent_channels, latent_hw)
         return self.entropy_bottleneck.channels * z_h * z_w, anchors, total - anchors
 
-    def _hyper(self, z_hat: Tensor, latent_hw: tuple[int, int]) -> Tensor:
-        """h_s(z_hat) in float64, cropped to y's size."""
-        return exact_call(self.h_s, z_hat)[..., : latent_hw[0], : latent_hw[1]]
-
     def _part_params(self, part: str, hyper: Tensor, y_hat: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(scale indexes, snapped means) of the elements of ``mask``, each (1, count), identical on every machine:
         the fusion in float64 of hyper (float64) and the context of ``y_hat`` (the decoded anchors, zero elsewhere;
@@ -166,35 +218,3 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
     def _parts(self, latent_hw: tuple[int, int], device: torch.device) -> list[tuple[str, Tensor]]:
         anchors = anchor_mask(self.latent_channels, latent_hw, device)
         return [(PARTS[0], anchors), (PARTS[1], ~anchors)]
-
-    @torch.no_grad()
-    def compress(self, y: Tensor) -> tuple[list[bytes], Tensor]:
-        if y.shape[0] != 1:
-            raise ValueError(f"compress codes one latent at a time, got a batch of {y.shape[0]}")
-        latent_hw = tuple(y.shape[-2:])
-        z = self.h_a(y)
-        _check_bottleneck_input(self.entropy_bottleneck, z, "z")
-        streams = [self.entropy_bottleneck.compress(z)[0]]
-        z_hat = _dequantized(self.entropy_bottleneck, z, self.entropy_bottleneck._get_medians())
-        hyper = self._hyper(z_hat, latent_hw)
-        y_hat = torch.zeros_like(y)  # the anchors are filled in before the non-anchors' context reads them
-        for part, mask in self._parts(latent_hw, y.device):
-            indexes, means = self._part_params(part, hyper, y_hat, mask)
-            values = y[0][mask][None]
-            check_symbols(values, means, part)
-            streams.append(self.gaussian_conditional.compress(values, indexes, means=means)[0])
-            y_hat[0][mask] = _dequantized(self.gaussian_conditional, values, means)[0]
-        return streams, y_hat
-
-    @torch.no_grad()
-    def decompress(self, streams: list[bytes], latent_hw: tuple[int, int]) -> Tensor:
-        if len(streams) != len(self.streams):
-            raise ValueError(f"{len(streams)} streams, the checkerboard prior codes {len(self.streams)}")
-        bound_range_decoders(self)
-        z_hat = self.entropy_bottleneck.decompress([streams[0]], _z_hw(latent_hw))
-        hyper = self._hyper(z_hat, latent_hw)
-        y_hat = torch.zeros((1, self.latent_channels, *latent_hw), device=z_hat.device)
-        for stream, (part, mask) in zip(streams[1:], self._parts(latent_hw, z_hat.device)):
-            indexes, means = self._part_params(part, hyper, y_hat, mask)
-            y_hat[0][mask] = self.gaussian_conditional.decompress([stream], indexes, means=means)[0]
-        return y_hat
