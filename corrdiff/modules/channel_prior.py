@@ -21,6 +21,7 @@ docs/bitstream.md section 5.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -77,14 +78,11 @@ class ChannelSliceHyperprior(PartwiseHyperprior):
         super().__init__(latent_channels, hyper_channels, scale_min, scale_max, scale_levels)
         m = latent_channels
         self.slice_sizes = slice_sizes(m, slices)
-        starts = [0]
-        for size in self.slice_sizes:
-            starts.append(starts[-1] + size)
-        self.slice_starts = tuple(starts)
+        self.slice_starts = (0, *itertools.accumulate(self.slice_sizes))  # slice k: channels [start_k, start_k+1)
         self.streams = ("z",) + tuple(f"y_slice_{k}" for k in range(len(self.slice_sizes)))
         width = slice_width or max(32, 2 * m)
         self.slice_networks = nn.ModuleList(
-            slice_network(2 * m + start, size, width) for start, size in zip(starts, self.slice_sizes))
+            slice_network(2 * m + start, size, width) for start, size in zip(self.slice_starts, self.slice_sizes))
 
     # ------------------------------------------------------------------ training
     def forward(self, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
