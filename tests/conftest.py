@@ -7,6 +7,7 @@ Everything here is sized for a 2-core CPU: the ``tiny`` preset and images of at 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,12 @@ os.environ["CORRDIFF_OFFLINE"] = "1"
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# A shell without job control starts a background command (`pytest &`, `nohup ... &`) with SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler: the tests of Ctrl-C (signal.raise_signal) would see nothing.
+# Give the suite the handler a foreground run has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import corrdiff  # noqa: E402
 from corrdiff.image_io import to_tensor  # noqa: E402,F401 (tests import it from here)
