@@ -111,9 +111,9 @@ def test_the_smooth_model_is_shipped_by_name():
 
 def test_the_variable_rate_model_is_shipped_by_name(default_codec):
     """``variable``: one model for every rate (docs/variable_rate.md), its codec trained at every rate in the base
-    phase (docs/training.md), then its score network on that codec; its range is the one --help names, and it spans 0.06 bpp or less to 0.3 or more on a
-    photo crop; at its default quality it codes the crop in fewer bits than the fixed-rate default, at a higher
-    end-to-end PSNR. ``variable-v1``, the first one, is still packaged (its files decode)."""
+    phase (docs/training.md), then its score network on that codec; its range is the one --help names, and it spans
+    0.06 bpp or less to 0.3 or more on a photo crop; at its default quality it codes the crop in fewer bits than the
+    fixed-rate default, at a higher end-to-end PSNR. ``variable-v1``, the first one, is still packaged (its files decode)."""
     from corrdiff.cli.options import VARIABLE_QUALITIES
 
     variable = corrdiff.load_model("variable")

@@ -89,10 +89,7 @@ class ChannelSliceHyperprior(PartwiseHyperprior):
         """Training: z by noise (its likelihoods) and straight-through rounding; slice by slice, its parameters from
         hyper and the straight-through-rounded earlier slices, and its likelihoods under them."""
         latent_hw = y.shape[-2:]
-        z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z)
-        z_median = self.entropy_bottleneck._get_medians()
-        z_hat = ste_round(z - z_median) + z_median
+        z_hat, z_likelihoods = self._training_z(y)
         hyper = self.h_s(z_hat)[..., : latent_hw[0], : latent_hw[1]]
         decoded: list[Tensor] = []
         likelihoods: list[Tensor] = []

@@ -181,10 +181,7 @@ class CheckerboardHyperprior(PartwiseHyperprior):
         alone, the context from the straight-through-rounded anchors (zero at the non-anchors), and the likelihoods
         of y under the parameters each element is coded with."""
         latent_hw = y.shape[-2:]
-        z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z)
-        z_median = self.entropy_bottleneck._get_medians()
-        z_hat = ste_round(z - z_median) + z_median
+        z_hat, z_likelihoods = self._training_z(y)
         hyper = self.h_s(z_hat)[..., : latent_hw[0], : latent_hw[1]]
         anchors = anchor_mask(self.latent_channels, latent_hw, y.device)
         scales_a, means_a = self._fused(hyper, torch.zeros_like(hyper))

@@ -170,11 +170,16 @@ class MeanScaleHyperprior(_BasePrior):
         scales, means = out.chunk(2, dim=1)
         return scales, means
 
-    def forward(self, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def _training_z(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Training: z = h_a(y), its likelihoods (additive noise) and z_hat by straight-through rounding about the
+        bottleneck's medians; what every hyperprior's ``forward`` starts with."""
         z = self.h_a(y)
         _, z_likelihoods = self.entropy_bottleneck(z)
         z_median = self.entropy_bottleneck._get_medians()
-        z_hat = ste_round(z - z_median) + z_median
+        return ste_round(z - z_median) + z_median, z_likelihoods
+
+    def forward(self, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        z_hat, z_likelihoods = self._training_z(y)
         scales, means = self._scales_means(z_hat, y.shape[-2:], exact=False)
         means = snap_means(means)
         _, y_likelihoods = self.gaussian_conditional(y, scales, means)
