@@ -29,7 +29,7 @@ Layout of version 4 (all integers little-endian; see docs/bitstream.md)::
                  step (rows = ceil(height / cell), cols likewise) in step order, row-major, each
                  a signed Exp-Golomb code (order 0, zigzag-mapped), most significant bit first,
                  zero-padded to a whole byte
-    .      1     number of entropy-coded streams S (1 .. 4), e.g. z and y
+    .      1     number of entropy-coded streams S (1 .. 16; 1 .. 4 before the channel prior), e.g. z and y
     .      4*S   stream lengths (uint32)
     .      ...   the streams' bytes, in order
     -4     4     CRC-32 of every byte before it

@@ -82,6 +82,24 @@ def test_a_file_of_a_model_that_is_not_packaged_says_to_pass_its_path(tmp_path, 
     assert f"--model {other} is {corrdiff.load_model(other).fingerprint().hex()}" in err
 
 
+def test_a_file_of_a_retired_packaged_model_says_how_to_get_it(tmp_path, pngs, model_file, capsys, monkeypatch):
+    # the tiny model stands for an earlier version of 'variable', retired at a commit of the repository
+    cdf = tmp_path / "a.cdf"
+    assert run_cli(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0
+    tiny = corrdiff.load_model(model_file).fingerprint().hex()
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setitem(corrdiff.model_io.RETIRED, tiny,
+                        corrdiff.model_io.RetiredModel("variable", commit, "corrdiff/assets/variable.pt"))
+    code, _, err = run_cli(capsys, "decompress", cdf)
+    assert code == EXIT_USAGE_ERROR
+    default = corrdiff.load_model("default").fingerprint().hex()
+    assert err == (f"corrdiff decompress: error: {cdf} was coded with an earlier version of the packaged model "
+                   f"'variable' (fingerprint {tiny}; the packaged model 'default' is {default}): its file is in the "
+                   "repository's history: `git show 0123456789ab:corrdiff/assets/variable.pt > "
+                   "variable-0123456.pt` in a clone of corrdiff, then pass --model variable-0123456.pt\n")
+    assert not (tmp_path / "a.png").exists()
+
+
 def test_the_mismatch_is_still_a_model_mismatch_error(tmp_path, pngs, model_file, capsys):
     cdf = tmp_path / "a.cdf"
     assert run_cli(capsys, "compress", pngs["a"], "-o", cdf, "--model", model_file, "--steps", 1)[0] == 0

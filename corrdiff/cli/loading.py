@@ -111,9 +111,17 @@ class FileModels:
         return None
 
     def _mismatch(self, path: Path, fingerprint: bytes, name: str) -> str:
+        from corrdiff.model_io.retired import retired_model
+
         owner = self.packaged_name(fingerprint)
         if owner is not None:  # only with --model: without it, the owner decodes the file
             return f"{path} was coded with the packaged model {owner!r}: drop --model or pass --model {owner}"
         given = f"--model {name}" if self.model is not None else f"the packaged model {name!r}"
+        retired = retired_model(fingerprint)
+        if retired is not None:
+            return (f"{path} was coded with an earlier version of the packaged model {retired.name!r} (fingerprint "
+                    f"{fingerprint.hex()}; {given} is {self.fingerprints[name].hex()}): its file is in the "
+                    f"repository's history: `{retired.retrieval()}` in a clone of corrdiff, then pass "
+                    f"--model {retired.file_name()}")
         return (f"{path} was coded with a model that is not packaged (fingerprint {fingerprint.hex()}; "
                 f"{given} is {self.fingerprints[name].hex()}): pass --model PATH of the model file that coded it")

@@ -14,6 +14,7 @@ recomputed one. :func:`save_model` runs the same checks before it writes.
 One module per job, every name below importable from here:
 
 * :mod:`~corrdiff.model_io.loading`: :func:`load_model`, packaged models by name;
+* :mod:`~corrdiff.model_io.retired`: earlier versions of packaged models, by fingerprint, and where they are;
 * :mod:`~corrdiff.model_io.saving`: :func:`save_model`;
 * :mod:`~corrdiff.model_io.checks`: the validator (:func:`check_model` and its parts);
 * :mod:`~corrdiff.model_io.state`: weights into a codec (:func:`load_codec_state`, key prefixes);
@@ -33,12 +34,13 @@ from corrdiff.model_io.checks import (check_entropy_tables, check_finite, check_
 from corrdiff.model_io.devices import check_device
 from corrdiff.model_io.file_format import FORMAT, FORMAT_VERSION, ZIP_MAGIC, describe_file
 from corrdiff.model_io.loading import PACKAGED, load_model, model_path, packaged_model_path
+from corrdiff.model_io.retired import RETIRED, RetiredModel, retired_model
 from corrdiff.model_io.saving import save_model
 from corrdiff.model_io.state import load_codec_state, strip_prefixes, under_prefix
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "PACKAGED", "PHASE_KEY", "ZIP_MAGIC", "check_device", "check_entropy_tables",
-    "check_finite", "check_model", "check_stored_fingerprint", "codec_from_training_state", "describe_file",
+    "FORMAT", "FORMAT_VERSION", "PACKAGED", "PHASE_KEY", "RETIRED", "RetiredModel", "ZIP_MAGIC", "check_device",
+    "check_entropy_tables", "check_finite", "check_model", "check_stored_fingerprint", "codec_from_training_state", "describe_file",
     "export_checkpoint", "load_codec_state", "load_model", "model_path", "not_finite", "packaged_model_path",
-    "read_checkpoint", "save_model", "strip_prefixes", "under_prefix", "untrained_components",
+    "read_checkpoint", "retired_model", "save_model", "strip_prefixes", "under_prefix", "untrained_components",
 ]
