@@ -73,9 +73,14 @@ def read(model: CorrDiffModel, data: bytes | bitstream.Bitstream, max_pixels: in
         )
     check_ready(model)
     if bs.fingerprint != model.fingerprint():
+        from corrdiff.model_io.retired import retired_model  # a table: imports nothing back
+
+        retired = retired_model(bs.fingerprint)
+        where = "" if retired is None else (
+            f"; it is an earlier version of the packaged model {retired.name!r}: {retired.where()}")
         raise ModelMismatchError(
             f"file was encoded with model {bs.fingerprint.hex()} but this model is {model.fingerprint().hex()}; "
-            "decode it with the model that encoded it (--model)"
+            f"decode it with the model that encoded it (--model){where}"
         )
     if len(bs.streams) != len(model.stream_names):
         raise BitstreamError(f"file has {len(bs.streams)} streams, this model codes {len(model.stream_names)}")

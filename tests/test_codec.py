@@ -324,6 +324,17 @@ def test_wrong_model_is_a_model_mismatch(tiny_codec, encoded):
     assert tiny_codec.fingerprint().hex() in str(info.value)
 
 
+def test_a_retired_packaged_models_file_says_where_that_model_is(tiny_codec, encoded, monkeypatch):
+    # the tiny model stands for an earlier version of 'default' (corrdiff/model_io/retired.py)
+    retired = corrdiff.model_io.RetiredModel("default", "f" * 40, "corrdiff/assets/default.pt")
+    monkeypatch.setitem(corrdiff.model_io.RETIRED, tiny_codec.fingerprint().hex(), retired)
+    with pytest.raises(ModelMismatchError) as info:
+        make_codec(1).decompress(encoded("random17x33").data)
+    assert str(info.value).endswith("; it is an earlier version of the packaged model 'default': its file is in the "
+                                    "repository's history: `git show ffffffffffff:corrdiff/assets/default.pt > "
+                                    "default-fffffff.pt` in a clone of corrdiff, then pass --model default-fffffff.pt")
+
+
 def test_fingerprint_is_deterministic_and_tracks_weights(tiny_codec):
     fp = tiny_codec.fingerprint()
     assert len(fp) == bitstream.FINGERPRINT_BYTES

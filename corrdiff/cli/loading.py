@@ -120,8 +120,6 @@ class FileModels:
         retired = retired_model(fingerprint)
         if retired is not None:
             return (f"{path} was coded with an earlier version of the packaged model {retired.name!r} (fingerprint "
-                    f"{fingerprint.hex()}; {given} is {self.fingerprints[name].hex()}): its file is in the "
-                    f"repository's history: `{retired.retrieval()}` in a clone of corrdiff, then pass "
-                    f"--model {retired.file_name()}")
+                    f"{fingerprint.hex()}; {given} is {self.fingerprints[name].hex()}): {retired.where()}")
         return (f"{path} was coded with a model that is not packaged (fingerprint {fingerprint.hex()}; "
                 f"{given} is {self.fingerprints[name].hex()}): pass --model PATH of the model file that coded it")

@@ -40,7 +40,8 @@ from corrdiff.model_io.state import load_codec_state, strip_prefixes, under_pref
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "PACKAGED", "PHASE_KEY", "RETIRED", "RetiredModel", "ZIP_MAGIC", "check_device",
-    "check_entropy_tables", "check_finite", "check_model", "check_stored_fingerprint", "codec_from_training_state", "describe_file",
-    "export_checkpoint", "load_codec_state", "load_model", "model_path", "not_finite", "packaged_model_path",
-    "read_checkpoint", "retired_model", "save_model", "strip_prefixes", "under_prefix", "untrained_components",
+    "check_entropy_tables", "check_finite", "check_model", "check_stored_fingerprint", "codec_from_training_state",
+    "describe_file", "export_checkpoint", "load_codec_state", "load_model", "model_path", "not_finite",
+    "packaged_model_path", "read_checkpoint", "retired_model", "save_model", "strip_prefixes", "under_prefix",
+    "untrained_components",
 ]

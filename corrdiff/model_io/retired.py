@@ -29,12 +29,20 @@ class RetiredModel:
         """The command, run in a clone of the repository, that writes the model file."""
         return f"git show {self.commit[:12]}:{self.path} > {self.file_name()}"
 
+    def where(self) -> str:
+        """Where its file is, for an error message: the command that writes it and the ``--model`` to pass."""
+        return (f"its file is in the repository's history: `{self.retrieval()}` in a clone of corrdiff, then pass "
+                f"--model {self.file_name()}")
+
 
 #: fingerprint (hex, as files carry it) -> where the retired model's file is
 RETIRED: dict[str, RetiredModel] = {
-    "4dc8fe8e702834a2": RetiredModel("default", "272e8b644a0c93eeacad39f33b596851a72608f2", "corrdiff/assets/default.pt"),
-    "7beb9e34d5a3b452": RetiredModel("default", "fa19d2d05748b8224563efd1083edebce551017a", "corrdiff/assets/default.pt"),
-    "3ebf479e5dea6f61": RetiredModel("default", "90f1c11dfb37fd9ef756aeefd96b8e43e155453e", "corrdiff/assets/default.pt"),
+    "4dc8fe8e702834a2": RetiredModel("default", "272e8b644a0c93eeacad39f33b596851a72608f2",
+                                     "corrdiff/assets/default.pt"),
+    "7beb9e34d5a3b452": RetiredModel("default", "fa19d2d05748b8224563efd1083edebce551017a",
+                                     "corrdiff/assets/default.pt"),
+    "3ebf479e5dea6f61": RetiredModel("default", "90f1c11dfb37fd9ef756aeefd96b8e43e155453e",
+                                     "corrdiff/assets/default.pt"),
     "df00c41819a5e5ea": RetiredModel("variable", "28b5e9910671095c8d9676a57faaf3f9f34bb1ce",
                                      "corrdiff/assets/variable.pt"),
     "7fb5b79054b92982": RetiredModel("variable", "163610c65ca424fcc115882c93bcdcf71816ebb6",
