@@ -76,8 +76,7 @@ def read(model: CorrDiffModel, data: bytes | bitstream.Bitstream, max_pixels: in
         from corrdiff.model_io.retired import retired_model  # a table: imports nothing back
 
         retired = retired_model(bs.fingerprint)
-        where = "" if retired is None else (
-            f"; it is an earlier version of the packaged model {retired.name!r}: {retired.where()}")
+        where = "" if retired is None else f"; it is {retired.describe()}: {retired.where()}"
         raise ModelMismatchError(
             f"file was encoded with model {bs.fingerprint.hex()} but this model is {model.fingerprint().hex()}; "
             f"decode it with the model that encoded it (--model){where}"

@@ -119,7 +119,7 @@ class FileModels:
         given = f"--model {name}" if self.model is not None else f"the packaged model {name!r}"
         retired = retired_model(fingerprint)
         if retired is not None:
-            return (f"{path} was coded with an earlier version of the packaged model {retired.name!r} (fingerprint "
-                    f"{fingerprint.hex()}; {given} is {self.fingerprints[name].hex()}): {retired.where()}")
+            return (f"{path} was coded with {retired.describe()} (fingerprint {fingerprint.hex()}; {given} is "
+                    f"{self.fingerprints[name].hex()}): {retired.where()}")
         return (f"{path} was coded with a model that is not packaged (fingerprint {fingerprint.hex()}; "
                 f"{given} is {self.fingerprints[name].hex()}): pass --model PATH of the model file that coded it")

@@ -21,6 +21,10 @@ class RetiredModel:
     commit: str  # a commit of this repository (full hash) whose tree holds the file
     path: str  # the file's path in that commit's tree
 
+    def describe(self) -> str:
+        """What it is, for an error message."""
+        return f"an earlier version of the packaged model {self.name!r}"
+
     def file_name(self) -> str:
         """A name for the retrieved file: the packaged name and the commit's short hash."""
         return f"{self.name}-{self.commit[:7]}.pt"
